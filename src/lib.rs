@@ -4,3 +4,5 @@
 //! `domain::Snapshot` → `domain::decide`.
 
 pub mod domain;
+pub mod clock;
+pub mod store;

@@ -1,0 +1,31 @@
+//! The only place that reads the system clock.
+//!
+//! Everything else takes time as a parameter (clippy.toml bans the clock elsewhere), so tests
+//! can run "offline for 30 days" without sleeping. This module also judges whether the clock
+//! can be trusted: a box without a real-time clock that boots without network may believe it
+//! is 1970, and schedule-limited grants must not be decided on such a clock.
+
+use chrono::{DateTime, Utc};
+
+/// Unix seconds of the build, set by `build.rs`: no correct clock is ever earlier.
+const BUILD_UNIX: i64 = match i64::from_str_radix(env!("PORTIER_BUILD_UNIX"), 10) {
+    Ok(seconds) => seconds,
+    Err(_) => 0,
+};
+
+/// The current time.
+#[allow(clippy::disallowed_methods)] // reason: this is the one sanctioned clock read
+pub fn now() -> DateTime<Utc> {
+    Utc::now()
+}
+
+/// The time the binary was built; a clock before it is wrong.
+pub fn build_time() -> DateTime<Utc> {
+    DateTime::from_timestamp(BUILD_UNIX, 0).unwrap_or_default()
+}
+
+/// A monotonic instant, for measuring durations (latencies, timeouts).
+#[allow(clippy::disallowed_methods)] // reason: this is the one sanctioned clock read
+pub fn instant() -> std::time::Instant {
+    std::time::Instant::now()
+}

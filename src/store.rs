@@ -1,0 +1,269 @@
+//! The on-disk cache: the only module that names sled.
+//!
+//! It keeps Cobot's data of the last applied sync (with the snapshot version and the time of
+//! that sync) and the sync status. A snapshot record is one sled value written in one insert
+//! and flushed before `save` returns, so after a crash a reader finds the old record or the new
+//! one, never a mix. Decisions never read from here: the snapshot is compiled from the stored
+//! data at start and after every sync and then lives in memory.
+//!
+//! One process owns the store. `open` takes an exclusive lock on `portier.lock` in the state
+//! directory first, so a second process gets [`StoreError::Locked`] at once instead of waiting.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::domain::model::CobotData;
+
+/// sled's page cache, set explicitly: the box has little memory and the working set (one
+/// snapshot record and a status record) is small.
+const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+const SNAPSHOT_KEY: &[u8] = b"snapshot";
+const STATUS_KEY: &[u8] = b"sync_status";
+
+/// What can go wrong with the store.
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// Another process (normally `portier run`) holds the store: ask it over HTTP instead.
+    #[error("the store in {0} is in use by another portier process")]
+    Locked(PathBuf),
+    /// The state directory cannot be created or opened: fix its path or permissions.
+    #[error("cannot open the state directory {path}: {source}")]
+    Dir {
+        /// The state directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// sled failed (disk full, I/O error, corruption): nothing was written; report and stop.
+    #[error("store error in {path}: {source}")]
+    Db {
+        /// The database directory.
+        path: PathBuf,
+        /// What sled said.
+        source: sled::Error,
+    },
+    /// A stored record cannot be read back (written by an incompatible version): re-sync.
+    #[error("stored {what} cannot be read ({detail}): run portier sync to replace it")]
+    Corrupt {
+        /// Which record.
+        what: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+}
+
+/// Cobot's data of the last applied sync, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredSnapshot {
+    /// The snapshot version: 1 for the first applied sync, +1 for each after it.
+    pub version: u64,
+    /// When the sync that fetched this data finished.
+    pub synced_at: DateTime<Utc>,
+    /// What Cobot returned.
+    pub data: CobotData,
+}
+
+/// The state of the mass-revocation guard after the last sync.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum GuardState {
+    /// The last sync was applied.
+    Applied,
+    /// The last sync would have revoked too many members and was not applied.
+    Held {
+        /// Members it would have revoked.
+        revoked: usize,
+        /// Members granted before it.
+        granted_before: usize,
+    },
+}
+
+/// What the last sync attempts did, for `status` and health.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SyncStatus {
+    /// When the last sync was tried.
+    pub last_attempt: Option<DateTime<Utc>>,
+    /// When a sync last fetched Cobot's data completely (applied or held).
+    pub last_success: Option<DateTime<Utc>>,
+    /// Why the last attempt failed, if it did.
+    pub last_error: Option<String>,
+    /// The guard's verdict on the last complete sync.
+    pub guard: GuardState,
+}
+
+impl Default for SyncStatus {
+    fn default() -> Self {
+        Self {
+            last_attempt: None,
+            last_success: None,
+            last_error: None,
+            guard: GuardState::Applied,
+        }
+    }
+}
+
+/// The open store. Dropping it releases the lock.
+pub struct Store {
+    db: sled::Db,
+    path: PathBuf,
+    /// Held for the lifetime of the store: the OS lock that makes this process the owner.
+    _lock: File,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `state_dir`, taking the owner lock.
+    pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
+        let dir_error = |source| StoreError::Dir {
+            path: state_dir.to_path_buf(),
+            source,
+        };
+        std::fs::create_dir_all(state_dir).map_err(dir_error)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(state_dir.join("portier.lock"))
+            .map_err(dir_error)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked(state_dir.to_path_buf()));
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(dir_error(e)),
+        }
+        let path = state_dir.join("cache.sled");
+        let db = sled::Config::new()
+            .path(&path)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+            .map_err(|source| StoreError::Db {
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Self {
+            db,
+            path,
+            _lock: lock,
+        })
+    }
+
+    /// The stored snapshot record, or `None` before the first applied sync.
+    pub fn load_snapshot(&self) -> Result<Option<StoredSnapshot>, StoreError> {
+        self.read(SNAPSHOT_KEY, "snapshot")
+    }
+
+    /// Replaces the snapshot record atomically and durably.
+    pub fn save_snapshot(&self, snapshot: &StoredSnapshot) -> Result<(), StoreError> {
+        self.write(SNAPSHOT_KEY, snapshot)
+    }
+
+    /// The sync status (default before the first sync).
+    pub fn sync_status(&self) -> Result<SyncStatus, StoreError> {
+        Ok(self.read(STATUS_KEY, "sync status")?.unwrap_or_default())
+    }
+
+    /// Replaces the sync status durably.
+    pub fn save_sync_status(&self, status: &SyncStatus) -> Result<(), StoreError> {
+        self.write(STATUS_KEY, status)
+    }
+
+    fn read<T: for<'de> Deserialize<'de>>(
+        &self,
+        key: &[u8],
+        what: &'static str,
+    ) -> Result<Option<T>, StoreError> {
+        let Some(bytes) = self.db.get(key).map_err(|e| self.db_error(e))? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                what,
+                detail: e.to_string(),
+            })
+    }
+
+    fn write<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+            what: "record",
+            detail: e.to_string(),
+        })?;
+        self.db.insert(key, bytes).map_err(|e| self.db_error(e))?;
+        // sled only fsyncs every 500 ms on its own; a sync that says "applied" must survive a
+        // power cut, so wait for the flush.
+        self.db.flush().map_err(|e| self.db_error(e))?;
+        Ok(())
+    }
+
+    fn db_error(&self, source: sled::Error) -> StoreError {
+        StoreError::Db {
+            path: self.path.clone(),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::CobotPlan;
+
+    fn record(version: u64) -> StoredSnapshot {
+        StoredSnapshot {
+            version,
+            synced_at: DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default(),
+            data: CobotData {
+                plans: vec![CobotPlan {
+                    id: "p1".into(),
+                    name: "Full Time".into(),
+                    hidden: false,
+                }],
+                ..CobotData::default()
+            },
+        }
+    }
+
+    #[test]
+    fn a_saved_snapshot_is_read_back_after_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert_eq!(store.load_snapshot().unwrap(), None);
+            store.save_snapshot(&record(1)).unwrap();
+            store.save_snapshot(&record(2)).unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.load_snapshot().unwrap(), Some(record(2)));
+    }
+
+    #[test]
+    fn a_second_owner_is_refused_while_the_first_holds_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        assert!(matches!(
+            Store::open(dir.path()),
+            Err(StoreError::Locked(_))
+        ));
+    }
+
+    #[test]
+    fn sync_status_defaults_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.sync_status().unwrap(), SyncStatus::default());
+        let status = SyncStatus {
+            last_error: Some("Cobot answered 500".into()),
+            guard: GuardState::Held {
+                revoked: 6,
+                granted_before: 10,
+            },
+            ..SyncStatus::default()
+        };
+        store.save_sync_status(&status).unwrap();
+        assert_eq!(store.sync_status().unwrap(), status);
+    }
+}
