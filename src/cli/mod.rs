@@ -1,0 +1,166 @@
+//! The command line: argument parsing, one function per command, and exit codes.
+//!
+//! Exit codes are part of the contract: 0 success, 1 runtime failure, 2 access denied
+//! (`explain`), 64 usage or invalid configuration. clap's own usage errors would exit 2, which
+//! here means "denied", so parse failures are mapped to 64.
+
+mod commands;
+mod output;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// The outcome of a command that did not succeed, with its exit code.
+#[derive(Debug)]
+pub enum Failure {
+    /// Usage error or invalid configuration (exit 64); the message says what to fix.
+    Usage(String),
+    /// Runtime failure (exit 1).
+    Runtime(String),
+    /// Access denied by `explain` (exit 2); the decision has already been printed.
+    Denied,
+    /// The problem has already been printed (e.g. one line per configuration error).
+    Reported(u8),
+}
+
+impl Failure {
+    /// The process exit code for this failure.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::Usage(_) => 64,
+            Failure::Runtime(_) => 1,
+            Failure::Denied => 2,
+            Failure::Reported(code) => *code,
+        }
+    }
+}
+
+/// `portier`: on-premise access gateway for coworking spaces that run on Cobot.
+#[derive(Debug, Parser)]
+#[command(name = "portier", version, about, long_about = None)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(
+        long,
+        global = true,
+        env = "PORTIER_CONFIG",
+        default_value = "/etc/portier/portier.toml"
+    )]
+    pub config: PathBuf,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The daemon: serve decisions from the cache, sync in the background.
+    Run,
+    /// Validate the configuration and the secret files it names.
+    CheckConfig,
+    /// Sync from Cobot into the cache now.
+    Sync(SyncArgs),
+    /// List the members in the cache.
+    Members(MembersArgs),
+    /// Decide a request from the cache and show why.
+    Explain(ExplainArgs),
+    /// Cobot account commands.
+    #[command(subcommand)]
+    Cobot(CobotCommand),
+    /// The whole chain against a simulated Cobot on loopback, with log-only locks.
+    Demo,
+}
+
+/// `portier sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Apply the sync even if it revokes more members than `cobot.max_revoke_ratio` allows.
+    #[arg(long)]
+    pub accept_revocations: bool,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `portier members`.
+#[derive(Debug, Args)]
+pub struct MembersArgs {
+    /// Show groups at this moment (RFC 3339) instead of now.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `portier explain`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("who").required(true).args(["member", "credential"]))]
+pub struct ExplainArgs {
+    /// Membership id or email.
+    #[arg(long)]
+    pub member: Option<String>,
+    /// Card id.
+    #[arg(long)]
+    pub credential: Option<String>,
+    /// The unit to open.
+    #[arg(long)]
+    pub unit: String,
+    /// Decide at this moment (RFC 3339) instead of now.
+    #[arg(long)]
+    pub at: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `portier cobot …`.
+#[derive(Debug, Subcommand)]
+pub enum CobotCommand {
+    /// Connect Portier to the Cobot space (OAuth with PKCE) and store a space-bound token.
+    Connect(ConnectArgs),
+}
+
+/// `portier cobot connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The redirect URI registered for the Cobot app; Portier listens on its port.
+    #[arg(long, default_value = "http://localhost:8765/callback")]
+    pub redirect_uri: String,
+    /// The `code` of the redirected URL, when the browser ran on another machine.
+    #[arg(long)]
+    pub code: Option<String>,
+}
+
+/// Parses the arguments, runs the command and returns the exit code.
+pub fn main_with_args<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 64 } else { 0 };
+            // Printing help or a usage error to the terminal cannot meaningfully fail.
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match commands::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            match &failure {
+                Failure::Usage(message) | Failure::Runtime(message) => {
+                    eprintln!("portier: {message}");
+                }
+                Failure::Denied | Failure::Reported(_) => {}
+            }
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}

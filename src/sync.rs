@@ -1,0 +1,161 @@
+//! One sync: fetch Cobot's data, compile it with the loaded policy, apply the mass-revocation
+//! guard, persist, and report what happened.
+//!
+//! The sync is the only writer of snapshots. It replaces the stored snapshot only after a
+//! complete fetch and a successful compile, so a failed or partial sync never replaces a good
+//! snapshot. It does not retry: the command line tries once, the daemon wraps this in its own
+//! paced retries.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use thiserror::Error;
+
+use crate::cobot::{CobotClient, CobotError, FetchOptions};
+use crate::config::Config;
+use crate::domain::guard;
+use crate::domain::model::Policy;
+use crate::domain::{Snapshot, compile};
+use crate::store::{GuardState, Store, StoreError, StoredSnapshot};
+
+/// Why a sync did not complete. Nothing was applied in any of these cases.
+#[derive(Debug, Error)]
+pub enum SyncError {
+    /// Cobot failed or answered something unusable: the old snapshot stays; retry later.
+    #[error("sync failed: {0}")]
+    Cobot(#[from] CobotError),
+    /// The cache could not be read or written: the old snapshot stays; check the disk.
+    #[error("sync failed: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The outcome of a complete sync, applied or held by the guard (`portier sync --json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SyncSummary {
+    /// Items of `/api/plans`, hidden ones included.
+    pub plans: usize,
+    /// Synced members.
+    pub members: usize,
+    /// Memberships not connected to a Cobot user (not synced).
+    pub skipped_not_connected: usize,
+    /// Members with errors plus records skipped as malformed.
+    pub errors: usize,
+    /// Whether the new snapshot is now in force.
+    pub applied: bool,
+    /// The snapshot version in force after this sync (0: none yet).
+    pub version: u64,
+    /// Members the sync revokes (or would have revoked, when held).
+    pub revoked: usize,
+    /// Members granted before the sync.
+    pub granted_before: usize,
+    /// Things a space manager should look at (ambiguous plan names, malformed records, …).
+    pub warnings: Vec<String>,
+}
+
+/// A complete sync: its summary and, when applied, the new snapshot.
+pub struct SyncResult {
+    /// What happened.
+    pub summary: SyncSummary,
+    /// The new snapshot, when it was applied.
+    pub snapshot: Option<Snapshot>,
+}
+
+/// What Cobot must be asked for, given the policy.
+pub fn fetch_options(policy: &Policy, booking_horizon: Duration, now: DateTime<Utc>) -> FetchOptions {
+    let needs_bookings = policy.assignments.iter().any(|a| a.requires_booking);
+    let horizon = chrono::Duration::from_std(booking_horizon).unwrap_or(chrono::Duration::days(30));
+    FetchOptions {
+        custom_fields: policy.additional_groups_field.is_some(),
+        bookings: needs_bookings.then(|| (now - chrono::Duration::days(1), now + horizon)),
+    }
+}
+
+/// Compiles the stored snapshot with the loaded policy (at start, after a reload).
+pub fn compile_stored(stored: &StoredSnapshot, policy: &Policy) -> Snapshot {
+    compile(&stored.data, policy, stored.version, stored.synced_at)
+}
+
+/// Runs one sync now. `now` is read through `clock` before and after the fetch.
+pub async fn sync_once(
+    config: &Config,
+    store: &Store,
+    client: &CobotClient,
+    accept_revocations: bool,
+    clock: impl Fn() -> DateTime<Utc>,
+) -> Result<SyncResult, SyncError> {
+    let started = clock();
+    let mut status = store.sync_status()?;
+    status.last_attempt = Some(started);
+    let options = fetch_options(&config.policy, config.cobot.booking_horizon, started);
+    let data = match client.fetch(&options).await {
+        Ok(data) => data,
+        Err(e) => {
+            status.last_error = Some(e.to_string());
+            store.save_sync_status(&status)?;
+            return Err(e.into());
+        }
+    };
+    let finished = clock();
+    let old = store.load_snapshot()?;
+    let version = old.as_ref().map_or(0, |o| o.version) + 1;
+    let new = compile(&data, &config.policy, version, finished);
+
+    let (revoked, granted_before) = match &old {
+        Some(old) => {
+            let r = guard::revocation(&compile_stored(old, &config.policy), &new, finished);
+            (r.revoked, r.granted_before)
+        }
+        None => (0, 0),
+    };
+    let ratio = if granted_before == 0 {
+        0.0
+    } else {
+        revoked as f64 / granted_before as f64
+    };
+    // The first sync is never held: there is nothing to protect yet.
+    let held = old.is_some() && !accept_revocations && ratio > config.cobot.max_revoke_ratio;
+
+    let report = new.report();
+    let mut warnings = report.warnings.clone();
+    warnings.extend(data.malformed.iter().cloned());
+    let mut summary = SyncSummary {
+        plans: report.plans,
+        members: report.members,
+        skipped_not_connected: report.skipped_not_connected,
+        errors: report.members_with_errors + report.malformed,
+        applied: !held,
+        version,
+        revoked,
+        granted_before,
+        warnings,
+    };
+
+    status.last_success = Some(finished);
+    status.last_error = None;
+    if held {
+        summary.version = version - 1;
+        status.guard = GuardState::Held {
+            revoked,
+            granted_before,
+        };
+        store.save_sync_status(&status)?;
+        tracing::warn!(revoked, granted_before, "sync held by the mass-revocation guard");
+        return Ok(SyncResult {
+            summary,
+            snapshot: None,
+        });
+    }
+    store.save_snapshot(&StoredSnapshot {
+        version,
+        synced_at: finished,
+        data,
+    })?;
+    status.guard = GuardState::Applied;
+    store.save_sync_status(&status)?;
+    tracing::info!(version, members = summary.members, "sync applied");
+    Ok(SyncResult {
+        summary,
+        snapshot: Some(new),
+    })
+}
