@@ -7,6 +7,8 @@
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::{ClockProblem, ClockTrust};
+
 /// Unix seconds of the build, set by `build.rs`: no correct clock is ever earlier.
 const BUILD_UNIX: i64 = match i64::from_str_radix(env!("PORTIER_BUILD_UNIX"), 10) {
     Ok(seconds) => seconds,
@@ -28,4 +30,14 @@ pub fn build_time() -> DateTime<Utc> {
 #[allow(clippy::disallowed_methods)] // reason: this is the one sanctioned clock read
 pub fn instant() -> std::time::Instant {
     std::time::Instant::now()
+}
+
+/// Whether a clock reading can be trusted: no correct clock is before the build. (A clock
+/// jumping back past the last persisted event is judged where events are kept.)
+pub fn trust(now: DateTime<Utc>) -> ClockTrust {
+    if now < build_time() {
+        ClockTrust::Untrusted(ClockProblem::BeforeBuild)
+    } else {
+        ClockTrust::Trusted
+    }
 }

@@ -6,3 +6,7 @@
 pub mod domain;
 pub mod clock;
 pub mod store;
+pub mod app;
+pub mod cli;
+pub mod sync;
+pub mod views;

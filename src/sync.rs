@@ -61,6 +61,27 @@ pub struct SyncResult {
     pub snapshot: Option<Snapshot>,
 }
 
+/// The Cobot token: `cobot.access_token_file`, else the one `portier cobot connect` stored.
+/// The error names both ways to provide one.
+pub fn cobot_token(config: &Config) -> Result<String, String> {
+    if let Some(file) = &config.cobot.access_token_file {
+        return crate::config::read_secret(file).map_err(|e| format!("cobot.access_token_file: {e}"));
+    }
+    crate::cobot::connect::load_stored_token(&config.site.state_dir).ok_or_else(|| {
+        "no Cobot token: set cobot.access_token_file or run portier cobot connect".to_owned()
+    })
+}
+
+/// A Cobot client for this configuration and token.
+pub fn cobot_client(config: &Config, token: String) -> Result<CobotClient, CobotError> {
+    CobotClient::new(
+        config.cobot.api_url.clone(),
+        config.cobot.www_url.clone(),
+        token,
+        config.cobot.request_timeout,
+    )
+}
+
 /// What Cobot must be asked for, given the policy.
 pub fn fetch_options(policy: &Policy, booking_horizon: Duration, now: DateTime<Utc>) -> FetchOptions {
     let needs_bookings = policy.assignments.iter().any(|a| a.requires_booking);

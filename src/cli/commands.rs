@@ -3,16 +3,14 @@
 
 use std::path::Path;
 
-use chrono::{DateTime, Utc};
-
 use super::output;
 use super::{Cli, CobotCommand, Command, ConnectArgs, ExplainArgs, Failure, MembersArgs, SyncArgs};
 use crate::clock;
-use crate::cobot::CobotClient;
-use crate::config::{self, Config};
-use crate::domain::{ClockProblem, ClockTrust, Credential, Moment, Request, Snapshot, decide};
+use crate::config::Config;
+use crate::domain::Snapshot;
 use crate::store::{Store, StoreError};
 use crate::sync;
+use crate::views::{self, ExplainQuery};
 
 /// Runs the parsed command.
 pub(super) fn run(cli: Cli) -> Result<(), Failure> {
@@ -87,32 +85,10 @@ fn cached_snapshot(config: &Config, store: &Store) -> Result<Snapshot, Failure> 
     Ok(sync::compile_stored(&stored, &config.policy))
 }
 
-/// The Cobot token: `cobot.access_token_file`, else the one `portier cobot connect` stored.
-pub(crate) fn cobot_token(config: &Config) -> Result<String, Failure> {
-    if let Some(file) = &config.cobot.access_token_file {
-        return config::read_secret(file)
-            .map_err(|e| Failure::Usage(format!("cobot.access_token_file: {e}")));
-    }
-    crate::cobot::connect::load_stored_token(&config.site.state_dir).ok_or_else(|| {
-        Failure::Usage(
-            "no Cobot token: set cobot.access_token_file or run portier cobot connect".into(),
-        )
-    })
-}
-
-pub(crate) fn cobot_client(config: &Config, token: String) -> Result<CobotClient, Failure> {
-    CobotClient::new(
-        config.cobot.api_url.clone(),
-        config.cobot.www_url.clone(),
-        token,
-        config.cobot.request_timeout,
-    )
-    .map_err(|e| Failure::Runtime(e.to_string()))
-}
-
 fn sync_command(config: &Config, args: &SyncArgs) -> Result<(), Failure> {
-    let token = cobot_token(config)?;
-    let client = cobot_client(config, token)?;
+    let token = sync::cobot_token(config).map_err(Failure::Usage)?;
+    let client =
+        sync::cobot_client(config, token).map_err(|e| Failure::Runtime(e.to_string()))?;
     let store = open_store(config)?;
     let result = runtime()?
         .block_on(sync::sync_once(
@@ -127,43 +103,26 @@ fn sync_command(config: &Config, args: &SyncArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Parses `--at`: RFC 3339, or now when absent.
-fn moment_arg(at: Option<&str>) -> Result<DateTime<Utc>, Failure> {
-    match at {
-        None => Ok(clock::now()),
-        Some(text) => DateTime::parse_from_rfc3339(text)
-            .map(|t| t.with_timezone(&Utc))
-            .map_err(|e| {
-                Failure::Usage(format!(
-                    "--at: `{text}` is not an RFC 3339 time like 2026-11-24T09:00:00+01:00 ({e})"
-                ))
-            }),
-    }
-}
-
 fn members(config: &Config, args: &MembersArgs) -> Result<(), Failure> {
-    let at = moment_arg(args.at.as_deref())?;
+    let at = views::parse_at(args.at.as_deref(), clock::now())
+        .map_err(|e| Failure::Usage(format!("--{e}")))?;
     let store = open_store(config)?;
     let snapshot = cached_snapshot(config, &store)?;
     output::print_members(&snapshot.members_at(at), args.json);
     Ok(())
 }
 
-/// Whether the clock can be trusted right now. `--at` never changes this.
-pub(crate) fn clock_trust(now: DateTime<Utc>) -> ClockTrust {
-    if now < clock::build_time() {
-        ClockTrust::Untrusted(ClockProblem::BeforeBuild)
-    } else {
-        ClockTrust::Trusted
-    }
-}
-
 fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure> {
-    let now = clock::now();
-    let at = match &args.at {
-        None => now,
-        Some(_) => moment_arg(args.at.as_deref())?,
+    let query = ExplainQuery {
+        member: args.member.clone(),
+        credential: args.credential.clone(),
+        unit: Some(args.unit.clone()),
+        at: args.at.clone(),
     };
+    let now = clock::now();
+    // Usage errors come before "no snapshot": the unit and the moment are checked against the
+    // configuration first.
+    views::parse_at(query.at.as_deref(), now).map_err(|e| Failure::Usage(format!("--{e}")))?;
     if !config.policy.units.iter().any(|u| u.id == args.unit) {
         return Err(Failure::Usage(format!(
             "--unit: unknown unit \"{}\" (not in {})",
@@ -173,21 +132,9 @@ fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure> {
     }
     let store = open_store(config)?;
     let snapshot = cached_snapshot(config, &store)?;
-    let unit = snapshot.unit(&args.unit).ok_or_else(|| {
-        Failure::Usage(format!("--unit: unknown unit \"{}\"", args.unit))
-    })?;
-    let credential = match (&args.member, &args.credential) {
-        (Some(member), _) => Credential::Member(member),
-        (None, Some(card)) => Credential::Card(card),
-        (None, None) => return Err(Failure::Usage("give --member or --credential".into())),
-    };
-    let moment = Moment {
-        at,
-        clock: clock_trust(now),
-    };
-    let decision = decide(&snapshot, &Request { unit, credential }, &moment);
-    output::print_decision(&snapshot, &decision, args.json);
-    if decision.granted() {
+    let view = views::explain(&snapshot, &query, now).map_err(|e| Failure::Usage(e.to_string()))?;
+    output::print_decision(&view, args.json);
+    if view.granted {
         Ok(())
     } else {
         Err(Failure::Denied)

@@ -2,31 +2,9 @@
 
 use serde::Serialize;
 
-use crate::domain::{Decision, MemberView, Snapshot};
+use crate::domain::MemberView;
 use crate::sync::SyncSummary;
-
-/// `explain --json`.
-#[derive(Debug, Serialize)]
-pub(crate) struct ExplainJson {
-    pub granted: bool,
-    pub unit: String,
-    pub member: Option<String>,
-    pub reason: String,
-    pub chain: Vec<String>,
-}
-
-impl ExplainJson {
-    /// The JSON form of a decision.
-    pub(crate) fn new(snapshot: &Snapshot, decision: &Decision) -> Self {
-        Self {
-            granted: decision.granted(),
-            unit: snapshot.unit_id(decision.unit()).to_owned(),
-            member: decision.member().map(|m| snapshot.member_id(m).to_owned()),
-            reason: decision.reason(snapshot),
-            chain: decision.chain(snapshot),
-        }
-    }
-}
+use crate::views::ExplainView;
 
 fn print_json<T: Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
@@ -96,10 +74,9 @@ pub(crate) fn print_members(members: &[MemberView], json: bool) {
     println!("{} members", members.len());
 }
 
-pub(crate) fn print_decision(snapshot: &Snapshot, decision: &Decision, json: bool) {
-    let view = ExplainJson::new(snapshot, decision);
+pub(crate) fn print_decision(view: &ExplainView, json: bool) {
     if json {
-        print_json(&view);
+        print_json(view);
         return;
     }
     println!(

@@ -1,0 +1,111 @@
+//! The deciding task and the watchdog that follows it.
+//!
+//! Door requests are decided here, one task reading the latest snapshot from the `watch`
+//! channel (never sled). The systemd watchdog is not a free-running timer: every half
+//! `WATCHDOG_USEC` it sends this task a self-check, and only an answer — which needs a snapshot
+//! read and a trial decision — produces `WATCHDOG=1`. A stuck deciding task therefore stops the
+//! pings and systemd restarts the service, even when no door is used.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::notify;
+use super::state::Daemon;
+use crate::domain::{Credential, Moment, Request, decide};
+
+/// A self-check request: answered once the task has made a trial decision.
+type Probe = oneshot::Sender<()>;
+
+/// The deciding task.
+pub(crate) struct Decider {
+    daemon: Arc<Daemon>,
+    probes: mpsc::Receiver<Probe>,
+}
+
+/// The watchdog's handle on the deciding task.
+pub(crate) struct Probes(mpsc::Sender<Probe>);
+
+impl Decider {
+    /// Creates the task and the handle for its watchdog.
+    pub(crate) fn new(daemon: Arc<Daemon>) -> (Self, Probes) {
+        let (tx, rx) = mpsc::channel(1);
+        (
+            Self {
+                daemon,
+                probes: rx,
+            },
+            Probes(tx),
+        )
+    }
+
+    /// Runs until `shutdown` turns true.
+    pub(crate) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        loop {
+            tokio::select! {
+                Some(probe) = self.probes.recv() => {
+                    self.self_check();
+                    // The watchdog may have timed out and gone; that is its business.
+                    let _ = probe.send(());
+                }
+                _ = shutdown.changed() => return,
+                else => return,
+            }
+        }
+    }
+
+    /// A trial decision on the current snapshot (an unknown card on the first unit): it
+    /// exercises the same path a door request takes.
+    fn self_check(&self) {
+        let Some(snapshot) = self.daemon.current() else {
+            return;
+        };
+        let Some(unit) = self
+            .daemon
+            .config()
+            .policy
+            .units
+            .first()
+            .and_then(|u| snapshot.unit(&u.id))
+        else {
+            return;
+        };
+        let now = crate::clock::now();
+        let moment = Moment {
+            at: now,
+            clock: crate::clock::trust(now),
+        };
+        let request = Request {
+            unit,
+            credential: Credential::Card("portier-self-check"),
+        };
+        let decision = decide(&snapshot, &request, &moment);
+        debug_assert!(!decision.granted());
+    }
+}
+
+/// Pings systemd's watchdog every `interval / 2`, each time only after the deciding task
+/// answered a self-check within a quarter of the interval.
+pub(crate) async fn watchdog(
+    probes: Probes,
+    interval: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let period = interval / 2;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            _ = shutdown.changed() => return,
+        }
+        let (tx, rx) = oneshot::channel();
+        if probes.0.send(tx).await.is_err() {
+            tracing::error!("the deciding task is gone; withholding the watchdog ping");
+            continue;
+        }
+        match tokio::time::timeout(interval / 4, rx).await {
+            Ok(Ok(())) => notify::watchdog(),
+            _ => tracing::error!("the deciding task did not answer its self-check; withholding the watchdog ping"),
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! The daemon's HTTP API (axum): health and metrics for monitoring, the admin endpoints behind
+//! the admin bearer token.
+//!
+//! Bad input gets `400 {"error": "..."}`, never a panic. The admin token is compared in
+//! constant time; without a configured token every admin endpoint answers 401.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::Router;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use tokio::sync::oneshot;
+
+use super::state::{self, Daemon, HealthStatus, SyncJob};
+use crate::clock;
+use crate::views::{self, ErrorView, ExplainQuery, QueryError};
+
+/// Builds the router.
+pub(crate) fn router(daemon: Arc<Daemon>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/v1/status", get(status))
+        .route("/metrics", get(metrics))
+        .route("/v1/sync", post(sync))
+        .route("/v1/explain", get(explain))
+        .route("/v1/members", get(members))
+        .fallback(not_found)
+        .with_state(daemon)
+}
+
+fn error(status: StatusCode, message: impl Into<String>) -> Response {
+    (
+        status,
+        Json(ErrorView {
+            error: message.into(),
+        }),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "no such endpoint")
+}
+
+/// The bearer token of a request, if the header is well-formed.
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// `Err(401)` unless the request carries the admin token.
+fn require_admin(daemon: &Daemon, headers: &HeaderMap) -> Result<(), Response> {
+    let unauthorized = || error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
+    let expected = daemon.admin_token().ok_or_else(unauthorized)?;
+    let given = bearer(headers).ok_or_else(unauthorized)?;
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(unauthorized())
+    }
+}
+
+fn bad_query(rejection: QueryRejection) -> Response {
+    error(StatusCode::BAD_REQUEST, rejection.body_text())
+}
+
+async fn healthz(State(daemon): State<Arc<Daemon>>) -> Response {
+    let health = state::health(&daemon, clock::now());
+    let code = match health.status {
+        HealthStatus::Failing => StatusCode::SERVICE_UNAVAILABLE,
+        HealthStatus::Ok | HealthStatus::Degraded => StatusCode::OK,
+    };
+    (code, Json(health)).into_response()
+}
+
+async fn status(State(daemon): State<Arc<Daemon>>) -> Response {
+    Json(state::status(&daemon, clock::now())).into_response()
+}
+
+async fn metrics(State(daemon): State<Arc<Daemon>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        daemon.metrics.render(),
+    )
+        .into_response()
+}
+
+#[derive(Debug, Deserialize)]
+struct SyncParams {
+    #[serde(default)]
+    accept_revocations: bool,
+    #[serde(default)]
+    wait: bool,
+}
+
+async fn sync(
+    State(daemon): State<Arc<Daemon>>,
+    headers: HeaderMap,
+    params: Result<Query<SyncParams>, QueryRejection>,
+) -> Response {
+    if let Err(denied) = require_admin(&daemon, &headers) {
+        return denied;
+    }
+    let Query(params) = match params {
+        Ok(p) => p,
+        Err(rejection) => return bad_query(rejection),
+    };
+    let (reply, answer) = oneshot::channel();
+    let job = SyncJob {
+        accept_revocations: params.accept_revocations,
+        reply: params.wait.then_some(reply),
+    };
+    if daemon.sync_jobs.send(job).await.is_err() {
+        return error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is shutting down");
+    }
+    if !params.wait {
+        return (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"accepted": true})),
+        )
+            .into_response();
+    }
+    match answer.await {
+        Ok(Ok(summary)) => Json(summary).into_response(),
+        Ok(Err(message)) => error(StatusCode::BAD_GATEWAY, message),
+        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is shutting down"),
+    }
+}
+
+async fn explain(
+    State(daemon): State<Arc<Daemon>>,
+    headers: HeaderMap,
+    query: Result<Query<ExplainQuery>, QueryRejection>,
+) -> Response {
+    if let Err(denied) = require_admin(&daemon, &headers) {
+        return denied;
+    }
+    let Query(query) = match query {
+        Ok(q) => q,
+        Err(rejection) => return bad_query(rejection),
+    };
+    let Some(snapshot) = daemon.current() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no snapshot yet: run portier sync",
+        );
+    };
+    match views::explain(&snapshot, &query, clock::now()) {
+        Ok(view) => Json(view).into_response(),
+        Err(e @ QueryError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ QueryError::UnknownUnit(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct MembersParams {
+    at: Option<String>,
+}
+
+async fn members(
+    State(daemon): State<Arc<Daemon>>,
+    headers: HeaderMap,
+    params: Result<Query<MembersParams>, QueryRejection>,
+) -> Response {
+    if let Err(denied) = require_admin(&daemon, &headers) {
+        return denied;
+    }
+    let Query(params) = match params {
+        Ok(p) => p,
+        Err(rejection) => return bad_query(rejection),
+    };
+    let at = match views::parse_at(params.at.as_deref(), clock::now()) {
+        Ok(at) => at,
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+    };
+    let Some(snapshot) = daemon.current() else {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no snapshot yet: run portier sync",
+        );
+    };
+    Json(snapshot.members_at(at)).into_response()
+}

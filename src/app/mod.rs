@@ -1,0 +1,186 @@
+//! The composition root of the daemon (`portier run`): wires the store, the snapshot channel,
+//! the sync task, the deciding task, the HTTP listener, systemd notification and signals.
+//! Nothing imports this module but the command line.
+//!
+//! Start-up order follows what systemd is promised: the cache is loaded and compiled and the
+//! listener bound before `READY=1`; decisions are served from the cache at once, even when
+//! Cobot cannot be reached (an empty cache denies everything until the first sync).
+
+mod decider;
+mod http;
+mod metrics;
+mod notify;
+mod state;
+mod sync_task;
+
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::{mpsc, watch};
+
+use crate::config::Config;
+use crate::store::Store;
+use crate::sync;
+use state::{CloudState, Daemon};
+
+/// How long a clean shutdown may take before the process gives up waiting.
+const SHUTDOWN_BOUND: Duration = Duration::from_secs(8);
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub fn run(config: Config) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    runtime.block_on(serve(config))
+}
+
+fn read_admin_token(config: &Config) -> Option<String> {
+    let file = config.http.admin_token_file.as_ref()?;
+    match crate::config::read_secret(file) {
+        Ok(token) if !token.is_empty() => Some(token),
+        Ok(_) => {
+            tracing::warn!(file = %file.display(), "admin token file is empty: admin endpoints answer 401");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "no admin token: admin endpoints answer 401");
+            None
+        }
+    }
+}
+
+/// The one-line state for `systemctl status`.
+pub(crate) fn status_line(daemon: &Daemon) -> String {
+    let health = state::health(daemon, crate::clock::now());
+    match daemon.current() {
+        Some(s) => format!(
+            "{:?}: snapshot v{} with {} members, synced {}",
+            health.status,
+            s.version(),
+            s.report().members,
+            s.synced_at().format("%Y-%m-%d %H:%M UTC")
+        ),
+        None => "failing: no snapshot yet, every request is denied".to_owned(),
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let store = Store::open(&config.site.state_dir).map_err(|e| e.to_string())?;
+    let snapshot = store
+        .load_snapshot()
+        .map_err(|e| e.to_string())?
+        .map(|stored| Arc::new(sync::compile_stored(&stored, &config.policy)));
+    let sync_status = store.sync_status().map_err(|e| e.to_string())?;
+    let (snapshot_tx, _) = watch::channel(snapshot);
+    let (sync_tx, sync_rx) = mpsc::channel(8);
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.http.listen))?;
+    let daemon = Arc::new(Daemon {
+        admin_token: RwLock::new(read_admin_token(&config)),
+        config: RwLock::new(Arc::new(config)),
+        snapshot: snapshot_tx,
+        store,
+        sync_jobs: sync_tx,
+        cloud: Mutex::new(CloudState {
+            sync: sync_status,
+            ..CloudState::default()
+        }),
+        metrics: metrics::Metrics::new(),
+    });
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    let (decider, probes) = decider::Decider::new(Arc::clone(&daemon));
+    tasks.spawn(decider.run(shutdown_rx.clone()));
+    tasks.spawn(sync_task::run(
+        Arc::clone(&daemon),
+        sync_rx,
+        shutdown_rx.clone(),
+    ));
+    if let Some(interval) = notify::watchdog_interval() {
+        tasks.spawn(decider::watchdog(probes, interval, shutdown_rx.clone()));
+    }
+    let mut http_shutdown = shutdown_rx.clone();
+    let app = http::router(Arc::clone(&daemon));
+    tasks.spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                // Either the flag turns true or the sender is gone: stop in both cases.
+                let _ = http_shutdown.wait_for(|stop| *stop).await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP server failed");
+        }
+    });
+
+    let listen = daemon.config().http.listen;
+    tracing::info!(%listen, "portier is serving decisions");
+    notify::ready(&status_line(&daemon));
+
+    wait_for_stop(&daemon).await;
+    notify::stopping();
+    tracing::info!("stopping");
+    // Nobody may still be listening; the tasks stop either way.
+    let _ = shutdown_tx.send(true);
+    let drained = tokio::time::timeout(SHUTDOWN_BOUND, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("tasks did not stop in time; exiting anyway");
+    }
+    Ok(())
+}
+
+/// Waits for SIGTERM or SIGINT, reloading the configuration on every SIGHUP meanwhile.
+async fn wait_for_stop(daemon: &Daemon) {
+    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::hangup()),
+    ) else {
+        tracing::error!("cannot install signal handlers; stopping");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+            _ = hup.recv() => reload(daemon),
+        }
+    }
+}
+
+/// Reloads the configuration file; an invalid file is reported and the old one kept.
+fn reload(daemon: &Daemon) {
+    notify::reloading();
+    let path = daemon.config().path.clone();
+    match Config::load(&path) {
+        Err(errors) => {
+            tracing::error!(file = %path.display(), errors = %errors, "new configuration is invalid; keeping the old one");
+        }
+        Ok(config) => {
+            *daemon
+                .admin_token
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = read_admin_token(&config);
+            let recompiled = match daemon.store.load_snapshot() {
+                Ok(stored) => stored.map(|s| Arc::new(sync::compile_stored(&s, &config.policy))),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the cache; keeping the old configuration");
+                    notify::status(&status_line(daemon));
+                    return;
+                }
+            };
+            *daemon.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+            daemon.snapshot.send_replace(recompiled);
+            tracing::info!(file = %path.display(), "configuration reloaded");
+        }
+    }
+    notify::ready(&status_line(daemon));
+}

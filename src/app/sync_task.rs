@@ -1,0 +1,164 @@
+//! The daemon's sync task: the only publisher of snapshots.
+//!
+//! It syncs once at start (while decisions are already served from the cache), then every
+//! `cobot.sync_interval` with a little jitter, and whenever asked (`POST /v1/sync`). Failures
+//! are retried with jittered exponential backoff capped at 60 s; a 429 waits for its
+//! `Retry-After`; a 401 or a missing token waits a whole interval, since retrying cannot help
+//! until someone reconnects. Cobot allows 6 membership requests a minute, and every sync makes
+//! one, so attempts are spaced at least 10 s apart (a request waits, it is never refused).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::state::{Daemon, SyncJob};
+use crate::clock;
+use crate::cobot::CobotError;
+use crate::sync::{self, SyncError, SyncSummary};
+
+/// Cobot's `/api/memberships` allows 6 requests a minute.
+const MEMBERSHIP_SPACING: Duration = Duration::from_secs(10);
+/// Retries never wait longer than this (unless Cobot's `Retry-After` says so).
+const BACKOFF_CAP: Duration = Duration::from_secs(60);
+const BACKOFF_BASE: Duration = Duration::from_secs(2);
+
+/// Why an attempt failed, and how to wait before the next.
+struct Failed {
+    message: String,
+    retry: Retry,
+}
+
+/// How to wait after a failed attempt.
+enum Retry {
+    /// Cobot said when (429 `Retry-After`).
+    After(Duration),
+    /// Transient: back off exponentially.
+    Backoff,
+    /// Retrying cannot help until someone acts (401, no token): wait a whole interval.
+    NextInterval,
+}
+
+/// Runs until `shutdown` turns true.
+pub(crate) async fn run(
+    daemon: Arc<Daemon>,
+    mut jobs: mpsc::Receiver<SyncJob>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut next = Instant::now();
+    let mut last_attempt: Option<Instant> = None;
+    let mut failures: u32 = 0;
+    loop {
+        let job = tokio::select! {
+            () = tokio::time::sleep_until(next) => SyncJob { accept_revocations: false, reply: None },
+            Some(job) = jobs.recv() => job,
+            _ = shutdown.changed() => return,
+        };
+        if let Some(previous) = last_attempt {
+            let earliest = previous + MEMBERSHIP_SPACING;
+            tokio::select! {
+                () = tokio::time::sleep_until(earliest) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+        last_attempt = Some(Instant::now());
+        let interval = daemon.config().cobot.sync_interval;
+        let outcome = attempt(&daemon, job.accept_revocations).await;
+        let wait = match &outcome {
+            Ok(_) => {
+                failures = 0;
+                jitter(interval, 0.1)
+            }
+            Err(failed) => {
+                failures = failures.saturating_add(1);
+                match failed.retry {
+                    Retry::After(d) => d,
+                    Retry::Backoff => backoff(failures),
+                    Retry::NextInterval => interval,
+                }
+            }
+        };
+        next = Instant::now() + wait;
+        if let Some(reply) = job.reply {
+            // The asker may have given up (client disconnected); nothing to do then.
+            let _ = reply.send(outcome.map_err(|f| f.message));
+        }
+        if failures > 0 {
+            tracing::info!(failures, retry_in = ?wait, "next sync attempt scheduled");
+        }
+    }
+}
+
+async fn attempt(daemon: &Daemon, accept_revocations: bool) -> Result<SyncSummary, Failed> {
+    let config = daemon.config();
+    let token = match sync::cobot_token(&config) {
+        Ok(token) => {
+            daemon.update_cloud(|c| c.token_problem = None);
+            token
+        }
+        Err(problem) => {
+            tracing::warn!(%problem, "cannot sync");
+            daemon.update_cloud(|c| c.token_problem = Some(problem.clone()));
+            return Err(Failed {
+                message: problem,
+                retry: Retry::NextInterval,
+            });
+        }
+    };
+    let client = sync::cobot_client(&config, token).map_err(|e| Failed {
+        message: e.to_string(),
+        retry: Retry::NextInterval,
+    })?;
+    let started = clock::instant();
+    let result = sync::sync_once(&config, &daemon.store, &client, accept_revocations, clock::now).await;
+    let seconds = started.elapsed().as_secs_f64();
+    if let Ok(status) = daemon.store.sync_status() {
+        daemon.update_cloud(|c| c.sync = status);
+    }
+    let label = |result| super::metrics::ResultLabel { result };
+    match result {
+        Ok(outcome) => {
+            daemon.metrics.sync_seconds.observe(seconds);
+            daemon.update_cloud(|c| c.last_duration = Some(seconds));
+            let applied = outcome.summary.applied;
+            daemon
+                .metrics
+                .syncs
+                .get_or_create(&label(if applied { "applied" } else { "held" }))
+                .inc();
+            if let Some(snapshot) = outcome.snapshot {
+                daemon.snapshot.send_replace(Some(Arc::new(snapshot)));
+            }
+            super::notify::status(&super::status_line(daemon));
+            Ok(outcome.summary)
+        }
+        Err(e) => {
+            daemon.metrics.syncs.get_or_create(&label("failed")).inc();
+            tracing::warn!(error = %e, "sync failed; the cached snapshot stays in force");
+            super::notify::status(&super::status_line(daemon));
+            let retry = match &e {
+                SyncError::Cobot(CobotError::Unauthorized) => Retry::NextInterval,
+                SyncError::Cobot(c) => c.retry_after().map_or(Retry::Backoff, Retry::After),
+                SyncError::Store(_) => Retry::Backoff,
+            };
+            Err(Failed {
+                message: e.to_string(),
+                retry,
+            })
+        }
+    }
+}
+
+/// Jittered exponential backoff after `failures` consecutive failures, capped at 60 s.
+fn backoff(failures: u32) -> Duration {
+    let exp = BACKOFF_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(6));
+    jitter(exp.min(BACKOFF_CAP), 0.25).min(BACKOFF_CAP)
+}
+
+/// `d` ± `fraction` at random, so many boxes do not hit Cobot in step.
+fn jitter(d: Duration, fraction: f64) -> Duration {
+    let factor = 1.0 + rand::rng().random_range(-fraction..=fraction);
+    d.mul_f64(factor.max(0.0))
+}
