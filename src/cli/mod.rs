@@ -6,6 +6,7 @@
 
 mod commands;
 mod output;
+mod remote;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -136,8 +137,18 @@ pub struct ConnectArgs {
     pub code: Option<String>,
 }
 
-/// Parses the arguments, runs the command and returns the exit code.
+/// Parses the arguments, runs the command and returns the process exit code.
 pub fn main_with_args<I, T>(args: I) -> ExitCode
+where
+    I: IntoIterator<Item = T>,
+    T: Into<OsString> + Clone,
+{
+    ExitCode::from(run_args(args))
+}
+
+/// Parses the arguments (the first is the program name), runs the command, prints its errors
+/// and returns the exit code.
+pub fn run_args<I, T>(args: I) -> u8
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -148,11 +159,12 @@ where
             let code = if e.use_stderr() { 64 } else { 0 };
             // Printing help or a usage error to the terminal cannot meaningfully fail.
             let _ = e.print();
-            return ExitCode::from(code);
+            return code;
         }
     };
+    init_tracing(matches!(cli.command, Command::Run));
     match commands::run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => 0,
         Err(failure) => {
             match &failure {
                 Failure::Usage(message) | Failure::Runtime(message) => {
@@ -160,7 +172,30 @@ where
                 }
                 Failure::Denied | Failure::Reported(_) => {}
             }
-            ExitCode::from(failure.exit_code())
+            failure.exit_code()
         }
     }
+}
+
+/// Logs go to the journal when systemd runs the daemon (it sets `JOURNAL_STREAM`), else to
+/// stderr. `RUST_LOG` overrides the level: `info` for the daemon, `warn` for commands.
+fn init_tracing(daemon: bool) {
+    use tracing_subscriber::EnvFilter;
+    use tracing_subscriber::prelude::*;
+
+    let default = if daemon { "info" } else { "warn" };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let journald = if daemon && std::env::var_os("JOURNAL_STREAM").is_some() {
+        tracing_journald::layer().ok()
+    } else {
+        None
+    };
+    let registry = tracing_subscriber::registry().with(filter);
+    // A second initialisation (tests calling in-process) keeps the first subscriber.
+    let _ = match journald {
+        Some(layer) => registry.with(layer).try_init(),
+        None => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
+    };
 }

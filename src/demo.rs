@@ -1,0 +1,232 @@
+//! `portier demo`: the whole chain with no Cobot account and no files.
+//!
+//! It serves a simulated Cobot space on 127.0.0.1 (the same fake the tests use), writes a site
+//! configuration and secrets into a temporary directory, and then runs the real commands —
+//! `check-config`, `sync`, `members`, `explain` — exactly as an installer would, including an
+//! internet outage. Locks are log-only. Nothing outside the temporary directory is touched.
+
+use std::fmt::Write as _;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use chrono::{Datelike, Days, NaiveDate, TimeZone, Weekday};
+
+use crate::cli;
+use crate::cobot::fake::{FakeCobot, Fixture};
+use crate::cobot::fixtures;
+
+/// The demo site's configuration; `{api}` is the simulated Cobot's URL.
+const DEMO_CONFIG: &str = r#"# The demo site: a simulated Cobot space with four plans mapped to doors.
+[site]
+name = "demo-space"
+timezone = "Europe/Berlin"
+state_dir = "state"
+
+[http]
+admin_token_file = "admin.token"
+
+[cobot]
+subdomain = "co-up"
+api_url = "{api}"
+www_url = "{api}"
+access_token_file = "cobot.token"
+additional_groups_field = "smart_spaces_access_additional_units"
+fallback_plan = "Part Time (weekdays)"
+
+[[group]]
+id = "full_time"
+name = "Full Time"
+
+[[group]]
+id = "part_time"
+name = "Part Time"
+
+[[group]]
+id = "flex"
+name = "Flex"
+
+[[group]]
+id = "staff"
+name = "Staff"
+
+[[assignment]]
+plan = "Full Time"
+groups = ["full_time"]
+
+[[assignment]]
+plan = "Part Time (weekdays)"
+groups = ["part_time"]
+
+[[assignment]]
+plan = "Flex (day passes)"
+groups = ["flex"]
+requires_booking = true
+
+[[unit]]
+id = "building"
+
+[[unit]]
+id = "front_door"
+parent = "building"
+lock = "front_lock"
+
+[[unit]]
+id = "office"
+parent = "building"
+lock = "office_lock"
+
+[[permission]]
+group = "full_time"
+unit = "building"
+
+[[permission]]
+group = "part_time"
+unit = "front_door"
+schedule = ["Mon-Fri 08:00-18:00"]
+
+[[permission]]
+group = "flex"
+unit = "front_door"
+
+[[permission]]
+group = "staff"
+unit = "office"
+
+[[lock]]
+id = "front_lock"
+driver = "log"
+
+[[lock]]
+id = "office_lock"
+driver = "log"
+"#;
+
+/// Runs the demo; the error says what failed.
+pub fn run() -> Result<(), String> {
+    let dir = tempfile::Builder::new()
+        .prefix("portier-demo-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a temporary directory: {e}"))?;
+    // The simulated Cobot runs on its own runtime threads; the commands below start their own.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let now = crate::clock::now();
+    let tz = chrono_tz::Europe::Berlin;
+    let today = now.with_timezone(&tz).date_naive();
+    let fixture = Fixture::standard(today);
+    let admin_token = fixture.admin_token.clone();
+    let cobot = runtime
+        .block_on(FakeCobot::start(fixture))
+        .map_err(|e| format!("cannot start the simulated Cobot: {e}"))?;
+    let api = cobot.url().to_string();
+    let config = dir.path().join("portier.toml");
+    std::fs::write(
+        &config,
+        DEMO_CONFIG.replace("{api}", api.trim_end_matches('/')),
+    )
+    .map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+    write_secret(&dir.path().join("cobot.token"), &admin_token)?;
+    write_secret(&dir.path().join("admin.token"), "demo-admin-token")?;
+
+    let at = |day: NaiveDate, h: u32, m: u32| {
+        day.and_hms_opt(h, m, 0)
+            .and_then(|t| tz.from_local_datetime(&t).earliest())
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default()
+    };
+    let wednesday = next(today, Weekday::Wed);
+    let saturday = next(today, Weekday::Sat);
+
+    println!("Portier demo");
+    println!("============");
+    println!("A simulated Cobot space is serving on {api} with 9 memberships.");
+    println!("The site's configuration and cache live in {}.", dir.path().display());
+
+    step(&config, "Check the configuration", &["check-config"]);
+    step(&config, "Sync from Cobot (plans, memberships, custom fields, cards, bookings)", &["sync"]);
+    step(&config, "The members in the cache", &["members"]);
+    step(
+        &config,
+        "Ada taps her card (Cobot stores it as 04A1B2C3D4) at the front door",
+        &["explain", "--credential", "04:a1:b2:c3:d4", "--unit", "front_door"],
+    );
+    step(
+        &config,
+        "Ada opens the office: her custom field adds the group staff",
+        &["explain", "--member", "ada@example.com", "--unit", "office"],
+    );
+    step(
+        &config,
+        "Barbara (Part Time, Mon-Fri 08:00-18:00) on Wednesday at 10:00",
+        &["explain", "--member", fixtures::BARBARA, "--unit", "front_door", "--at", &at(wednesday, 10, 0)],
+    );
+    step(
+        &config,
+        "Barbara on Saturday at 10:00",
+        &["explain", "--member", fixtures::BARBARA, "--unit", "front_door", "--at", &at(saturday, 10, 0)],
+    );
+    step(
+        &config,
+        "Alan's card: his membership is not connected to a Cobot user, so it is not synced",
+        &["explain", "--credential", fixtures::ALAN_CARD, "--unit", "front_door"],
+    );
+    step(
+        &config,
+        "Linus switches from Part Time to Full Time in 3 days (upcoming_plan): the office building then",
+        &["explain", "--member", fixtures::LINUS, "--unit", "building", "--at", &at(today + Days::new(3), 9, 0)],
+    );
+
+    runtime.block_on(async { drop(cobot) });
+    println!();
+    println!("--- The internet goes down: the simulated Cobot is stopped. ---");
+    step(&config, "A sync now fails, and the cached snapshot stays in force", &["sync"]);
+    step(
+        &config,
+        "Ada's card still opens the front door, decided from the cache",
+        &["explain", "--credential", fixtures::ADA_CARD, "--unit", "front_door"],
+    );
+    step(
+        &config,
+        "Charles' membership ended in the past: denied, online or not",
+        &["explain", "--member", fixtures::CHARLES, "--unit", "front_door"],
+    );
+    println!();
+    println!("Demo finished; the temporary directory is removed now.");
+    Ok(())
+}
+
+fn next(day: NaiveDate, weekday: Weekday) -> NaiveDate {
+    let mut d = day;
+    while d.weekday() != weekday {
+        d = d + Days::new(1);
+    }
+    d
+}
+
+fn write_secret(path: &Path, content: &str) -> Result<(), String> {
+    std::fs::write(path, content)
+        .and_then(|()| std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
+/// Prints a heading and the command line, then runs the command in this process.
+fn step(config: &Path, title: &str, args: &[&str]) {
+    let mut shown = String::from("$ portier");
+    for a in args {
+        let _ = write!(shown, " {a}");
+    }
+    println!();
+    println!("## {title}");
+    println!("{shown}");
+    let mut argv = vec![
+        "portier".to_owned(),
+        "--config".to_owned(),
+        config.display().to_string(),
+    ];
+    argv.extend(args.iter().map(|a| (*a).to_owned()));
+    let code = cli::run_args(argv);
+    println!("(exit code {code})");
+}
