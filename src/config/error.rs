@@ -10,6 +10,7 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use toml::Spanned;
 use toml::de::{DeTable, DeValue};
 
 /// One thing wrong with the configuration, with where it was written.
@@ -132,80 +133,45 @@ impl fmt::Display for KeyPath {
 /// Finds keys in the spanned document and turns byte offsets into line and column.
 pub(crate) struct Locator<'i> {
     text: &'i str,
-    root: DeTable<'i>,
+    root: DeValue<'i>,
 }
 
 impl<'i> Locator<'i> {
     /// Wraps a parsed document and the text it came from.
     pub(crate) fn new(text: &'i str, root: DeTable<'i>) -> Self {
-        Self { text, root }
+        Self {
+            text,
+            root: DeValue::Table(root),
+        }
     }
 
     /// Where `path` was written: its key, or (when missing) the nearest table that holds it.
     pub(crate) fn position(&self, path: &KeyPath) -> (usize, usize) {
         let mut offset = 0;
-        let mut table = Some(&self.root);
-        let mut array: Option<&[toml::Spanned<DeValue<'i>>]> = None;
+        let mut value = &self.root;
         for segment in &path.0 {
-            let value = match (segment, table, array) {
-                (Segment::Key(name), Some(t), _) => {
-                    match t.iter().find(|(k, _)| k.get_ref().as_ref() == name) {
-                        Some((key, value)) => {
-                            offset = key.span().start;
-                            value
-                        }
-                        None => break,
-                    }
-                }
-                (Segment::Index(i), _, Some(items)) => match items.get(*i) {
-                    Some(value) => {
-                        offset = value.span().start;
-                        value
-                    }
-                    None => break,
-                },
-                _ => break,
+            let Some((start, child)) = child(value, segment) else {
+                break;
             };
-            (table, array) = match value.get_ref() {
-                DeValue::Table(t) => (Some(t), None),
-                DeValue::Array(a) => (None, Some(&a[..])),
-                _ => (None, None),
-            };
+            offset = start;
+            value = child;
         }
         self.line_col(offset)
     }
 
-    /// The deepest key whose value contains `span` (for serde's type errors), if any.
-    pub(crate) fn key_at(&self, span: &Range<usize>) -> KeyPath {
+    /// The path of the deepest key or element whose value holds byte `offset` (for serde's
+    /// type errors, which carry the offending value's span but not its key).
+    pub(crate) fn key_at(&self, offset: usize) -> KeyPath {
         let mut path = KeyPath::default();
-        let mut table = Some(&self.root);
-        let mut array: Option<&[toml::Spanned<DeValue<'i>>]> = None;
-        loop {
-            let inside =
-                |s: Range<usize>| s.start <= span.start && span.start < s.end.max(s.start + 1);
-            let found = if let Some(t) = table {
-                t.iter()
-                    .find(|(_, v)| inside(v.span()) || contains_deeper(v.get_ref(), span))
-                    .map(|(k, v)| (Segment::Key(k.get_ref().to_string()), v))
-            } else if let Some(items) = array {
-                items
-                    .iter()
-                    .enumerate()
-                    .find(|(_, v)| inside(v.span()) || contains_deeper(v.get_ref(), span))
-                    .map(|(i, v)| (Segment::Index(i), v))
-            } else {
-                None
-            };
-            let Some((segment, value)) = found else {
-                return path;
-            };
+        let mut value = &self.root;
+        while let Some((segment, child)) = children(value)
+            .into_iter()
+            .find(|(_, child)| covers(child, offset))
+        {
             path.0.push(segment);
-            (table, array) = match value.get_ref() {
-                DeValue::Table(t) => (Some(t), None),
-                DeValue::Array(a) => (None, Some(&a[..])),
-                _ => (None, None),
-            };
+            value = child.get_ref();
         }
+        path
     }
 
     /// 1-based line and column (in characters) of a byte offset, clamped to the text.
@@ -232,19 +198,44 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, col)
 }
 
-/// True when a table's or array's children (whose spans may lie outside the container's own
-/// span, as with `[[lock]]` headers) contain `span`.
-fn contains_deeper(value: &DeValue<'_>, span: &Range<usize>) -> bool {
-    let inside = |s: Range<usize>| s.start <= span.start && span.start < s.end.max(s.start + 1);
-    match value {
-        DeValue::Table(t) => t.iter().any(|(k, v)| {
-            inside(k.span()) || inside(v.span()) || contains_deeper(v.get_ref(), span)
-        }),
-        DeValue::Array(a) => a
+/// The child of a table (by key) or array (by index), with the offset of its key or element.
+fn child<'v, 'i>(value: &'v DeValue<'i>, segment: &Segment) -> Option<(usize, &'v DeValue<'i>)> {
+    match (value, segment) {
+        (DeValue::Table(table), Segment::Key(name)) => table
             .iter()
-            .any(|v| inside(v.span()) || contains_deeper(v.get_ref(), span)),
-        _ => false,
+            .find(|(key, _)| key.get_ref() == name)
+            .map(|(key, child)| (key.span().start, child.get_ref())),
+        (DeValue::Array(items), Segment::Index(i)) => items
+            .get(*i)
+            .map(|child| (child.span().start, child.get_ref())),
+        _ => None,
     }
+}
+
+/// Every child of a table or array with its path segment; none for other values.
+fn children<'v, 'i>(value: &'v DeValue<'i>) -> Vec<(Segment, &'v Spanned<DeValue<'i>>)> {
+    match value {
+        DeValue::Table(table) => table
+            .iter()
+            .map(|(key, child)| (Segment::Key(key.get_ref().to_string()), child))
+            .collect(),
+        DeValue::Array(items) => items
+            .iter()
+            .enumerate()
+            .map(|(i, child)| (Segment::Index(i), child))
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// True when a value's span, or any descendant's, holds `offset`. Descendants count because a
+/// table's own span is only its header (`[[lock]]`), its keys come after it.
+fn covers(value: &Spanned<DeValue<'_>>, offset: usize) -> bool {
+    let span = value.span();
+    (span.start <= offset && offset < span.end.max(span.start + 1))
+        || children(value.get_ref())
+            .iter()
+            .any(|(_, child)| covers(child, offset))
 }
 
 /// Collects errors for one file, positioning each by its key path.

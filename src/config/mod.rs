@@ -54,9 +54,9 @@ pub struct Config {
     /// Groups, assignments, units, permissions, holidays, overrides, `[offline]` and the
     /// access-shaping `[cobot]` keys, with every reference resolved.
     pub policy: Policy,
-    /// Where each secret-file key was written (`http.admin_token_file` → line, column), so
+    /// Where each `*_file` key was written (`http.admin_token_file` → line, column), so
     /// [`Config::check_secrets`] can point at it.
-    pub secret_key_positions: BTreeMap<String, (usize, usize)>,
+    pub key_positions: BTreeMap<String, (usize, usize)>,
 }
 
 /// `[site]`.
@@ -254,23 +254,27 @@ impl Config {
     }
 
     /// Checks every secret file the configuration names: present, readable, not empty and not
-    /// readable by others. Each error names the key and the file.
+    /// readable by others; and that the certificate files it names can be opened. Each error
+    /// names the key and the file, never a secret's contents.
     pub fn check_secrets(&self) -> Vec<ConfigError> {
-        self.secret_files()
+        let secrets = self
+            .secret_files()
             .into_iter()
-            .filter_map(|(key, file)| {
-                let problem = read_secret(file).err()?;
-                let (line, col) = self
-                    .secret_key_positions
-                    .get(key)
-                    .copied()
-                    .unwrap_or((0, 0));
+            .map(|(key, file)| (key, read_secret(file).err()));
+        let certificates = self
+            .certificate_files()
+            .into_iter()
+            .map(|(key, file)| (key, secrets::check_readable(file).err()));
+        secrets
+            .chain(certificates)
+            .filter_map(|(key, problem)| {
+                let (line, col) = self.key_positions.get(key).copied().unwrap_or((0, 0));
                 Some(ConfigError {
                     file: self.path.clone(),
                     line,
                     col,
                     key: key.to_owned(),
-                    message: problem.to_string(),
+                    message: problem?.to_string(),
                 })
             })
             .collect()
@@ -297,6 +301,18 @@ impl Config {
                 "mqtt.password_file",
                 mqtt.and_then(|m| m.password_file.as_deref()),
             ),
+        ]
+        .into_iter()
+        .filter_map(|(key, file)| Some((key, file?)))
+        .collect()
+    }
+
+    /// The non-secret files named by the configuration (certificates), with their keys.
+    pub fn certificate_files(&self) -> Vec<(&'static str, &Path)> {
+        let mqtt = self.mqtt.as_ref();
+        [
+            ("http.tls_cert_file", self.http.tls_cert_file.as_deref()),
+            ("mqtt.ca_file", mqtt.and_then(|m| m.ca_file.as_deref())),
         ]
         .into_iter()
         .filter_map(|(key, file)| Some((key, file?)))

@@ -13,7 +13,6 @@ use crate::domain::model::{
 };
 use crate::domain::schedule::Schedule;
 
-use super::LockConfig;
 use super::error::KeyPath;
 use super::raw::{
     RawAssignment, RawCobot, RawGroup, RawHoliday, RawOffline, RawOverride, RawPermission, RawUnit,
@@ -39,15 +38,16 @@ pub(crate) struct PolicyInput<'r> {
 }
 
 /// Checks the access sections and builds the policy (meaningful only when no error was found).
+/// `lock_ids` are all ids written in `[[lock]]`, valid or not, so a broken lock is reported once.
 pub(crate) fn policy(
     ck: &mut Checker<'_, '_>,
     input: PolicyInput<'_>,
-    locks: &[LockConfig],
+    lock_ids: &HashSet<&str>,
 ) -> Policy {
     let groups = groups(ck, input.groups);
     let group_ids: HashSet<String> = groups.iter().map(|g| g.id.clone()).collect();
     let assignments = assignments(ck, input.assignments, &group_ids);
-    let units = units(ck, input.units, locks);
+    let units = units(ck, input.units, lock_ids);
     let unit_ids: HashSet<&str> = units.iter().map(|u| u.id.as_str()).collect();
     let permissions = permissions(ck, input.permissions, &group_ids, &unit_ids);
 
@@ -197,7 +197,7 @@ fn assignments(
     assignments
 }
 
-fn units(ck: &mut Checker<'_, '_>, raw: Vec<RawUnit>, locks: &[LockConfig]) -> Vec<UnitDef> {
+fn units(ck: &mut Checker<'_, '_>, raw: Vec<RawUnit>, lock_ids: &HashSet<&str>) -> Vec<UnitDef> {
     let mut first_index: HashMap<String, usize> = HashMap::new();
     let mut units: Vec<(usize, UnitDef)> = Vec::new();
     for (i, unit) in raw.iter().enumerate() {
@@ -218,7 +218,7 @@ fn units(ck: &mut Checker<'_, '_>, raw: Vec<RawUnit>, locks: &[LockConfig]) -> V
         }
         first_index.insert(id.clone(), i);
         if let Some(lock) = &unit.lock
-            && !locks.iter().any(|l| &l.id == lock)
+            && !lock_ids.contains(lock.as_str())
         {
             ck.report
                 .error(&key.key("lock"), format!("unknown lock \"{lock}\""));

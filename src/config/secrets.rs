@@ -58,15 +58,7 @@ pub enum SecretError {
 /// Reads a secret file and returns its contents with surrounding white space trimmed, after
 /// checking that it is a regular file that others cannot read.
 pub fn read_secret(path: &Path) -> Result<String, SecretError> {
-    let metadata = std::fs::metadata(path).map_err(|source| match source.kind() {
-        io::ErrorKind::NotFound => SecretError::Missing {
-            path: path.to_owned(),
-        },
-        _ => SecretError::Unreadable {
-            path: path.to_owned(),
-            source,
-        },
-    })?;
+    let metadata = std::fs::metadata(path).map_err(|source| missing_or_unreadable(path, source))?;
     if !metadata.is_file() {
         return Err(SecretError::NotAFile {
             path: path.to_owned(),
@@ -93,4 +85,80 @@ pub fn read_secret(path: &Path) -> Result<String, SecretError> {
         });
     }
     Ok(secret.to_owned())
+}
+
+/// Checks that a file that is not secret (a certificate) exists and can be opened.
+pub(crate) fn check_readable(path: &Path) -> Result<(), SecretError> {
+    let metadata = std::fs::metadata(path).map_err(|source| missing_or_unreadable(path, source))?;
+    if !metadata.is_file() {
+        return Err(SecretError::NotAFile {
+            path: path.to_owned(),
+        });
+    }
+    std::fs::File::open(path)
+        .map(drop)
+        .map_err(|source| missing_or_unreadable(path, source))
+}
+
+fn missing_or_unreadable(path: &Path, source: io::Error) -> SecretError {
+    match source.kind() {
+        io::ErrorKind::NotFound => SecretError::Missing {
+            path: path.to_owned(),
+        },
+        _ => SecretError::Unreadable {
+            path: path.to_owned(),
+            source,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs;
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn secret(dir: &Path, name: &str, contents: &str, mode: u32) -> PathBuf {
+        let path = dir.join(name);
+        fs::write(&path, contents).expect("write secret");
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+        path
+    }
+
+    #[test]
+    fn a_secret_readable_by_others_is_rejected() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let open = secret(dir.path(), "open.token", "abc", 0o644);
+        assert!(matches!(
+            read_secret(&open),
+            Err(SecretError::ReadableByOthers { mode: 0o644, .. })
+        ));
+    }
+
+    #[test]
+    fn private_and_group_readable_secrets_are_read_trimmed() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let private = secret(dir.path(), "private.token", " abc\n", 0o600);
+        let group = secret(dir.path(), "group.token", "abc", 0o640);
+        assert_eq!(read_secret(&private).expect("private"), "abc");
+        assert_eq!(read_secret(&group).expect("group-readable"), "abc");
+    }
+
+    #[test]
+    fn missing_empty_and_folder_secrets_are_rejected_naming_the_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let missing = read_secret(&dir.path().join("absent")).expect_err("missing");
+        assert!(matches!(missing, SecretError::Missing { .. }));
+        assert!(missing.to_string().contains("absent"));
+        let empty = secret(dir.path(), "empty", " \n", 0o600);
+        assert!(matches!(
+            read_secret(&empty),
+            Err(SecretError::Empty { .. })
+        ));
+        assert!(matches!(
+            read_secret(dir.path()),
+            Err(SecretError::NotAFile { .. })
+        ));
+    }
 }

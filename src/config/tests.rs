@@ -402,22 +402,9 @@ fn bad_lock_settings_are_named() {
 }
 
 #[test]
-fn secret_files_readable_by_others_are_rejected_and_private_ones_accepted() {
+fn check_secrets_names_the_key_and_file_of_an_open_secret_and_never_its_contents() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let open = secret(dir.path(), "open.token", "abc", 0o644);
-    let private = secret(dir.path(), "private.token", " abc\n", 0o600);
-    let group = secret(dir.path(), "group.token", "abc", 0o640);
-    assert!(matches!(
-        read_secret(&open),
-        Err(SecretError::ReadableByOthers { mode: 0o644, .. })
-    ));
-    assert_eq!(read_secret(&private).expect("private"), "abc");
-    assert_eq!(read_secret(&group).expect("group-readable"), "abc");
-    assert!(matches!(
-        read_secret(&dir.path().join("absent")),
-        Err(SecretError::Missing { .. })
-    ));
-
+    secret(dir.path(), "open.token", "abc", 0o644);
     let text = format!("{BASE}\n[http]\nadmin_token_file = \"open.token\"\n");
     let path = dir.path().join("portier.toml");
     fs::write(&path, &text).expect("write config");
@@ -431,10 +418,46 @@ fn secret_files_readable_by_others_are_rejected_and_private_ones_accepted() {
         "{}",
         problems[0]
     );
+    assert!(problems[0].message.contains("0644"), "{}", problems[0]);
     assert!(
         !problems[0].message.contains("abc"),
         "never show the secret"
     );
+}
+
+#[test]
+fn check_secrets_reports_missing_certificates() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    secret(dir.path(), "tls.key", "key", 0o600);
+    let text = format!("{BASE}\n[http]\ntls_cert_file = \"tls.crt\"\ntls_key_file = \"tls.key\"\n");
+    let path = dir.path().join("portier.toml");
+    fs::write(&path, &text).expect("write config");
+    let config = Config::load_with(&path, None).expect("valid");
+    let problems = config.check_secrets();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert_eq!(problems[0].key, "http.tls_cert_file");
+    assert!(problems[0].message.contains("no such file"));
+}
+
+#[test]
+fn a_broken_lock_is_reported_once_not_again_by_its_unit() {
+    let text = format!(
+        "{BASE}\n[[unit]]\nid = \"door\"\nlock = \"relay\"\n\n\
+         [[lock]]\nid = \"relay\"\ndriver = \"modbus\"\ncoil = 1\n"
+    );
+    let errors = errors(&text);
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    error_for(&errors, "lock[0].address");
+}
+
+#[test]
+fn a_type_error_is_reported_with_the_unknown_keys_seen_before_it() {
+    let text = "[cobot]\nsubdomain = 7\n\n[events]\nkeep = 1\n";
+    let errors = errors(text);
+    let error = error_for(&errors, "cobot.subdomain");
+    assert_at(error, text, "7", 0);
+    assert!(error.message.contains("expected a string"), "{error}");
+    assert!(errors.len() <= 2, "{errors:#?}");
 }
 
 #[test]

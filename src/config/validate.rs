@@ -47,7 +47,10 @@ pub(crate) fn validate(
     let raw: RawConfig = match parsed {
         Ok(raw) => raw,
         Err(e) => {
-            let key = e.span().map(|s| locator.key_at(&s)).unwrap_or_default();
+            let key = e
+                .span()
+                .map(|s| locator.key_at(s.start))
+                .unwrap_or_default();
             let mut errors = checker.report.into_errors();
             errors.push(span_error(
                 file,
@@ -69,7 +72,7 @@ pub(crate) struct Checker<'a, 'i> {
     /// The configuration file's folder (absolute when it can be).
     base: PathBuf,
     credentials_dir: Option<&'a Path>,
-    secret_key_positions: BTreeMap<String, (usize, usize)>,
+    key_positions: BTreeMap<String, (usize, usize)>,
 }
 
 impl<'a, 'i> Checker<'a, 'i> {
@@ -80,7 +83,7 @@ impl<'a, 'i> Checker<'a, 'i> {
             report: Report::new(file, locator),
             base,
             credentials_dir,
-            secret_key_positions: BTreeMap::new(),
+            key_positions: BTreeMap::new(),
         }
     }
 
@@ -109,7 +112,8 @@ impl<'a, 'i> Checker<'a, 'i> {
             holidays: raw.holidays,
             overrides: raw.overrides,
         };
-        let policy = policy::policy(&mut self, policy_input, &locks);
+        let lock_ids = raw.locks.iter().filter_map(|l| l.id.as_deref()).collect();
+        let policy = policy::policy(&mut self, policy_input, &lock_ids);
         let readers = locks::readers(&mut self, &raw.readers, &policy.units);
         let mqtt = self.mqtt(raw.mqtt, &site.name, &raw.locks, &raw.readers);
 
@@ -125,7 +129,7 @@ impl<'a, 'i> Checker<'a, 'i> {
                 locks,
                 readers,
                 policy,
-                secret_key_positions: self.secret_key_positions,
+                key_positions: self.key_positions,
             }),
             _ => Err(self.report.into_errors()),
         }
@@ -188,8 +192,8 @@ impl<'a, 'i> Checker<'a, 'i> {
         HttpConfig {
             listen,
             tls_cert_file: self.file_path(raw.tls_cert_file.as_deref(), &key.key("tls_cert_file")),
-            tls_key_file: self.secret_path(raw.tls_key_file.as_deref(), &key.key("tls_key_file")),
-            admin_token_file: self.secret_path(
+            tls_key_file: self.file_path(raw.tls_key_file.as_deref(), &key.key("tls_key_file")),
+            admin_token_file: self.file_path(
                 raw.admin_token_file.as_deref(),
                 &key.key("admin_token_file"),
             ),
@@ -243,11 +247,11 @@ impl<'a, 'i> Checker<'a, 'i> {
             .client_id
             .clone()
             .map(|id| self.non_empty(id, &key.key("client_id")));
-        let client_secret_file = self.secret_path(
+        let client_secret_file = self.file_path(
             raw.client_secret_file.as_deref(),
             &key.key("client_secret_file"),
         );
-        let access_token_file = self.secret_path(
+        let access_token_file = self.file_path(
             raw.access_token_file.as_deref(),
             &key.key("access_token_file"),
         );
@@ -341,8 +345,7 @@ impl<'a, 'i> Checker<'a, 'i> {
             url: url?,
             client_id,
             username: raw.username,
-            password_file: self
-                .secret_path(raw.password_file.as_deref(), &key.key("password_file")),
+            password_file: self.file_path(raw.password_file.as_deref(), &key.key("password_file")),
             ca_file: self.file_path(raw.ca_file.as_deref(), &key.key("ca_file")),
         })
     }
@@ -430,8 +433,11 @@ impl<'a, 'i> Checker<'a, 'i> {
 
     /// A `*_file` path; a bare name is looked up in the credentials directory first (when set
     /// and the file is there), then like any relative path from the configuration's folder.
+    /// Remembers where the key was written, for `check_secrets`.
     fn file_path(&mut self, text: Option<&str>, key: &KeyPath) -> Option<PathBuf> {
         let text = text?;
+        let position = self.report.position(key);
+        self.key_positions.insert(key.to_string(), position);
         if text.is_empty() {
             self.report.error(key, "must not be empty");
             return None;
@@ -443,13 +449,5 @@ impl<'a, 'i> Checker<'a, 'i> {
             return Some(dir.join(text));
         }
         Some(self.base.join(text))
-    }
-
-    /// A secret `*_file` path; remembers where it was written for `check_secrets`.
-    fn secret_path(&mut self, text: Option<&str>, key: &KeyPath) -> Option<PathBuf> {
-        let path = self.file_path(text, key)?;
-        let position = self.report.position(key);
-        self.secret_key_positions.insert(key.to_string(), position);
-        Some(path)
     }
 }
