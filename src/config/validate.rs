@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use toml::de::DeTable;
 
-use super::error::{ConfigError, KeyPath, Locator, Report, span_error};
+use super::error::{ConfigError, KeyPath, Locator, Report, file_error, span_error};
 use super::raw::{RawCobot, RawConfig, RawHttp, RawLock, RawMqtt, RawReader, RawSite};
 use super::{CobotConfig, Config, EventsConfig, HttpConfig, MqttConfig, SiteConfig, locks, policy};
 
@@ -89,7 +89,7 @@ impl<'a, 'i> Checker<'a, 'i> {
 
     fn config(mut self, raw: RawConfig, file: &Path) -> Result<Config, Vec<ConfigError>> {
         let raw_cobot = raw.cobot.unwrap_or_default();
-        let (site, timezone) = self.site(raw.site.unwrap_or_default(), &raw_cobot);
+        let site = self.site(raw.site.unwrap_or_default(), &raw_cobot);
         let http = self.http(raw.http.unwrap_or_default());
         let cobot = self.cobot(&raw_cobot);
         let events = EventsConfig {
@@ -102,7 +102,7 @@ impl<'a, 'i> Checker<'a, 'i> {
         };
         let locks = locks::locks(&mut self, &raw.locks);
         let policy_input = policy::PolicyInput {
-            timezone,
+            timezone: site.timezone,
             cobot: &raw_cobot,
             offline: raw.offline.unwrap_or_default(),
             groups: raw.groups,
@@ -131,11 +131,18 @@ impl<'a, 'i> Checker<'a, 'i> {
                 policy,
                 key_positions: self.key_positions,
             }),
-            _ => Err(self.report.into_errors()),
+            _ => {
+                let mut errors = self.report.into_errors();
+                if errors.is_empty() {
+                    // Every path to a missing part records an error; this keeps it that way.
+                    errors.push(file_error(file, "invalid configuration"));
+                }
+                Err(errors)
+            }
         }
     }
 
-    fn site(&mut self, raw: RawSite, cobot: &RawCobot) -> (SiteConfig, chrono_tz::Tz) {
+    fn site(&mut self, raw: RawSite, cobot: &RawCobot) -> SiteConfig {
         let key = KeyPath::root("site");
         let timezone = match self.required(raw.timezone.as_deref(), &key.key("timezone")) {
             Some(name) => name.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
@@ -160,12 +167,11 @@ impl<'a, 'i> Checker<'a, 'i> {
             Some(dir) => self.dir_path(&dir, &key.key("state_dir")),
             None => PathBuf::from(DEFAULT_STATE_DIR),
         };
-        let site = SiteConfig {
+        SiteConfig {
             name,
             timezone,
             state_dir,
-        };
-        (site, timezone)
+        }
     }
 
     fn http(&mut self, raw: RawHttp) -> HttpConfig {
