@@ -3,6 +3,7 @@
 //! Data flows one way: `cobot` (HTTP client, wire types) → `sync` → `store` (sled) →
 //! `domain::Snapshot` → `domain::decide`.
 
+pub mod config;
 pub mod domain;
 pub mod clock;
 pub mod store;

@@ -1,0 +1,326 @@
+//! The configuration file (`/etc/portier/portier.toml`): loading, validation and secret files.
+//!
+//! Loading has two stages. `raw` mirrors the TOML with serde; `validate` (with `policy` and
+//! `locks`) turns it into a [`Config`] of already-valid types, whose [`Policy`] has every
+//! reference resolved. All errors of a file are collected at once, each naming file, line,
+//! column and key (`PATH:LINE:COL: KEY: message`), so an installer fixes them in one pass.
+//!
+//! This module reads the configuration file and, in [`Config::check_secrets`] and
+//! [`read_secret`], the secret files it names; it never logs a secret's contents. It does not
+//! read the clock, open sockets or know the store.
+
+mod error;
+mod locks;
+mod policy;
+mod raw;
+mod secrets;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use secrets::{SecretError, read_secret};
+
+use crate::domain::model::Policy;
+
+/// The environment variable systemd sets to the folder of a unit's `LoadCredential=` files.
+pub const CREDENTIALS_DIRECTORY: &str = "CREDENTIALS_DIRECTORY";
+
+/// A loaded, valid configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file it was loaded from, as given.
+    pub path: PathBuf,
+    /// `[site]`.
+    pub site: SiteConfig,
+    /// `[http]`.
+    pub http: HttpConfig,
+    /// `[cobot]`, except the parts that shape access (they live in `policy`).
+    pub cobot: CobotConfig,
+    /// `[events]`.
+    pub events: EventsConfig,
+    /// `[mqtt]`; present whenever an MQTT lock or a reader exists.
+    pub mqtt: Option<MqttConfig>,
+    /// `[[lock]]`, in file order.
+    pub locks: Vec<LockConfig>,
+    /// `[[reader]]`, in file order.
+    pub readers: Vec<ReaderConfig>,
+    /// Groups, assignments, units, permissions, holidays, overrides, `[offline]` and the
+    /// access-shaping `[cobot]` keys, with every reference resolved.
+    pub policy: Policy,
+    /// Where each `*_file` key was written (`http.admin_token_file` → line, column), so
+    /// [`Config::check_secrets`] can point at it.
+    pub key_positions: BTreeMap<String, (usize, usize)>,
+}
+
+/// `[site]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiteConfig {
+    /// The site's name (default: the Cobot subdomain, else `portier`).
+    pub name: String,
+    /// The site's IANA time zone; days and schedules are local to it.
+    pub timezone: chrono_tz::Tz,
+    /// Where the store, outbox and tokens live (default `/var/lib/portier`).
+    pub state_dir: PathBuf,
+}
+
+/// `[http]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Listen address (default `127.0.0.1:8080`).
+    pub listen: SocketAddr,
+    /// TLS certificate chain (PEM); set together with `tls_key_file`.
+    pub tls_cert_file: Option<PathBuf>,
+    /// TLS private key (PEM), a secret file.
+    pub tls_key_file: Option<PathBuf>,
+    /// The admin bearer token, a secret file; absent: admin endpoints answer 401.
+    pub admin_token_file: Option<PathBuf>,
+}
+
+/// `[cobot]`: how to reach Cobot and how often.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CobotConfig {
+    /// The space's subdomain (`co-up` for `co-up.cobot.me`).
+    pub subdomain: Option<String>,
+    /// OAuth client id of the sync app (only `cobot connect` needs it).
+    pub client_id: Option<String>,
+    /// OAuth client secret, a secret file (only `cobot connect` needs it).
+    pub client_secret_file: Option<PathBuf>,
+    /// A token made on Cobot's developer page; absent: the one `cobot connect` stored.
+    pub access_token_file: Option<PathBuf>,
+    /// Space API base (default `https://<subdomain>.cobot.me`).
+    pub api_url: url::Url,
+    /// User API base (default `https://www.cobot.me`).
+    pub www_url: url::Url,
+    /// Time between background syncs (default 5 min).
+    pub sync_interval: Duration,
+    /// Timeout of one Cobot request (default 30 s).
+    pub request_timeout: Duration,
+    /// Write check-ins back to Cobot (default true).
+    pub check_ins: bool,
+    /// A sync revoking more than this share of granted members is held (default 0.5).
+    pub max_revoke_ratio: f64,
+    /// Bookings are fetched from yesterday to this far ahead (default 30 days).
+    pub booking_horizon: Duration,
+    /// App tokens seen online keep working offline this long (default 30 days).
+    pub token_cache_ttl: Duration,
+}
+
+/// `[events]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventsConfig {
+    /// How long events are kept (default 90 days).
+    pub retention: Duration,
+}
+
+/// `[mqtt]`: the broker that carries readers and MQTT locks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttConfig {
+    /// `mqtt://host[:port]` or `mqtts://host[:port]`.
+    pub url: url::Url,
+    /// MQTT client id (default `portier-<site name>`).
+    pub client_id: String,
+    /// Broker user name.
+    pub username: Option<String>,
+    /// Broker password, a secret file.
+    pub password_file: Option<PathBuf>,
+    /// TLS trust root (PEM) when not the system's.
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[[lock]]`: something that opens a door.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockConfig {
+    /// The lock's id, named by units.
+    pub id: String,
+    /// How to drive it.
+    pub driver: LockDriver,
+}
+
+/// A lock driver with its settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LockDriver {
+    /// A relay or controller on Modbus: pulse a coil, or write a register then 0.
+    Modbus {
+        /// Where the device is.
+        address: ModbusAddress,
+        /// Modbus unit (slave) id (default 1).
+        slave: u8,
+        /// What to write.
+        target: ModbusTarget,
+    },
+    /// A lock behind the MQTT broker (e.g. zigbee2mqtt).
+    Mqtt {
+        /// Command topic (QoS 1, never retained).
+        topic: String,
+        /// Sent to unlock; may contain `{decision_id}` and `{unit}`.
+        unlock_payload: String,
+        /// Sent after `open_for`, if set.
+        lock_payload: Option<String>,
+    },
+    /// A Bluetooth LE lock: write a characteristic.
+    Ble {
+        /// Device address `AA:BB:CC:DD:EE:FF` (upper case).
+        device: String,
+        /// GATT characteristic UUID (lower case, hyphenated).
+        characteristic: String,
+        /// Bytes written to unlock.
+        unlock_payload: Vec<u8>,
+        /// Bytes written after `open_for`, if set.
+        lock_payload: Option<Vec<u8>>,
+    },
+    /// No hardware: opening is only logged (demo, testing).
+    Log,
+}
+
+/// Where a Modbus device is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModbusAddress {
+    /// Modbus TCP at `host:port` (port default 502; an IPv6 host is in brackets). Resolve it
+    /// when connecting, so a name that changes address keeps working.
+    Tcp(String),
+    /// Modbus RTU on a serial port.
+    Rtu {
+        /// The serial device, e.g. `/dev/ttyUSB0`.
+        path: PathBuf,
+        /// Baud rate (default 9600).
+        baud: u32,
+    },
+}
+
+/// What a Modbus lock writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModbusTarget {
+    /// Coil address: on, wait `open_for`, off.
+    Coil(u16),
+    /// Holding register: write `value`, wait `open_for`, write 0.
+    Register {
+        /// Register address.
+        register: u16,
+        /// Value written to open (`register_value`, default 1).
+        value: u16,
+    },
+}
+
+/// `[[reader]]`: a card reader publishing credentials on an MQTT topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderConfig {
+    /// The reader's id.
+    pub id: String,
+    /// The unit it opens.
+    pub unit: String,
+    /// Topic its credentials arrive on; results go to `<topic>/result`.
+    pub topic: String,
+}
+
+impl Config {
+    /// Loads and validates the file, looking up bare secret file names in
+    /// `$CREDENTIALS_DIRECTORY` when that is set. Secret files are not opened (see
+    /// [`Config::check_secrets`]).
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let credentials = std::env::var_os(CREDENTIALS_DIRECTORY)
+            .filter(|dir| !dir.is_empty())
+            .map(PathBuf::from);
+        Self::load_with(path, credentials.as_deref())
+    }
+
+    /// Like [`Config::load`], with the credentials directory given instead of read from the
+    /// environment.
+    pub fn load_with(path: &Path, credentials_dir: Option<&Path>) -> Result<Config, ConfigErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            let message = match e.kind() {
+                std::io::ErrorKind::NotFound => "configuration file not found".to_owned(),
+                _ => format!("cannot read the configuration file: {e}"),
+            };
+            ConfigErrors(vec![error::file_error(path, message)])
+        })?;
+        Self::parse(&text, path, credentials_dir)
+    }
+
+    /// Validates configuration text as if it were the file at `path` (relative paths resolve
+    /// from its folder).
+    pub fn parse(
+        text: &str,
+        path: &Path,
+        credentials_dir: Option<&Path>,
+    ) -> Result<Config, ConfigErrors> {
+        validate::validate(text, path, credentials_dir).map_err(ConfigErrors)
+    }
+
+    /// Checks every secret file the configuration names: present, readable, not empty and not
+    /// readable by others; and that the certificate files it names can be opened. Each error
+    /// names the key and the file, never a secret's contents.
+    pub fn check_secrets(&self) -> Vec<ConfigError> {
+        let secrets = self
+            .secret_files()
+            .into_iter()
+            .map(|(key, file)| (key, read_secret(file).err()));
+        let certificates = self
+            .certificate_files()
+            .into_iter()
+            .map(|(key, file)| (key, secrets::check_readable(file).err()));
+        secrets
+            .chain(certificates)
+            .filter_map(|(key, problem)| {
+                let (line, col) = self.key_positions.get(key).copied().unwrap_or((0, 0));
+                Some(ConfigError {
+                    file: self.path.clone(),
+                    line,
+                    col,
+                    key: key.to_owned(),
+                    message: problem?.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// The secret files named by the configuration, with their keys.
+    pub fn secret_files(&self) -> Vec<(&'static str, &Path)> {
+        let mqtt = self.mqtt.as_ref();
+        [
+            (
+                "http.admin_token_file",
+                self.http.admin_token_file.as_deref(),
+            ),
+            ("http.tls_key_file", self.http.tls_key_file.as_deref()),
+            (
+                "cobot.client_secret_file",
+                self.cobot.client_secret_file.as_deref(),
+            ),
+            (
+                "cobot.access_token_file",
+                self.cobot.access_token_file.as_deref(),
+            ),
+            (
+                "mqtt.password_file",
+                mqtt.and_then(|m| m.password_file.as_deref()),
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(key, file)| Some((key, file?)))
+        .collect()
+    }
+
+    /// The non-secret files named by the configuration (certificates), with their keys.
+    pub fn certificate_files(&self) -> Vec<(&'static str, &Path)> {
+        let mqtt = self.mqtt.as_ref();
+        [
+            ("http.tls_cert_file", self.http.tls_cert_file.as_deref()),
+            ("mqtt.ca_file", mqtt.and_then(|m| m.ca_file.as_deref())),
+        ]
+        .into_iter()
+        .filter_map(|(key, file)| Some((key, file?)))
+        .collect()
+    }
+
+    /// The lock with this id.
+    pub fn lock(&self, id: &str) -> Option<&LockConfig> {
+        self.locks.iter().find(|lock| lock.id == id)
+    }
+}

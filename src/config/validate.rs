@@ -1,0 +1,459 @@
+//! Stage two of loading: raw TOML → a valid [`Config`], with every error collected.
+//!
+//! [`validate`] parses the text twice, once into the spanned document (for positions) and once
+//! through serde into [`RawConfig`] (collecting unknown keys with `serde_ignored`), then checks
+//! each section. A syntax or type error stops there (serde cannot go on); everything else is
+//! collected. The [`Checker`] holds the shared helpers: required keys, durations, dates, ids and
+//! paths (relative to the file's folder; bare `*_file` names from `$CREDENTIALS_DIRECTORY`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use toml::de::DeTable;
+
+use super::error::{ConfigError, KeyPath, Locator, Report, file_error, span_error};
+use super::raw::{RawCobot, RawConfig, RawHttp, RawLock, RawMqtt, RawReader, RawSite};
+use super::{CobotConfig, Config, EventsConfig, HttpConfig, MqttConfig, SiteConfig, locks, policy};
+
+/// Default `site.state_dir`.
+const DEFAULT_STATE_DIR: &str = "/var/lib/portier";
+/// Default `http.listen`.
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default `cobot.www_url`.
+const DEFAULT_WWW_URL: &str = "https://www.cobot.me";
+const MINUTE: u64 = 60;
+const DAY: u64 = 24 * 60 * MINUTE;
+
+/// Validates configuration text that was read from `file`.
+pub(crate) fn validate(
+    text: &str,
+    file: &Path,
+    credentials_dir: Option<&Path>,
+) -> Result<Config, Vec<ConfigError>> {
+    let root = DeTable::parse(text)
+        .map_err(|e| vec![span_error(file, text, e.span(), String::new(), e.message())])?;
+    let locator = Locator::new(text, root.into_inner());
+    let mut unknown = Vec::new();
+    let parsed = toml::Deserializer::parse(text).and_then(|de| {
+        serde_ignored::deserialize(de, |path| unknown.push(KeyPath::from_ignored(&path)))
+    });
+    let mut checker = Checker::new(file, credentials_dir, &locator);
+    for key in &unknown {
+        checker.report.error(key, "unknown key");
+    }
+    let raw: RawConfig = match parsed {
+        Ok(raw) => raw,
+        Err(e) => {
+            let key = e
+                .span()
+                .map(|s| locator.key_at(s.start))
+                .unwrap_or_default();
+            let mut errors = checker.report.into_errors();
+            errors.push(span_error(
+                file,
+                text,
+                e.span(),
+                key.to_string(),
+                e.message(),
+            ));
+            return Err(errors);
+        }
+    };
+    checker.config(raw, file)
+}
+
+/// Validation state: the report plus what path resolution needs.
+pub(crate) struct Checker<'a, 'i> {
+    /// Errors found so far.
+    pub report: Report<'a, 'i>,
+    /// The configuration file's folder (absolute when it can be).
+    base: PathBuf,
+    credentials_dir: Option<&'a Path>,
+    key_positions: BTreeMap<String, (usize, usize)>,
+}
+
+impl<'a, 'i> Checker<'a, 'i> {
+    fn new(file: &'a Path, credentials_dir: Option<&'a Path>, locator: &'a Locator<'i>) -> Self {
+        let absolute = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
+        let base = absolute.parent().map(Path::to_owned).unwrap_or_default();
+        Self {
+            report: Report::new(file, locator),
+            base,
+            credentials_dir,
+            key_positions: BTreeMap::new(),
+        }
+    }
+
+    fn config(mut self, raw: RawConfig, file: &Path) -> Result<Config, Vec<ConfigError>> {
+        let raw_cobot = raw.cobot.unwrap_or_default();
+        let site = self.site(raw.site.unwrap_or_default(), &raw_cobot);
+        let http = self.http(raw.http.unwrap_or_default());
+        let cobot = self.cobot(&raw_cobot);
+        let events = EventsConfig {
+            retention: self.duration(
+                raw.events.and_then(|e| e.retention).as_deref(),
+                &KeyPath::root("events").key("retention"),
+                Duration::from_secs(90 * DAY),
+                true,
+            ),
+        };
+        let locks = locks::locks(&mut self, &raw.locks);
+        let policy_input = policy::PolicyInput {
+            timezone: site.timezone,
+            cobot: &raw_cobot,
+            offline: raw.offline.unwrap_or_default(),
+            groups: raw.groups,
+            assignments: raw.assignments,
+            units: raw.units,
+            permissions: raw.permissions,
+            holidays: raw.holidays,
+            overrides: raw.overrides,
+        };
+        let lock_ids = raw.locks.iter().filter_map(|l| l.id.as_deref()).collect();
+        let policy = policy::policy(&mut self, policy_input, &lock_ids);
+        let readers = locks::readers(&mut self, &raw.readers, &policy.units);
+        let mqtt = self.mqtt(raw.mqtt, &site.name, &raw.locks, &raw.readers);
+
+        let report_clean = self.report.is_clean();
+        match (cobot, report_clean) {
+            (Some(cobot), true) => Ok(Config {
+                path: file.to_owned(),
+                site,
+                http,
+                cobot,
+                events,
+                mqtt,
+                locks,
+                readers,
+                policy,
+                key_positions: self.key_positions,
+            }),
+            _ => {
+                let mut errors = self.report.into_errors();
+                if errors.is_empty() {
+                    // Every path to a missing part records an error; this keeps it that way.
+                    errors.push(file_error(file, "invalid configuration"));
+                }
+                Err(errors)
+            }
+        }
+    }
+
+    fn site(&mut self, raw: RawSite, cobot: &RawCobot) -> SiteConfig {
+        let key = KeyPath::root("site");
+        let timezone = match self.required(raw.timezone.as_deref(), &key.key("timezone")) {
+            Some(name) => name.parse::<chrono_tz::Tz>().unwrap_or_else(|_| {
+                self.report.error(
+                    &key.key("timezone"),
+                    format!(
+                        "unknown time zone \"{name}\" (use an IANA name like \"Europe/Berlin\")"
+                    ),
+                );
+                chrono_tz::UTC
+            }),
+            None => chrono_tz::UTC,
+        };
+        let name = match raw.name {
+            Some(name) => self.non_empty(name, &key.key("name")),
+            None => cobot
+                .subdomain
+                .clone()
+                .unwrap_or_else(|| "portier".to_owned()),
+        };
+        let state_dir = match raw.state_dir {
+            Some(dir) => self.dir_path(&dir, &key.key("state_dir")),
+            None => PathBuf::from(DEFAULT_STATE_DIR),
+        };
+        SiteConfig {
+            name,
+            timezone,
+            state_dir,
+        }
+    }
+
+    fn http(&mut self, raw: RawHttp) -> HttpConfig {
+        let key = KeyPath::root("http");
+        let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+        let listen = listen_text.parse::<SocketAddr>().unwrap_or_else(|_| {
+            self.report.error(
+                &key.key("listen"),
+                format!("\"{listen_text}\" is not an address like \"127.0.0.1:8080\""),
+            );
+            SocketAddr::from(([127, 0, 0, 1], 8080))
+        });
+        match (&raw.tls_cert_file, &raw.tls_key_file) {
+            (Some(_), None) => self.report.error(
+                &key.key("tls_cert_file"),
+                "needs tls_key_file too (TLS takes both or neither)",
+            ),
+            (None, Some(_)) => self.report.error(
+                &key.key("tls_key_file"),
+                "needs tls_cert_file too (TLS takes both or neither)",
+            ),
+            _ => {}
+        }
+        HttpConfig {
+            listen,
+            tls_cert_file: self.file_path(raw.tls_cert_file.as_deref(), &key.key("tls_cert_file")),
+            tls_key_file: self.file_path(raw.tls_key_file.as_deref(), &key.key("tls_key_file")),
+            admin_token_file: self.file_path(
+                raw.admin_token_file.as_deref(),
+                &key.key("admin_token_file"),
+            ),
+        }
+    }
+
+    fn cobot(&mut self, raw: &RawCobot) -> Option<CobotConfig> {
+        let key = KeyPath::root("cobot");
+        let subdomain = raw.subdomain.as_deref().and_then(|sub| {
+            let ok = !sub.is_empty()
+                && sub.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !sub.starts_with('-')
+                && !sub.ends_with('-');
+            if !ok {
+                self.report.error(
+                    &key.key("subdomain"),
+                    format!(
+                        "\"{sub}\" is not a Cobot subdomain (like \"co-up\" for co-up.cobot.me)"
+                    ),
+                );
+            }
+            ok.then(|| sub.to_ascii_lowercase())
+        });
+        let api_url = match (&raw.api_url, &subdomain) {
+            (Some(url), _) => self.http_url(url, &key.key("api_url")),
+            (None, Some(sub)) => {
+                self.http_url(&format!("https://{sub}.cobot.me"), &key.key("subdomain"))
+            }
+            (None, None) => {
+                if raw.subdomain.is_none() {
+                    self.report.error(
+                        &key.key("subdomain"),
+                        "required (or set cobot.api_url): the space's Cobot subdomain",
+                    );
+                }
+                None
+            }
+        };
+        let www_url = self.http_url(
+            raw.www_url.as_deref().unwrap_or(DEFAULT_WWW_URL),
+            &key.key("www_url"),
+        );
+        let max_revoke_ratio = raw.max_revoke_ratio.unwrap_or(0.5);
+        if !(0.0..=1.0).contains(&max_revoke_ratio) {
+            self.report.error(
+                &key.key("max_revoke_ratio"),
+                format!("{max_revoke_ratio} is not a share between 0 and 1"),
+            );
+        }
+        let client_id = raw
+            .client_id
+            .clone()
+            .map(|id| self.non_empty(id, &key.key("client_id")));
+        let client_secret_file = self.file_path(
+            raw.client_secret_file.as_deref(),
+            &key.key("client_secret_file"),
+        );
+        let access_token_file = self.file_path(
+            raw.access_token_file.as_deref(),
+            &key.key("access_token_file"),
+        );
+        let sync_interval = self.duration(
+            raw.sync_interval.as_deref(),
+            &key.key("sync_interval"),
+            Duration::from_secs(5 * MINUTE),
+            true,
+        );
+        let request_timeout = self.duration(
+            raw.request_timeout.as_deref(),
+            &key.key("request_timeout"),
+            Duration::from_secs(30),
+            true,
+        );
+        let booking_horizon = self.duration(
+            raw.booking_horizon.as_deref(),
+            &key.key("booking_horizon"),
+            Duration::from_secs(30 * DAY),
+            false,
+        );
+        let token_cache_ttl = self.duration(
+            raw.token_cache_ttl.as_deref(),
+            &key.key("token_cache_ttl"),
+            Duration::from_secs(30 * DAY),
+            false,
+        );
+        Some(CobotConfig {
+            subdomain,
+            client_id,
+            client_secret_file,
+            access_token_file,
+            api_url: api_url?,
+            www_url: www_url?,
+            sync_interval,
+            request_timeout,
+            check_ins: raw.check_ins.unwrap_or(true),
+            max_revoke_ratio,
+            booking_horizon,
+            token_cache_ttl,
+        })
+    }
+
+    fn mqtt(
+        &mut self,
+        raw: Option<RawMqtt>,
+        site_name: &str,
+        locks: &[RawLock],
+        readers: &[RawReader],
+    ) -> Option<MqttConfig> {
+        let Some(raw) = raw else {
+            let mqtt_lock = locks
+                .iter()
+                .position(|l| l.driver.as_deref() == Some("mqtt"));
+            let needed_by = match (mqtt_lock, readers.is_empty()) {
+                (Some(i), _) => Some((
+                    KeyPath::root("lock").index(i),
+                    "an MQTT lock needs the broker",
+                )),
+                (None, false) => Some((
+                    KeyPath::root("reader").index(0),
+                    "readers talk through the broker",
+                )),
+                (None, true) => None,
+            };
+            if let Some((at, reason)) = needed_by {
+                self.report
+                    .error_at(&KeyPath::root("mqtt"), &at, format!("required: {reason}"));
+            }
+            return None;
+        };
+        let key = KeyPath::root("mqtt");
+        let url = match self.required(raw.url.as_deref(), &key.key("url")) {
+            Some(text) => match url::Url::parse(text) {
+                Ok(url) if matches!(url.scheme(), "mqtt" | "mqtts") && url.has_host() => Some(url),
+                _ => {
+                    self.report.error(
+                        &key.key("url"),
+                        format!("\"{text}\" is not a broker URL like \"mqtt://127.0.0.1:1883\" or \"mqtts://host:8883\""),
+                    );
+                    None
+                }
+            },
+            None => None,
+        };
+        let client_id = match raw.client_id {
+            Some(id) => self.non_empty(id, &key.key("client_id")),
+            None => format!("portier-{site_name}"),
+        };
+        Some(MqttConfig {
+            url: url?,
+            client_id,
+            username: raw.username,
+            password_file: self.file_path(raw.password_file.as_deref(), &key.key("password_file")),
+            ca_file: self.file_path(raw.ca_file.as_deref(), &key.key("ca_file")),
+        })
+    }
+
+    /// The value, or an error saying the key is required.
+    pub(crate) fn required<'v>(
+        &mut self,
+        value: Option<&'v str>,
+        key: &KeyPath,
+    ) -> Option<&'v str> {
+        if value.is_none() {
+            self.report.error(key, "required");
+        }
+        value
+    }
+
+    /// The value, with an error when it is empty or only spaces.
+    pub(crate) fn non_empty(&mut self, value: String, key: &KeyPath) -> String {
+        if value.trim().is_empty() {
+            self.report.error(key, "must not be empty");
+        }
+        value
+    }
+
+    /// A duration like `30s`, `5m`, `2h`, `7d`; `default` when absent.
+    pub(crate) fn duration(
+        &mut self,
+        value: Option<&str>,
+        key: &KeyPath,
+        default: Duration,
+        positive: bool,
+    ) -> Duration {
+        let Some(text) = value else {
+            return default;
+        };
+        match humantime::parse_duration(text) {
+            Ok(d) if positive && d.is_zero() => {
+                self.report.error(key, "must be longer than 0s");
+                default
+            }
+            Ok(d) => d,
+            Err(e) => {
+                self.report.error(
+                    key,
+                    format!(
+                        "\"{text}\" is not a duration like \"30s\", \"5m\", \"2h\" or \"7d\" ({e})"
+                    ),
+                );
+                default
+            }
+        }
+    }
+
+    /// A date `YYYY-MM-DD`.
+    pub(crate) fn date(&mut self, text: &str, key: &KeyPath) -> Option<NaiveDate> {
+        let date = NaiveDate::parse_from_str(text, "%Y-%m-%d").ok();
+        if date.is_none() {
+            self.report
+                .error(key, format!("\"{text}\" is not a date like \"2026-12-25\""));
+        }
+        date
+    }
+
+    /// An `http://` or `https://` URL.
+    fn http_url(&mut self, text: &str, key: &KeyPath) -> Option<url::Url> {
+        match url::Url::parse(text) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
+            _ => {
+                self.report.error(
+                    key,
+                    format!("\"{text}\" is not an http(s) URL like \"https://co-up.cobot.me\""),
+                );
+                None
+            }
+        }
+    }
+
+    /// A folder path; relative ones resolve from the configuration file's folder.
+    fn dir_path(&mut self, text: &str, key: &KeyPath) -> PathBuf {
+        if text.is_empty() {
+            self.report.error(key, "must not be empty");
+        }
+        self.base.join(text)
+    }
+
+    /// A `*_file` path; a bare name is looked up in the credentials directory first (when set
+    /// and the file is there), then like any relative path from the configuration's folder.
+    /// Remembers where the key was written, for `check_secrets`.
+    fn file_path(&mut self, text: Option<&str>, key: &KeyPath) -> Option<PathBuf> {
+        let text = text?;
+        let position = self.report.position(key);
+        self.key_positions.insert(key.to_string(), position);
+        if text.is_empty() {
+            self.report.error(key, "must not be empty");
+            return None;
+        }
+        if !text.contains('/')
+            && let Some(dir) = self.credentials_dir
+            && dir.join(text).is_file()
+        {
+            return Some(dir.join(text));
+        }
+        Some(self.base.join(text))
+    }
+}
