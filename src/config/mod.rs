@@ -179,6 +179,18 @@ pub enum LockDriver {
     Log,
 }
 
+impl LockDriver {
+    /// The driver's name as written in `driver = "..."`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            LockDriver::Modbus { .. } => "modbus",
+            LockDriver::Mqtt { .. } => "mqtt",
+            LockDriver::Ble { .. } => "ble",
+            LockDriver::Log => "log",
+        }
+    }
+}
+
 /// Where a Modbus device is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ModbusAddress {
