@@ -3,4 +3,5 @@
 //! Data flows one way: `cobot` (HTTP client, wire types) → `sync` → `store` (sled) →
 //! `domain::Snapshot` → `domain::decide`.
 
+pub mod cobot;
 pub mod domain;
