@@ -12,6 +12,7 @@ use std::fmt;
 use std::io::Write;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use oauth2::basic::{
@@ -27,6 +28,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
 use url::Url;
 
 use super::client::{CobotClient, endpoint, http_client};
@@ -256,21 +258,38 @@ impl ConnectFlow {
 
     /// Serves Cobot's redirect (`GET <redirect path>?code=..&state=..`) on `listener` until one
     /// carries this attempt's `state`, answering each browser with a short page. Requests with a
-    /// wrong `state` (an old tab) get 400 and the wait goes on; `error=...` ends it.
+    /// wrong `state` (an old tab) get 400 and the wait goes on; `error=...` ends it. Connections
+    /// are served concurrently: browsers open idle speculative connections.
     pub async fn wait_for_redirect(
         &self,
         listener: TcpListener,
         wait: Duration,
     ) -> Result<String, ConnectError> {
+        let expected = Arc::new(Expected {
+            state: self.state.secret().clone(),
+            path: self.params.redirect_uri.path().to_owned(),
+        });
+        let (tx, mut rx) = mpsc::channel(4);
         let serve = async {
             loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let handled =
-                    tokio::time::timeout(Duration::from_secs(10), self.answer(stream)).await;
-                if let Ok(Some(result)) = handled {
-                    return result;
+                tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok((stream, _)) => {
+                            let (tx, expected) = (tx.clone(), expected.clone());
+                            tokio::spawn(async move {
+                                let answered = tokio::time::timeout(
+                                    Duration::from_secs(10),
+                                    answer(&expected, stream),
+                                );
+                                if let Ok(Some(outcome)) = answered.await {
+                                    let _ = tx.send(outcome).await;
+                                }
+                            });
+                        }
+                        // E.g. out of file descriptors: pause instead of spinning.
+                        Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    },
+                    Some(outcome) = rx.recv() => return outcome,
                 }
             }
         };
@@ -279,87 +298,12 @@ impl ConnectFlow {
             .map_err(|_| ConnectError::TimedOut(wait))?
     }
 
-    /// Handles one browser connection; `Some` ends the wait.
-    async fn answer(&self, mut stream: TcpStream) -> Option<Result<String, ConnectError>> {
-        let mut buf = Vec::with_capacity(1024);
-        let mut chunk = [0u8; 1024];
-        while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
-            match stream.read(&mut chunk).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
-            }
-        }
-        let head = String::from_utf8_lossy(&buf);
-        let target = head
-            .lines()
-            .next()
-            .and_then(|line| line.strip_prefix("GET "))
-            .and_then(|rest| rest.split(' ').next())
-            .unwrap_or_default();
-        let url = Url::parse("http://localhost/")
-            .and_then(|base| base.join(target))
-            .ok()
-            .filter(|u| u.path() == self.params.redirect_uri.path());
-        let (status, page, outcome) = match url.map(|u| self.code_from_url(&u)) {
-            None => ("404 Not Found", "Not found.", None),
-            Some(Ok(code)) => (
-                "200 OK",
-                "Portier received Cobot's authorization. You can close this tab and return to the terminal.",
-                Some(Ok(code)),
-            ),
-            Some(Err(e @ ConnectError::Denied(_))) => (
-                "200 OK",
-                "Cobot did not authorize Portier. See the terminal.",
-                Some(Err(e)),
-            ),
-            Some(Err(_)) => (
-                "400 Bad Request",
-                "This is not the redirect of the current connect attempt. Use the newest link printed by portier cobot connect.",
-                None,
-            ),
-        };
-        let html = format!(
-            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Portier</title></head><body><p>{page}</p></body></html>"
-        );
-        let response = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
-            html.len()
-        );
-        // The browser's page is a courtesy; the outcome stands even if it cannot be written.
-        let _ = stream.write_all(response.as_bytes()).await;
-        let _ = stream.shutdown().await;
-        outcome
-    }
-
-    fn code_from_url(&self, url: &Url) -> Result<String, ConnectError> {
-        let param = |name: &str| {
-            url.query_pairs()
-                .find(|(k, _)| k == name)
-                .map(|(_, v)| v.into_owned())
-        };
-        if let Some(error) = param("error") {
-            return Err(ConnectError::Denied(error));
-        }
-        match param("state") {
-            Some(state) if state == *self.state.secret() => {}
-            Some(_) => {
-                return Err(ConnectError::BadRedirect(
-                    "its state belongs to another attempt".into(),
-                ));
-            }
-            None => return Err(ConnectError::BadRedirect("it has no state".into())),
-        }
-        param("code")
-            .filter(|c| !c.is_empty())
-            .ok_or_else(|| ConnectError::BadRedirect("it has no code".into()))
-    }
-
     /// Reads the code from the redirected URL the installer copied from the browser's address
     /// bar; its `state` must be this attempt's.
     pub fn code_from_pasted_url(&self, pasted: &str) -> Result<String, ConnectError> {
         let url = Url::parse(pasted.trim())
             .map_err(|e| ConnectError::BadRedirect(format!("not a URL ({e})")))?;
-        self.code_from_url(&url)
+        code_from_url(&url, self.state.secret())
     }
 
     /// Exchanges the code (with the PKCE verifier, secret in the form body) for the admin's
@@ -383,6 +327,91 @@ impl ConnectFlow {
         let user_token = self.exchange(code).await?;
         space_bound_token(&params, user_token).await
     }
+}
+
+/// What a redirect must match: this attempt's `state` and the redirect URI's path.
+struct Expected {
+    state: String,
+    path: String,
+}
+
+/// Handles one browser connection; `Some` ends the wait.
+async fn answer(
+    expected: &Expected,
+    mut stream: TcpStream,
+) -> Option<Result<String, ConnectError>> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 8192 {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => buf.extend_from_slice(chunk.get(..n).unwrap_or_default()),
+        }
+    }
+    let head = String::from_utf8_lossy(&buf);
+    let target = head
+        .lines()
+        .next()
+        .and_then(|line| line.strip_prefix("GET "))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_default();
+    let url = Url::parse("http://localhost/")
+        .and_then(|base| base.join(target))
+        .ok()
+        .filter(|u| u.path() == expected.path);
+    let (status, page, outcome) = match url.map(|u| code_from_url(&u, &expected.state)) {
+        None => ("404 Not Found", "Not found.", None),
+        Some(Ok(code)) => (
+            "200 OK",
+            "Portier received Cobot's authorization. You can close this tab and return to the terminal.",
+            Some(Ok(code)),
+        ),
+        Some(Err(e @ ConnectError::Denied(_))) => (
+            "200 OK",
+            "Cobot did not authorize Portier. See the terminal.",
+            Some(Err(e)),
+        ),
+        Some(Err(_)) => (
+            "400 Bad Request",
+            "This is not the redirect of the current connect attempt. Use the newest link printed by portier cobot connect.",
+            None,
+        ),
+    };
+    let html = format!(
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Portier</title></head><body><p>{page}</p></body></html>"
+    );
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{html}",
+        html.len()
+    );
+    // The browser's page is a courtesy; the outcome stands even if it cannot be written.
+    let _ = stream.write_all(response.as_bytes()).await;
+    let _ = stream.shutdown().await;
+    outcome
+}
+
+/// The code of a redirect URL, if it is this attempt's (`state`) and Cobot did not refuse.
+fn code_from_url(url: &Url, state: &str) -> Result<String, ConnectError> {
+    let param = |name: &str| {
+        url.query_pairs()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.into_owned())
+    };
+    if let Some(error) = param("error") {
+        return Err(ConnectError::Denied(error));
+    }
+    match param("state") {
+        Some(got) if got == state => {}
+        Some(_) => {
+            return Err(ConnectError::BadRedirect(
+                "its state belongs to another attempt".into(),
+            ));
+        }
+        None => return Err(ConnectError::BadRedirect("it has no state".into())),
+    }
+    param("code")
+        .filter(|c| !c.is_empty())
+        .ok_or_else(|| ConnectError::BadRedirect("it has no code".into()))
 }
 
 fn describe_exchange_error(e: &(dyn std::error::Error + 'static)) -> String {

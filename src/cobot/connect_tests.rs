@@ -77,6 +77,8 @@ async fn the_listener_takes_the_code_from_cobots_redirect_and_ignores_strays() {
         flow.wait_for_redirect(listener, Duration::from_secs(10))
             .await
     });
+    // A browser's idle speculative connection must not hold up the real redirect.
+    let _idle = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     let stray = browser(port, "/favicon.ico").await;
     assert!(stray.starts_with("HTTP/1.1 404"), "{stray}");
     let old_tab = browser(port, "/callback?code=old&state=stale").await;
