@@ -191,7 +191,96 @@ fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure> {
     }
 }
 
+/// How long `cobot connect` waits for the browser.
+const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
 fn connect(config: &Config, args: &ConnectArgs) -> Result<(), Failure> {
-    runtime()?.block_on(crate::cobot::connect::run_cli(config, &args.redirect_uri, args.code.as_deref()))
-        .map_err(|e| Failure::Runtime(e.to_string()))
+    use crate::cobot::{ConnectFlow, ConnectParams, store_token};
+
+    let usage = |m: &str| Failure::Usage(m.to_owned());
+    let client_id = config.cobot.client_id.clone().ok_or_else(|| {
+        usage("cobot.client_id is not set: register an app at Cobot (see the README) and put its id there")
+    })?;
+    let secret_file = config.cobot.client_secret_file.as_ref().ok_or_else(|| {
+        usage("cobot.client_secret_file is not set: put the app's client secret in a file (mode 0600) and name it there")
+    })?;
+    let client_secret = crate::config::read_secret(secret_file)
+        .map_err(|e| Failure::Usage(format!("cobot.client_secret_file: {e}")))?;
+    let subdomain = config.cobot.subdomain.clone().ok_or_else(|| {
+        usage("cobot.subdomain is not set: it is needed to make the token space-bound")
+    })?;
+    let redirect_uri = url::Url::parse(&args.redirect_uri)
+        .map_err(|e| Failure::Usage(format!("--redirect-uri: {e}")))?;
+    let params = ConnectParams {
+        www_url: config.cobot.www_url.clone(),
+        subdomain,
+        client_id,
+        client_secret,
+        redirect_uri,
+        timeout: config.cobot.request_timeout,
+    };
+    let state_dir = &config.site.state_dir;
+    std::fs::create_dir_all(state_dir)
+        .map_err(|e| Failure::Runtime(format!("cannot create {}: {e}", state_dir.display())))?;
+    let failed = |e: crate::cobot::ConnectError| Failure::Runtime(e.to_string());
+    runtime()?.block_on(async {
+        let (flow, code) = match &args.code {
+            Some(code) => (ConnectFlow::resume(params, state_dir).map_err(failed)?, code.clone()),
+            None => {
+                let (url, flow) = ConnectFlow::start(params).map_err(failed)?;
+                flow.save_pending(state_dir).map_err(failed)?;
+                println!("Open this address in a browser, log in as an admin of the space and approve:\n\n  {url}\n");
+                let code = wait_for_code(&flow).await?;
+                (flow, code)
+            }
+        };
+        let token = flow.finish(&code).await.map_err(failed)?;
+        let path = store_token(state_dir, &token).map_err(failed)?;
+        ConnectFlow::clear_pending(state_dir);
+        println!("Connected: a space-bound Cobot token is stored in {} (mode 0600).", path.display());
+        println!("Next: portier sync");
+        Ok(())
+    })
+}
+
+/// Waits for Cobot's redirect on the redirect URI's port, or for the installer to paste the
+/// redirected address (when the browser runs on another machine), whichever comes first.
+async fn wait_for_code(flow: &crate::cobot::ConnectFlow) -> Result<String, Failure> {
+    use tokio::io::AsyncBufReadExt;
+
+    let listener = match flow.listen().await {
+        Ok(listener) => {
+            println!(
+                "Waiting for the redirect. If the browser runs on another machine, paste the address \
+                 it ends on here and press Enter (or run portier cobot connect --code CODE)."
+            );
+            Some(listener)
+        }
+        Err(e) => {
+            println!("{e}.\nPaste the address the browser ends on here and press Enter:");
+            None
+        }
+    };
+    let redirect = async {
+        match listener {
+            Some(listener) => flow.wait_for_redirect(listener, CONNECT_WAIT).await,
+            None => std::future::pending().await,
+        }
+    };
+    let pasted = async {
+        let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+        loop {
+            match lines.next_line().await {
+                Ok(Some(line)) if line.trim().is_empty() => continue,
+                Ok(Some(line)) => return flow.code_from_pasted_url(&line),
+                // No terminal (or end of input): only the redirect can deliver the code.
+                Ok(None) | Err(_) => std::future::pending::<()>().await,
+            }
+        }
+    };
+    tokio::select! {
+        code = redirect => code,
+        code = pasted => code,
+    }
+    .map_err(|e| Failure::Runtime(e.to_string()))
 }

@@ -190,6 +190,9 @@ async fn oauth_http(
     Ok(builder.body(resp.bytes().await?.to_vec())?)
 }
 
+/// The file remembering an attempt between `cobot connect` and `cobot connect --code`.
+pub const PENDING_FILE: &str = "cobot-connect.pending";
+
 /// One connect attempt: the PKCE verifier and the `state` that the redirect must carry.
 pub struct ConnectFlow {
     client: OAuthClient,
@@ -230,6 +233,41 @@ impl ConnectFlow {
             params,
         };
         Ok((url, flow))
+    }
+
+    /// Remembers this attempt (its `state` and PKCE verifier) in `<state_dir>/cobot-connect.pending`,
+    /// mode 0600, so that `portier cobot connect --code CODE` in a later run can finish it.
+    pub fn save_pending(&self, state_dir: &Path) -> Result<PathBuf, ConnectError> {
+        let contents = format!("{}\n{}\n", self.state.secret(), self.verifier.secret());
+        write_private(state_dir, PENDING_FILE, &contents)
+    }
+
+    /// Resumes the attempt saved by [`ConnectFlow::save_pending`].
+    pub fn resume(params: ConnectParams, state_dir: &Path) -> Result<ConnectFlow, ConnectError> {
+        let path = state_dir.join(PENDING_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|_| {
+            ConnectError::Setup(format!(
+                "no pending connect attempt in {}: run portier cobot connect without --code first",
+                path.display()
+            ))
+        })?;
+        let mut lines = text.lines();
+        let (Some(state), Some(verifier)) = (lines.next(), lines.next()) else {
+            return Err(ConnectError::Setup(format!(
+                "{} is damaged: run portier cobot connect again",
+                path.display()
+            )));
+        };
+        let (_, mut flow) = Self::start(params)?;
+        flow.state = CsrfToken::new(state.to_owned());
+        flow.verifier = PkceCodeVerifier::new(verifier.to_owned());
+        Ok(flow)
+    }
+
+    /// Forgets a saved attempt (after success).
+    pub fn clear_pending(state_dir: &Path) {
+        // Absent is fine: nothing to forget.
+        let _ = std::fs::remove_file(state_dir.join(PENDING_FILE));
     }
 
     /// The `state` value the redirect must carry back.
@@ -442,18 +480,23 @@ pub fn token_path(state_dir: &Path) -> PathBuf {
     state_dir.join(TOKEN_FILE)
 }
 
-/// Stores the token as `<state_dir>/cobot-token`, mode 0600, owned by `state_dir`'s owner:
-/// written to a temporary file, fsynced, renamed over the old one, and the folder fsynced.
+/// Stores the token as `<state_dir>/cobot-token`, mode 0600, owned by `state_dir`'s owner.
 pub fn store_token(state_dir: &Path, token: &str) -> Result<PathBuf, ConnectError> {
+    write_private(state_dir, TOKEN_FILE, &format!("{}\n", token.trim()))
+}
+
+/// Writes `<state_dir>/<name>` with mode 0600, owned by `state_dir`'s owner: written to a
+/// temporary file, fsynced, renamed over the old one, and the folder fsynced.
+fn write_private(state_dir: &Path, name: &str, contents: &str) -> Result<PathBuf, ConnectError> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let path = token_path(state_dir);
+    let path = state_dir.join(name);
     let err = |p: &Path| {
         let p = p.to_path_buf();
         move |source| ConnectError::Store { path: p, source }
     };
     let dir_meta = std::fs::metadata(state_dir).map_err(err(state_dir))?;
     let mut tmp = tempfile::Builder::new()
-        .prefix(".cobot-token.")
+        .prefix(&format!(".{name}."))
         .permissions(std::fs::Permissions::from_mode(0o600))
         .tempfile_in(state_dir)
         .map_err(err(state_dir))?;
@@ -469,7 +512,7 @@ pub fn store_token(state_dir: &Path, token: &str) -> Result<PathBuf, ConnectErro
         // Best effort: the owner is right, and 0600 makes the group irrelevant.
         let _ = std::os::unix::fs::fchown(file, None, Some(dir_meta.gid()));
     }
-    writeln!(tmp, "{}", token.trim()).map_err(err(&path))?;
+    tmp.write_all(contents.as_bytes()).map_err(err(&path))?;
     tmp.as_file().sync_all().map_err(err(&path))?;
     tmp.persist(&path).map_err(|e| ConnectError::Store {
         path: path.clone(),
