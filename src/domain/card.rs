@@ -69,7 +69,10 @@ mod tests {
             let on_stack = with_normalized_card(raw, str::to_owned);
             assert_eq!(on_stack, normalize_card(raw), "{raw}");
         }
-        assert_eq!(with_lowercase("Ada@Example.COM", str::to_owned), "ada@example.com");
+        assert_eq!(
+            with_lowercase("Ada@Example.COM", str::to_owned),
+            "ada@example.com"
+        );
         assert_eq!(with_lowercase("ÄDA@X", str::to_owned), "äda@x");
     }
 }

@@ -94,7 +94,10 @@ fn compile_groups(policy: &Policy, warnings: &mut Vec<String>) -> (Vec<Group>, G
     for g in &policy.groups {
         let key = g.id.to_lowercase();
         if index.contains_key(&key) {
-            warnings.push(format!("group \"{}\" is defined twice; the first one counts", g.id));
+            warnings.push(format!(
+                "group \"{}\" is defined twice; the first one counts",
+                g.id
+            ));
             continue;
         }
         index.insert(key, idx(groups.len()));
@@ -111,7 +114,9 @@ fn compile_groups(policy: &Policy, warnings: &mut Vec<String>) -> (Vec<Group>, G
                     group.keep_offline = true;
                 }
             }
-            None => warnings.push(format!("offline.keep_groups names unknown group \"{keep}\"")),
+            None => warnings.push(format!(
+                "offline.keep_groups names unknown group \"{keep}\""
+            )),
         }
     }
     (groups, index)
@@ -149,7 +154,10 @@ fn compile_units(
     let mut parent_ids = Vec::with_capacity(policy.units.len());
     for u in &policy.units {
         if index.contains_key(&u.id) {
-            warnings.push(format!("unit \"{}\" is defined twice; the first one counts", u.id));
+            warnings.push(format!(
+                "unit \"{}\" is defined twice; the first one counts",
+                u.id
+            ));
             continue;
         }
         index.insert(u.id.clone(), idx(units.len()));
@@ -168,7 +176,10 @@ fn compile_units(
             let parent = (*parent)?;
             let found = index.get(parent).copied();
             if found.is_none() {
-                warnings.push(format!("unit \"{}\" has unknown parent \"{parent}\"", unit.id));
+                warnings.push(format!(
+                    "unit \"{}\" has unknown parent \"{parent}\"",
+                    unit.id
+                ));
             }
             found
         })
@@ -284,7 +295,10 @@ fn compile_plans(
             None => by_name.get(a.plan.as_str()).cloned().unwrap_or_default(),
         };
         match targets.len() {
-            0 => warnings.push(format!("assignment plan \"{}\" matches no Cobot plan", a.plan)),
+            0 => warnings.push(format!(
+                "assignment plan \"{}\" matches no Cobot plan",
+                a.plan
+            )),
             1 => {}
             n => warnings.push(format!(
                 "assignment plan \"{}\" matches {n} Cobot plans by name; it applies to all of them",
@@ -294,7 +308,9 @@ fn compile_plans(
         let context = format!("assignment of plan \"{}\"", a.plan);
         let assigned = resolve_groups(&a.groups, groups, &context, warnings);
         for t in targets {
-            let Some(plan) = plans.get_mut(t as usize) else { continue };
+            let Some(plan) = plans.get_mut(t as usize) else {
+                continue;
+            };
             if a.requires_booking {
                 plan.booking.push(BookingRule {
                     groups: assigned.clone(),
@@ -311,3 +327,7 @@ fn compile_plans(
     }
     (plans, by_id, fallback)
 }
+
+#[cfg(test)]
+#[path = "compile_tests.rs"]
+mod tests;

@@ -42,7 +42,10 @@ pub(crate) fn compile_members(
             continue;
         }
         if s.member_index.contains_key(&m.id) {
-            warnings.push(format!("membership {} is listed twice; the first one counts", m.id));
+            warnings.push(format!(
+                "membership {} is listed twice; the first one counts",
+                m.id
+            ));
             continue;
         }
         let mut errors = Vec::new();
@@ -67,8 +70,16 @@ pub(crate) fn compile_members(
         };
         let i = idx(s.members.len());
         s.member_index.insert(member.id.clone(), i);
-        if let Some(email) = member.email.as_deref().map(str::trim).filter(|e| !e.is_empty()) {
-            s.email_index.entry(email.to_lowercase()).or_default().push(i);
+        if let Some(email) = member
+            .email
+            .as_deref()
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+        {
+            s.email_index
+                .entry(email.to_lowercase())
+                .or_default()
+                .push(i);
         }
         if let Some(user) = &member.user_id {
             s.user_index.entry(user.clone()).or_default().push(i);
@@ -79,14 +90,16 @@ pub(crate) fn compile_members(
     compile_overrides(s, policy, groups, warnings);
     compile_cards(s, data);
     for b in &data.bookings {
-        if let Some(&m) = s.member_index.get(&b.membership_id) {
-            if let Some(member) = s.members.get_mut(m as usize) {
-                member.bookings.push(Span {
-                    from: b.from,
-                    to: b.to,
-                    resource: b.resource_id.clone(),
-                });
-            }
+        let member = s
+            .member_index
+            .get(&b.membership_id)
+            .and_then(|&m| s.members.get_mut(m as usize));
+        if let Some(member) = member {
+            member.bookings.push(Span {
+                from: b.from,
+                to: b.to,
+                resource: b.resource_id.clone(),
+            });
         }
     }
     let today = s.local_date(s.synced_at);
@@ -111,7 +124,10 @@ fn valid_until(m: &CobotMembership) -> Option<chrono::NaiveDate> {
         (end, _) => end,
     };
     let upcoming = m.upcoming_plan.as_ref().and_then(|u| u.plan.canceled_to);
-    [m.canceled_to, current, upcoming].into_iter().flatten().min()
+    [m.canceled_to, current, upcoming]
+        .into_iter()
+        .flatten()
+        .min()
 }
 
 /// Groups named by the configured custom field; unknown names become member errors.
@@ -125,7 +141,10 @@ fn extra_groups(
         return Vec::new();
     };
     let mut out = Vec::new();
-    let fields = m.custom_fields.iter().filter(|f| f.label.eq_ignore_ascii_case(label));
+    let fields = m
+        .custom_fields
+        .iter()
+        .filter(|f| f.label.eq_ignore_ascii_case(label));
     for entry in fields.flat_map(|f| f.value.split(',')) {
         let entry = entry.trim();
         if entry.is_empty() {
@@ -164,7 +183,11 @@ fn compile_overrides(
         let key = o.member.trim();
         let targets: Vec<u32> = match s.member_index.get(key) {
             Some(&m) => vec![m],
-            None => s.email_index.get(&key.to_lowercase()).cloned().unwrap_or_default(),
+            None => s
+                .email_index
+                .get(&key.to_lowercase())
+                .cloned()
+                .unwrap_or_default(),
         };
         match targets.as_slice() {
             [] => {
@@ -224,10 +247,10 @@ fn compile_cards(s: &mut Snapshot, data: &CobotData) {
         }
         match s.card_index.get(&token) {
             Some(&c) => {
-                if let Some(card) = s.cards.get_mut(c as usize) {
-                    if !card.owners.contains(&m) {
-                        card.owners.push(m);
-                    }
+                if let Some(card) = s.cards.get_mut(c as usize)
+                    && !card.owners.contains(&m)
+                {
+                    card.owners.push(m);
                 }
             }
             None => {

@@ -164,7 +164,11 @@ impl Denial {
 /// The outcome of a decision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Outcome {
-    Granted { group: u32, source: Source, perm: u32 },
+    Granted {
+        group: u32,
+        source: Source,
+        perm: u32,
+    },
     Staff,
     Denied(Denial),
 }
@@ -274,7 +278,9 @@ pub fn decide(snapshot: &Snapshot, request: &Request, now: &Moment) -> Decision 
     let mut first: Option<(u32, Outcome)> = None;
     // Several memberships of one user: the first that grants wins; else the first one explains.
     for &m in members {
-        let Some(member) = snapshot.member(m) else { continue };
+        let Some(member) = snapshot.member(m) else {
+            continue;
+        };
         let outcome = evaluate(snapshot, member, request.unit.0, now, local);
         if matches!(outcome, Outcome::Granted { .. }) {
             decision.member = Some(MemberIdx(m));
@@ -319,7 +325,10 @@ fn evaluate(
 ) -> Outcome {
     let date = local.date();
     for &o in &member.overrides {
-        if s.overrides.get(o as usize).is_some_and(|o| o.blocked && o.active_on(date)) {
+        if s.overrides
+            .get(o as usize)
+            .is_some_and(|o| o.blocked && o.active_on(date))
+        {
             return Outcome::Denied(Denial::Blocked(o));
         }
     }
@@ -338,7 +347,9 @@ fn evaluate(
         local,
         holiday: s.is_holiday(date),
         trusted: now.clock == ClockTrust::Trusted,
-        stale: s.offline_max_age.is_some_and(|max| now.at - s.synced_at > max),
+        stale: s
+            .offline_max_age
+            .is_some_and(|max| now.at - s.synced_at > max),
         any_group: false,
         note: None,
     };
@@ -384,7 +395,11 @@ fn evaluate(
             }
         }
     }
-    let fallback = if check.any_group { Denial::NoPermission } else { Denial::NoGroups };
+    let fallback = if check.any_group {
+        Denial::NoPermission
+    } else {
+        Denial::NoGroups
+    };
     Outcome::Denied(check.note.unwrap_or(fallback))
 }
 
@@ -414,12 +429,20 @@ impl Check<'_> {
         if grants.is_empty() {
             return None;
         }
-        if self.stale && !self.s.groups.get(g as usize).is_some_and(|g| g.keep_offline) {
+        if self.stale
+            && !self
+                .s
+                .groups
+                .get(g as usize)
+                .is_some_and(|g| g.keep_offline)
+        {
             self.note(Denial::Offline(g));
             return None;
         }
         for grant in grants {
-            let Some(perm) = self.s.perms.get(grant.perm as usize) else { continue };
+            let Some(perm) = self.s.perms.get(grant.perm as usize) else {
+                continue;
+            };
             let allowed = match &perm.schedule {
                 None => true,
                 Some(_) if self.holiday => {

@@ -36,7 +36,9 @@ impl Decision {
                 }
                 Denial::SharedEmail(a, b) => format!(
                     "email \"{}\" is shared by members {} and {}; name the member by id",
-                    s.member(*a).and_then(|m| m.email.as_deref()).unwrap_or_default(),
+                    s.member(*a)
+                        .and_then(|m| m.email.as_deref())
+                        .unwrap_or_default(),
                     r.member_id(*a),
                     r.member_id(*b)
                 ),
@@ -49,7 +51,9 @@ impl Decision {
                 Denial::NotYetValid => {
                     format!("{who} is valid from {}, not on {}", r.from(), r.date())
                 }
-                Denial::Ended => format!("{who} was valid until {}, not on {}", r.until(), r.date()),
+                Denial::Ended => {
+                    format!("{who} was valid until {}, not on {}", r.until(), r.date())
+                }
                 Denial::NoGroups => format!("{who} holds no groups"),
                 Denial::NoPermission => format!(
                     "no group of {who} ({}) has a permission covering {unit}",
@@ -97,7 +101,9 @@ impl Decision {
             Via::Card(c) => {
                 let (token, ids) = r.card(c);
                 match r.member {
-                    Some(_) if !matches!(self.outcome, Outcome::Denied(Denial::CardConflict(_))) => {
+                    Some(_)
+                        if !matches!(self.outcome, Outcome::Denied(Denial::CardConflict(_))) =>
+                    {
                         chain.push(format!("card {token} is registered to {}", r.who()))
                     }
                     _ => chain.push(format!("card {token} is registered to {ids}")),
@@ -119,8 +125,14 @@ impl Decision {
         };
         r.plan_lines(member, &mut chain);
         if !member.extra.is_empty() {
-            let label = s.additional_groups_field.as_deref().unwrap_or("custom field");
-            chain.push(format!("custom field {label} adds groups {}", r.groups(&member.extra)));
+            let label = s
+                .additional_groups_field
+                .as_deref()
+                .unwrap_or("custom field");
+            chain.push(format!(
+                "custom field {label} adds groups {}",
+                r.groups(&member.extra)
+            ));
         }
         r.override_lines(member, &mut chain);
         if r.stale() {
@@ -177,7 +189,11 @@ impl<'a> Render<'a> {
     }
 
     fn local_time(&self) -> String {
-        format!("{} ({})", self.local.format("%a %Y-%m-%d %H:%M"), self.s.tz.name())
+        format!(
+            "{} ({})",
+            self.local.format("%a %Y-%m-%d %H:%M"),
+            self.s.tz.name()
+        )
     }
 
     fn who(&self) -> String {
@@ -205,7 +221,9 @@ impl<'a> Render<'a> {
     }
 
     fn held_groups(&self) -> String {
-        let Some(m) = self.member else { return "none".to_owned() };
+        let Some(m) = self.member else {
+            return "none".to_owned();
+        };
         let mut gs: Vec<u32> = self.s.effective_groups(m, self.date()).collect();
         gs.sort_unstable();
         gs.dedup();
@@ -256,8 +274,14 @@ impl<'a> Render<'a> {
 
     /// `permission full_time on building (covering front_door)`.
     fn perm_phrase(&self, p: u32) -> String {
-        let Some(perm) = self.s.perms.get(p as usize) else { return "a permission".to_owned() };
-        let on = self.s.units.get(perm.unit as usize).map_or("", |u| u.id.as_str());
+        let Some(perm) = self.s.perms.get(p as usize) else {
+            return "a permission".to_owned();
+        };
+        let on = self
+            .s
+            .units
+            .get(perm.unit as usize)
+            .map_or("", |u| u.id.as_str());
         let unit = self.s.unit_id(self.d.unit);
         let group = self.group(perm.group);
         if on == unit {
@@ -269,8 +293,14 @@ impl<'a> Render<'a> {
 
     /// `permission on building, 24/7` for the granted reason.
     fn perm_short(&self, p: u32) -> String {
-        let Some(perm) = self.s.perms.get(p as usize) else { return String::new() };
-        let on = self.s.units.get(perm.unit as usize).map_or("", |u| u.id.as_str());
+        let Some(perm) = self.s.perms.get(p as usize) else {
+            return String::new();
+        };
+        let on = self
+            .s
+            .units
+            .get(perm.unit as usize)
+            .map_or("", |u| u.id.as_str());
         match &perm.schedule {
             None => format!("permission on {on}, 24/7"),
             Some(sch) => format!("permission on {on}, within {sch}"),
@@ -278,7 +308,12 @@ impl<'a> Render<'a> {
     }
 
     fn schedule(&self, p: u32) -> String {
-        match self.s.perms.get(p as usize).and_then(|p| p.schedule.as_ref()) {
+        match self
+            .s
+            .perms
+            .get(p as usize)
+            .and_then(|p| p.schedule.as_ref())
+        {
             Some(sch) => sch.to_string(),
             None => "24/7".to_owned(),
         }
@@ -301,7 +336,11 @@ impl<'a> Render<'a> {
         let groups = self.plan_groups_line(plan.plan());
         let mut line = match plan {
             PlanRef::Known(p) if upcoming => {
-                let since = m.upcoming.as_ref().map(|u| u.starts.to_string()).unwrap_or_default();
+                let since = m
+                    .upcoming
+                    .as_ref()
+                    .map(|u| u.starts.to_string())
+                    .unwrap_or_default();
                 let name = self.s.plan_name(p);
                 format!("{who} is on plan {name} since {since} (upcoming plan) → {groups}")
             }
@@ -315,11 +354,16 @@ impl<'a> Render<'a> {
             }
         };
         if let Some(up) = m.upcoming.as_ref().filter(|u| u.starts > self.date()) {
-            let next = up.plan.plan().map_or("an unknown plan", |p| self.s.plan_name(p));
+            let next = up
+                .plan
+                .plan()
+                .map_or("an unknown plan", |p| self.s.plan_name(p));
             line.push_str(&format!(" (switches to plan {next} on {})", up.starts));
         }
         chain.push(line);
-        let Some(p) = plan.plan().and_then(|p| self.s.plans.get(p as usize)) else { return };
+        let Some(p) = plan.plan().and_then(|p| self.s.plans.get(p as usize)) else {
+            return;
+        };
         for rule in &p.booking {
             let on = if rule.resources.is_empty() {
                 String::new()
@@ -332,14 +376,20 @@ impl<'a> Render<'a> {
                 p.name,
                 self.groups(&rule.groups),
                 humantime::format_duration(self.s.booking_grace_std),
-                if booked { "a booking covers now" } else { "no booking covers now" }
+                if booked {
+                    "a booking covers now"
+                } else {
+                    "no booking covers now"
+                }
             ));
         }
     }
 
     fn override_lines(&self, m: &Member, chain: &mut Vec<String>) {
         for &o in &m.overrides {
-            let Some(ov) = self.s.overrides.get(o as usize) else { continue };
+            let Some(ov) = self.s.overrides.get(o as usize) else {
+                continue;
+            };
             let name = self.override_name(o);
             if !ov.active_on(self.date()) {
                 chain.push(format!("{name} has ended and no longer applies"));
@@ -349,7 +399,10 @@ impl<'a> Render<'a> {
                 chain.push(format!("{name} blocks the member"));
             }
             if !ov.add_groups.is_empty() {
-                chain.push(format!("{name} adds groups {}", self.groups(&ov.add_groups)));
+                chain.push(format!(
+                    "{name} adds groups {}",
+                    self.groups(&ov.add_groups)
+                ));
             }
         }
     }
@@ -357,7 +410,11 @@ impl<'a> Render<'a> {
     fn permission_line(&self, outcome: &Outcome) -> Option<String> {
         let unit = self.s.unit_id(self.d.unit);
         let window = |p: u32, verdict: &str| -> String {
-            format!("{}, schedule {}: {verdict}", self.perm_phrase(p), self.schedule(p))
+            format!(
+                "{}, schedule {}: {verdict}",
+                self.perm_phrase(p),
+                self.schedule(p)
+            )
         };
         Some(match outcome {
             Outcome::Granted { source, perm, .. } => {
@@ -367,7 +424,12 @@ impl<'a> Render<'a> {
                     Source::Field => " (from the custom field)".to_owned(),
                     Source::Override(o) => format!(" (from {})", self.override_name(*o)),
                 };
-                match self.s.perms.get(*perm as usize).and_then(|p| p.schedule.as_ref()) {
+                match self
+                    .s
+                    .perms
+                    .get(*perm as usize)
+                    .and_then(|p| p.schedule.as_ref())
+                {
                     None => format!("{}{via}, 24/7", self.perm_phrase(*perm)),
                     Some(_) => {
                         let inside = format!("{} is inside", self.local_time());
@@ -378,15 +440,22 @@ impl<'a> Render<'a> {
             Outcome::Denied(Denial::OutsideSchedule(p)) => {
                 window(*p, &format!("{} is outside", self.local_time()))
             }
-            Outcome::Denied(Denial::Holiday(p)) => {
-                window(*p, &format!("{} is a holiday, no schedule-limited access", self.date()))
-            }
+            Outcome::Denied(Denial::Holiday(p)) => window(
+                *p,
+                &format!("{} is a holiday, no schedule-limited access", self.date()),
+            ),
             Outcome::Denied(Denial::ClockUntrusted(p)) => window(
                 *p,
-                &format!("refused, the clock is untrusted ({})", clock_problem(self.d.moment.clock)),
+                &format!(
+                    "refused, the clock is untrusted ({})",
+                    clock_problem(self.d.moment.clock)
+                ),
             ),
             Outcome::Denied(Denial::NoPermission) => {
-                format!("no permission of groups {} covers {unit}", self.held_groups())
+                format!(
+                    "no permission of groups {} covers {unit}",
+                    self.held_groups()
+                )
             }
             Outcome::Denied(Denial::NoGroups) => format!("{} holds no groups", self.who()),
             Outcome::Denied(Denial::NeedsBooking(g)) => format!(

@@ -53,3 +53,58 @@ pub fn revocation(old: &Snapshot, new: &Snapshot, at: DateTime<Utc>) -> Revocati
         granted_before: before.len(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::model::OverrideDef;
+    use crate::domain::testkit::*;
+
+    #[test]
+    fn granted_members_are_valid_unblocked_and_hold_a_group_with_a_permission() {
+        let mut p = policy();
+        p.assignments.push(assignment("Bare", &[]));
+        p.overrides.push(OverrideDef {
+            member: "m3".into(),
+            add_groups: Vec::new(),
+            blocked: true,
+            until: None,
+        });
+        let mut ended = member("m2", Some("p_full"));
+        ended.canceled_to = Some(day(2026, 2, 1));
+        let s = snap(
+            &data(vec![
+                member("m1", Some("p_drop")),
+                ended,
+                member("m3", Some("p_full")),
+                member("m4", Some("nope")),
+            ]),
+            &p,
+        );
+        let granted = granted_members(&s, synced_at());
+        assert_eq!(granted, HashSet::from(["m1"]));
+    }
+
+    #[test]
+    fn revocation_counts_members_granted_before_and_not_after() {
+        let old = snap(
+            &data(vec![
+                member("m1", Some("p_full")),
+                member("m2", Some("p_full")),
+            ]),
+            &policy(),
+        );
+        let new = snap(&data(vec![member("m1", Some("p_full"))]), &policy());
+        let r = revocation(&old, &new, synced_at());
+        assert_eq!(
+            r,
+            Revocation {
+                revoked: 1,
+                granted_before: 2
+            }
+        );
+        assert!((r.ratio() - 0.5).abs() < f64::EPSILON);
+        let empty = snap(&data(vec![]), &policy());
+        assert_eq!(revocation(&empty, &new, synced_at()).ratio(), 0.0);
+    }
+}

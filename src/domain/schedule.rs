@@ -253,12 +253,30 @@ mod tests {
 
     #[test]
     fn bad_windows_are_rejected_with_what_is_wrong() {
-        assert!(matches!("Mon 8-18".parse::<Window>(), Err(ScheduleError::Time(_))));
-        assert!(matches!("Mo 08:00-18:00".parse::<Window>(), Err(ScheduleError::Day(_))));
-        assert!(matches!("24:00-06:00".parse::<Window>(), Err(ScheduleError::Time(_))));
-        assert!(matches!("08:00-24:01".parse::<Window>(), Err(ScheduleError::Time(_))));
-        assert!(matches!("08:00".parse::<Window>(), Err(ScheduleError::Shape(_))));
-        assert!(matches!("Mon, 08:00-09:00".parse::<Window>(), Err(ScheduleError::Day(_))));
+        assert!(matches!(
+            "Mon 8-18".parse::<Window>(),
+            Err(ScheduleError::Time(_))
+        ));
+        assert!(matches!(
+            "Mo 08:00-18:00".parse::<Window>(),
+            Err(ScheduleError::Day(_))
+        ));
+        assert!(matches!(
+            "24:00-06:00".parse::<Window>(),
+            Err(ScheduleError::Time(_))
+        ));
+        assert!(matches!(
+            "08:00-24:01".parse::<Window>(),
+            Err(ScheduleError::Time(_))
+        ));
+        assert!(matches!(
+            "08:00".parse::<Window>(),
+            Err(ScheduleError::Shape(_))
+        ));
+        assert!(matches!(
+            "Mon, 08:00-09:00".parse::<Window>(),
+            Err(ScheduleError::Day(_))
+        ));
         assert_eq!(Schedule::parse::<&str>(&[]), Err(ScheduleError::Empty));
     }
 }

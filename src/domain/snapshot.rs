@@ -228,10 +228,15 @@ impl Member {
         grace: TimeDelta,
     ) -> bool {
         self.bookings.iter().any(|b| {
-            let resource_ok = resources.is_empty()
-                || b.resource.as_ref().is_some_and(|r| resources.contains(r));
-            let from = b.from.checked_sub_signed(grace).unwrap_or(DateTime::<Utc>::MIN_UTC);
-            let to = b.to.checked_add_signed(grace).unwrap_or(DateTime::<Utc>::MAX_UTC);
+            let resource_ok =
+                resources.is_empty() || b.resource.as_ref().is_some_and(|r| resources.contains(r));
+            let from = b
+                .from
+                .checked_sub_signed(grace)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
+            let to =
+                b.to.checked_add_signed(grace)
+                    .unwrap_or(DateTime::<Utc>::MAX_UTC);
             resource_ok && from <= at && at <= to
         })
     }
@@ -356,7 +361,9 @@ impl Snapshot {
 
     /// A member's name (empty for an index of another snapshot).
     pub fn member_name(&self, m: MemberIdx) -> &str {
-        self.members.get(m.0 as usize).map_or("", |m| m.name.as_str())
+        self.members
+            .get(m.0 as usize)
+            .map_or("", |m| m.name.as_str())
     }
 
     /// The synced member connected to a Cobot user (the most recent membership when several).
@@ -422,7 +429,11 @@ impl Snapshot {
         member: &'s Member,
         date: NaiveDate,
     ) -> impl Iterator<Item = u32> + 's {
-        let plan = member.plan_on(date).0.plan().and_then(|p| self.plans.get(p as usize));
+        let plan = member
+            .plan_on(date)
+            .0
+            .plan()
+            .and_then(|p| self.plans.get(p as usize));
         let plan_groups = plan.into_iter().flat_map(|p| {
             p.groups
                 .iter()

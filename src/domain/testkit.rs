@@ -6,11 +6,11 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use chrono_tz::Tz;
 
-use super::model::{
-    AssignmentDef, CobotData, CobotMembership, CobotPlan, GroupDef, MembershipPlan,
-    OfflinePolicy, Policy, UnitDef,
-};
 use super::model::PermissionDef;
+use super::model::{
+    AssignmentDef, CobotData, CobotMembership, CobotPlan, GroupDef, MembershipPlan, OfflinePolicy,
+    Policy, UnitDef,
+};
 use super::schedule::Schedule;
 use super::{Credential, Decision, Moment, Request, Snapshot, compile, decide};
 
@@ -22,7 +22,10 @@ pub(crate) fn day(y: i32, m: u32, d: u32) -> NaiveDate {
 
 /// A Berlin wall-clock time as UTC (the earlier one when the hour repeats).
 pub(crate) fn berlin(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
-    TZ.with_ymd_and_hms(y, mo, d, h, mi, 0).earliest().unwrap().with_timezone(&Utc)
+    TZ.with_ymd_and_hms(y, mo, d, h, mi, 0)
+        .earliest()
+        .unwrap()
+        .with_timezone(&Utc)
 }
 
 pub(crate) fn utc(y: i32, mo: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
@@ -73,7 +76,9 @@ pub(crate) fn permission(group: &str, unit: &str, schedule: Option<&[&str]>) -> 
 pub(crate) fn policy() -> Policy {
     Policy {
         timezone: TZ,
-        groups: ["full_time", "drop_in", "staff", "night"].map(group).to_vec(),
+        groups: ["full_time", "drop_in", "staff", "night"]
+            .map(group)
+            .to_vec(),
         assignments: vec![
             assignment("Full Time", &["full_time"]),
             assignment("Drop In", &["drop_in"]),
