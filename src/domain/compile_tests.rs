@@ -202,3 +202,11 @@ fn broken_references_and_parent_cycles_are_reported_not_panicked_on() {
             .contains("no group")
     );
 }
+
+#[test]
+fn snapshots_and_decisions_can_cross_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<crate::domain::Snapshot>();
+    send_sync::<crate::domain::Decision>();
+    send_sync::<crate::domain::Permit>();
+}

@@ -34,7 +34,7 @@ fn full_time_member_opens_the_front_door_through_the_building_permission() {
         chain[1],
         "permission full_time on building (covering front_door), 24/7"
     );
-    assert!(chain[2].contains("valid from 2026-01-01 through open end (Europe/Berlin)"));
+    assert!(chain[2].contains("valid from 2026-01-01, with no end date (Europe/Berlin)"));
     assert_eq!(
         d.reason(&s),
         "Member m1 (m1) may open front_door through group full_time (permission on building, 24/7)"
@@ -198,7 +198,7 @@ fn a_blocked_member_is_denied_until_the_override_ends() {
     assert!(!d.granted());
     assert_eq!(
         d.reason(&s),
-        "Member m1 (m1) is blocked by override \"M1@example.com\" (until 2026-03-03)"
+        "Member m1 (m1) is blocked by override \"M1@example.com\" until 2026-03-03"
     );
     assert!(
         ask(
@@ -372,7 +372,7 @@ fn an_override_adds_groups_through_its_until_day() {
     assert!(
         d.chain(&s)
             .iter()
-            .any(|l| l.contains("(from override \"m1\" (until 2026-03-05))"))
+            .any(|l| l.contains("(from override \"m1\" until 2026-03-05)"))
     );
     assert!(!ask(&s, "office", member_cred("m1"), berlin(2026, 3, 6, 0, 0)).granted());
     assert_eq!(

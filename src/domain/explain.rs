@@ -44,7 +44,11 @@ impl Decision {
                 ),
                 Denial::CardConflict(c) => {
                     let (token, ids) = r.card(*c);
-                    format!("card {token} is registered to two members ({ids}) and opens nothing")
+                    let owners = s.cards.get(*c as usize).map_or(0, |c| c.owners.len());
+                    let count = if owners == 2 { "two" } else { "several" };
+                    format!(
+                        "card {token} is registered to {count} members ({ids}) and opens nothing"
+                    )
                 }
                 Denial::Blocked(o) => format!("{who} is blocked by {}", r.override_name(*o)),
                 Denial::NotConfirmed => format!("{who}'s membership is not confirmed in Cobot"),
@@ -241,7 +245,7 @@ impl<'a> Render<'a> {
     fn override_name(&self, o: u32) -> String {
         match self.s.overrides.get(o as usize) {
             Some(ov) => match ov.until {
-                Some(until) => format!("override \"{}\" (until {until})", ov.key),
+                Some(until) => format!("override \"{}\" until {until}", ov.key),
                 None => format!("override \"{}\"", ov.key),
             },
             None => "an override".to_owned(),
@@ -251,13 +255,13 @@ impl<'a> Render<'a> {
     fn from(&self) -> String {
         self.member
             .and_then(|m| m.valid_from)
-            .map_or_else(|| "the start".to_owned(), |d| d.to_string())
+            .map_or_else(|| "any day".to_owned(), |d| d.to_string())
     }
 
     fn until(&self) -> String {
         self.member
             .and_then(|m| m.valid_until)
-            .map_or_else(|| "open end".to_owned(), |d| d.to_string())
+            .map_or_else(|| "any day".to_owned(), |d| d.to_string())
     }
 
     fn stale(&self) -> bool {
@@ -471,11 +475,16 @@ impl<'a> Render<'a> {
     }
 
     fn validity_line(&self, m: &Member) -> String {
-        let (from, until, date, tz) = (self.from(), self.until(), self.date(), self.s.tz.name());
+        let (date, tz) = (self.date(), self.s.tz.name());
         if !m.confirmed {
             return "the membership is not confirmed in Cobot (no confirmed_at): no access".into();
         }
-        let range = format!("valid from {from} through {until} ({tz})");
+        let range = match (m.valid_from, m.valid_until) {
+            (Some(from), Some(until)) => format!("valid from {from} through {until} ({tz})"),
+            (Some(from), None) => format!("valid from {from}, with no end date ({tz})"),
+            (None, Some(until)) => format!("valid through {until} ({tz})"),
+            (None, None) => "valid with no start or end date".to_owned(),
+        };
         match m.validity_on(date) {
             super::snapshot::Validity::NotYet => format!("{range}: {date} is before it"),
             super::snapshot::Validity::Ended => format!("{range}: {date} is after it"),
