@@ -4,5 +4,20 @@
 //! Nothing here does I/O, reads the clock or knows sled, reqwest or tokio; time comes in as a
 //! parameter. This module imports nothing else of the crate.
 
+mod card;
+mod compile;
+mod compile_members;
+mod decide;
+mod explain;
+pub mod guard;
 pub mod model;
 pub mod schedule;
+mod snapshot;
+
+#[cfg(test)]
+mod testkit;
+
+pub use card::normalize_card;
+pub use compile::compile;
+pub use decide::{ClockProblem, ClockTrust, Credential, Decision, Moment, Permit, Request, decide};
+pub use snapshot::{CompileReport, MemberIdx, MemberView, PLAN_ERROR, Snapshot, UnitIdx};
