@@ -143,55 +143,120 @@ pub fn run() -> Result<(), String> {
     println!("Portier demo");
     println!("============");
     println!("A simulated Cobot space is serving on {api} with 9 memberships.");
-    println!("The site's configuration and cache live in {}.", dir.path().display());
+    println!(
+        "The site's configuration and cache live in {}.",
+        dir.path().display()
+    );
 
     step(&config, "Check the configuration", &["check-config"]);
-    step(&config, "Sync from Cobot (plans, memberships, custom fields, cards, bookings)", &["sync"]);
+    step(
+        &config,
+        "Sync from Cobot (plans, memberships, custom fields, cards, bookings)",
+        &["sync"],
+    );
     step(&config, "The members in the cache", &["members"]);
     step(
         &config,
         "Ada taps her card (Cobot stores it as 04A1B2C3D4) at the front door",
-        &["explain", "--credential", "04:a1:b2:c3:d4", "--unit", "front_door"],
+        &[
+            "explain",
+            "--credential",
+            "04:a1:b2:c3:d4",
+            "--unit",
+            "front_door",
+        ],
     );
     step(
         &config,
         "Ada opens the office: her custom field adds the group staff",
-        &["explain", "--member", "ada@example.com", "--unit", "office"],
+        &[
+            "explain",
+            "--member",
+            "ada.lovelace@example.com",
+            "--unit",
+            "office",
+        ],
     );
     step(
         &config,
         "Barbara (Part Time, Mon-Fri 08:00-18:00) on Wednesday at 10:00",
-        &["explain", "--member", fixtures::BARBARA, "--unit", "front_door", "--at", &at(wednesday, 10, 0)],
+        &[
+            "explain",
+            "--member",
+            fixtures::BARBARA,
+            "--unit",
+            "front_door",
+            "--at",
+            &at(wednesday, 10, 0),
+        ],
     );
     step(
         &config,
         "Barbara on Saturday at 10:00",
-        &["explain", "--member", fixtures::BARBARA, "--unit", "front_door", "--at", &at(saturday, 10, 0)],
+        &[
+            "explain",
+            "--member",
+            fixtures::BARBARA,
+            "--unit",
+            "front_door",
+            "--at",
+            &at(saturday, 10, 0),
+        ],
     );
     step(
         &config,
         "Alan's card: his membership is not connected to a Cobot user, so it is not synced",
-        &["explain", "--credential", fixtures::ALAN_CARD, "--unit", "front_door"],
+        &[
+            "explain",
+            "--credential",
+            fixtures::ALAN_CARD,
+            "--unit",
+            "front_door",
+        ],
     );
     step(
         &config,
         "Linus switches from Part Time to Full Time in 3 days (upcoming_plan): the office building then",
-        &["explain", "--member", fixtures::LINUS, "--unit", "building", "--at", &at(today + Days::new(3), 9, 0)],
+        &[
+            "explain",
+            "--member",
+            fixtures::LINUS,
+            "--unit",
+            "building",
+            "--at",
+            &at(today + Days::new(3), 9, 0),
+        ],
     );
 
     runtime.block_on(async { drop(cobot) });
     println!();
     println!("--- The internet goes down: the simulated Cobot is stopped. ---");
-    step(&config, "A sync now fails, and the cached snapshot stays in force", &["sync"]);
+    step(
+        &config,
+        "A sync now fails, and the cached snapshot stays in force",
+        &["sync"],
+    );
     step(
         &config,
         "Ada's card still opens the front door, decided from the cache",
-        &["explain", "--credential", fixtures::ADA_CARD, "--unit", "front_door"],
+        &[
+            "explain",
+            "--credential",
+            fixtures::ADA_CARD,
+            "--unit",
+            "front_door",
+        ],
     );
     step(
         &config,
         "Charles' membership ended in the past: denied, online or not",
-        &["explain", "--member", fixtures::CHARLES, "--unit", "front_door"],
+        &[
+            "explain",
+            "--member",
+            fixtures::CHARLES,
+            "--unit",
+            "front_door",
+        ],
     );
     println!();
     println!("Demo finished; the temporary directory is removed now.");

@@ -65,7 +65,8 @@ pub struct SyncResult {
 /// The error names both ways to provide one.
 pub fn cobot_token(config: &Config) -> Result<String, String> {
     if let Some(file) = &config.cobot.access_token_file {
-        return crate::config::read_secret(file).map_err(|e| format!("cobot.access_token_file: {e}"));
+        return crate::config::read_secret(file)
+            .map_err(|e| format!("cobot.access_token_file: {e}"));
     }
     crate::cobot::connect::load_stored_token(&config.site.state_dir).ok_or_else(|| {
         "no Cobot token: set cobot.access_token_file or run portier cobot connect".to_owned()
@@ -83,7 +84,11 @@ pub fn cobot_client(config: &Config, token: String) -> Result<CobotClient, Cobot
 }
 
 /// What Cobot must be asked for, given the policy.
-pub fn fetch_options(policy: &Policy, booking_horizon: Duration, now: DateTime<Utc>) -> FetchOptions {
+pub fn fetch_options(
+    policy: &Policy,
+    booking_horizon: Duration,
+    now: DateTime<Utc>,
+) -> FetchOptions {
     let needs_bookings = policy.assignments.iter().any(|a| a.requires_booking);
     let horizon = chrono::Duration::from_std(booking_horizon).unwrap_or(chrono::Duration::days(30));
     FetchOptions {
@@ -161,7 +166,11 @@ pub async fn sync_once(
             granted_before,
         };
         store.save_sync_status(&status)?;
-        tracing::warn!(revoked, granted_before, "sync held by the mass-revocation guard");
+        tracing::warn!(
+            revoked,
+            granted_before,
+            "sync held by the mass-revocation guard"
+        );
         return Ok(SyncResult {
             summary,
             snapshot: None,

@@ -31,13 +31,7 @@ impl Decider {
     /// Creates the task and the handle for its watchdog.
     pub(crate) fn new(daemon: Arc<Daemon>) -> (Self, Probes) {
         let (tx, rx) = mpsc::channel(1);
-        (
-            Self {
-                daemon,
-                probes: rx,
-            },
-            Probes(tx),
-        )
+        (Self { daemon, probes: rx }, Probes(tx))
     }
 
     /// Runs until `shutdown` turns true.
@@ -104,7 +98,9 @@ pub(crate) async fn watchdog(
         }
         match tokio::time::timeout(interval / 4, rx).await {
             Ok(Ok(())) => notify::watchdog(),
-            _ => tracing::error!("the deciding task did not answer its self-check; withholding the watchdog ping"),
+            _ => tracing::error!(
+                "the deciding task did not answer its self-check; withholding the watchdog ping"
+            ),
         }
     }
 }

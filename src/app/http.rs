@@ -56,16 +56,16 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
-/// `Err(401)` unless the request carries the admin token.
-fn require_admin(daemon: &Daemon, headers: &HeaderMap) -> Result<(), Response> {
-    let unauthorized = || error(StatusCode::UNAUTHORIZED, "missing or wrong admin token");
-    let expected = daemon.admin_token().ok_or_else(unauthorized)?;
-    let given = bearer(headers).ok_or_else(unauthorized)?;
-    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
-        Ok(())
-    } else {
-        Err(unauthorized())
+/// True when the request carries the admin token (compared in constant time).
+fn is_admin(daemon: &Daemon, headers: &HeaderMap) -> bool {
+    match (daemon.admin_token(), bearer(headers)) {
+        (Some(expected), Some(given)) => bool::from(given.as_bytes().ct_eq(expected.as_bytes())),
+        _ => false,
     }
+}
+
+fn unauthorized() -> Response {
+    error(StatusCode::UNAUTHORIZED, "missing or wrong admin token")
 }
 
 fn bad_query(rejection: QueryRejection) -> Response {
@@ -109,8 +109,8 @@ async fn sync(
     headers: HeaderMap,
     params: Result<Query<SyncParams>, QueryRejection>,
 ) -> Response {
-    if let Err(denied) = require_admin(&daemon, &headers) {
-        return denied;
+    if !is_admin(&daemon, &headers) {
+        return unauthorized();
     }
     let Query(params) = match params {
         Ok(p) => p,
@@ -122,7 +122,10 @@ async fn sync(
         reply: params.wait.then_some(reply),
     };
     if daemon.sync_jobs.send(job).await.is_err() {
-        return error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is shutting down");
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon is shutting down",
+        );
     }
     if !params.wait {
         return (
@@ -134,7 +137,10 @@ async fn sync(
     match answer.await {
         Ok(Ok(summary)) => Json(summary).into_response(),
         Ok(Err(message)) => error(StatusCode::BAD_GATEWAY, message),
-        Err(_) => error(StatusCode::SERVICE_UNAVAILABLE, "the daemon is shutting down"),
+        Err(_) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon is shutting down",
+        ),
     }
 }
 
@@ -143,8 +149,8 @@ async fn explain(
     headers: HeaderMap,
     query: Result<Query<ExplainQuery>, QueryRejection>,
 ) -> Response {
-    if let Err(denied) = require_admin(&daemon, &headers) {
-        return denied;
+    if !is_admin(&daemon, &headers) {
+        return unauthorized();
     }
     let Query(query) = match query {
         Ok(q) => q,
@@ -173,8 +179,8 @@ async fn members(
     headers: HeaderMap,
     params: Result<Query<MembersParams>, QueryRejection>,
 ) -> Response {
-    if let Err(denied) = require_admin(&daemon, &headers) {
-        return denied;
+    if !is_admin(&daemon, &headers) {
+        return unauthorized();
     }
     let Query(params) = match params {
         Ok(p) => p,

@@ -29,6 +29,7 @@ pub(crate) struct LockLabel {
 }
 
 /// The daemon's metrics.
+#[allow(dead_code)] // reason: the door-side metrics are fed by the reader and lock paths as they land
 pub(crate) struct Metrics {
     registry: Mutex<Registry>,
     /// Decisions by result.
@@ -68,7 +69,11 @@ impl Metrics {
         let syncs = Family::<ResultLabel, Counter>::default();
         registry.register("syncs", "Cobot syncs by result", syncs.clone());
         let sync_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 12));
-        registry.register("sync_seconds", "Duration of Cobot syncs", sync_seconds.clone());
+        registry.register(
+            "sync_seconds",
+            "Duration of Cobot syncs",
+            sync_seconds.clone(),
+        );
         let outbox_depth = Gauge::default();
         registry.register(
             "outbox_depth",

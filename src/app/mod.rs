@@ -177,7 +177,10 @@ fn reload(daemon: &Daemon) {
                     return;
                 }
             };
-            *daemon.config.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+            *daemon
+                .config
+                .write()
+                .unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
             daemon.snapshot.send_replace(recompiled);
             tracing::info!(file = %path.display(), "configuration reloaded");
         }

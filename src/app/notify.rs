@@ -24,7 +24,10 @@ pub(crate) fn watchdog() {
 
 /// Tells systemd that a clean shutdown has begun.
 pub(crate) fn stopping() {
-    send(&[(daemon::STATE_STOPPING, "1"), (daemon::STATE_STATUS, "stopping")]);
+    send(&[
+        (daemon::STATE_STOPPING, "1"),
+        (daemon::STATE_STATUS, "stopping"),
+    ]);
 }
 
 /// Tells systemd that the configuration is being reloaded.

@@ -160,8 +160,11 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
              (or POST /v1/sync?accept_revocations=true)"
         ));
     }
-    if let Some(snapshot) = &snapshot {
-        if let Some(age) = offline_ladder_active(&config, snapshot, now) {
+    if let Some(age) = snapshot
+        .as_ref()
+        .and_then(|s| offline_ladder_active(&config, s, now))
+    {
+        {
             reasons.push(format!(
                 "the last successful sync was {} ago, more than offline.max_age: only the groups \
                  in offline.keep_groups are granted until a sync succeeds",

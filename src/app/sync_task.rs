@@ -112,7 +112,14 @@ async fn attempt(daemon: &Daemon, accept_revocations: bool) -> Result<SyncSummar
         retry: Retry::NextInterval,
     })?;
     let started = clock::instant();
-    let result = sync::sync_once(&config, &daemon.store, &client, accept_revocations, clock::now).await;
+    let result = sync::sync_once(
+        &config,
+        &daemon.store,
+        &client,
+        accept_revocations,
+        clock::now,
+    )
+    .await;
     let seconds = started.elapsed().as_secs_f64();
     if let Ok(status) = daemon.store.sync_status() {
         daemon.update_cloud(|c| c.sync = status);

@@ -4,16 +4,16 @@
 use std::path::Path;
 
 use super::output;
+use super::remote::{self, Answer};
 use super::{Cli, CobotCommand, Command, ConnectArgs, ExplainArgs, Failure, MembersArgs, SyncArgs};
 use crate::clock;
 use crate::config::Config;
+use crate::domain::MemberView;
 use crate::domain::Snapshot;
 use crate::store::{Store, StoreError};
 use crate::sync;
-use crate::views::{self, ExplainQuery, ExplainView};
-use super::remote::{self, Answer};
-use crate::domain::MemberView;
 use crate::sync::SyncSummary;
+use crate::views::{self, ExplainQuery, ExplainView};
 
 /// Runs the parsed command.
 pub(super) fn run(cli: Cli) -> Result<(), Failure> {
@@ -133,7 +133,9 @@ fn members(config: &Config, args: &MembersArgs) -> Result<(), Failure> {
         Access::Local(store) => cached_snapshot(config, &store)?.members_at(at),
         Access::Daemon(daemon) => {
             let at = at.to_rfc3339();
-            match runtime()?.block_on(daemon.get::<Vec<MemberView>>("/v1/members", &[("at", &at)]))? {
+            match runtime()?
+                .block_on(daemon.get::<Vec<MemberView>>("/v1/members", &[("at", &at)]))?
+            {
                 Answer::Ok(members) => members,
                 Answer::Err(status, message) => return Err(remote::failure(status, message)),
             }

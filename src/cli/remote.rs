@@ -56,11 +56,9 @@ impl Daemon {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<Answer<T>, Failure> {
-        let response = request
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| Failure::Runtime(format!("cannot reach the daemon at {}: {e}", self.base)))?;
+        let response = request.bearer_auth(&self.token).send().await.map_err(|e| {
+            Failure::Runtime(format!("cannot reach the daemon at {}: {e}", self.base))
+        })?;
         let status = response.status();
         let body = response
             .bytes()

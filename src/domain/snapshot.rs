@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::card::{with_lowercase, with_normalized_card};
 use super::schedule::Schedule;
@@ -52,7 +52,7 @@ impl CompileReport {
 }
 
 /// One member as `portier members` shows it at a moment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemberView {
     /// Cobot membership id.
     pub id: String,

@@ -2,6 +2,7 @@
 //! playing Cobot on 127.0.0.1, and a way to run the real `portier` binary against it.
 
 #![allow(dead_code)] // reason: each test binary uses a different part of the harness
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // reason: test harness: failing loudly is the point
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
