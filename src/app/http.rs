@@ -21,8 +21,21 @@ use super::state::{self, Daemon, HealthStatus, SyncJob};
 use crate::clock;
 use crate::views::{self, ErrorView, ExplainQuery, QueryError};
 
+/// What the handlers share.
+pub(crate) struct Api {
+    /// The daemon's state.
+    pub daemon: Arc<Daemon>,
+    /// The door pipeline.
+    pub doors: Arc<super::doors::Doors>,
+    /// Failed app-open attempts per client address.
+    pub limiter: std::sync::Mutex<super::http_doors::RateLimiter>,
+    /// Asks Cobot's `/api/user` who an app token belongs to.
+    pub users: crate::cobot::CobotClient,
+}
+
 /// Builds the router.
-pub(crate) fn router(daemon: Arc<Daemon>) -> Router {
+pub(crate) fn router(api: Arc<Api>) -> Router {
+    use super::http_doors;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/status", get(status))
@@ -30,11 +43,14 @@ pub(crate) fn router(daemon: Arc<Daemon>) -> Router {
         .route("/v1/sync", post(sync))
         .route("/v1/explain", get(explain))
         .route("/v1/members", get(members))
+        .route("/v1/events", get(http_doors::events))
+        .route("/v1/units/{unit}/open", post(http_doors::app_open))
+        .route("/v1/admin/units/{unit}/open", post(http_doors::admin_open))
         .fallback(not_found)
-        .with_state(daemon)
+        .with_state(api)
 }
 
-fn error(status: StatusCode, message: impl Into<String>) -> Response {
+pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
     (
         status,
         Json(ErrorView {
@@ -57,23 +73,24 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 }
 
 /// True when the request carries the admin token (compared in constant time).
-fn is_admin(daemon: &Daemon, headers: &HeaderMap) -> bool {
+pub(crate) fn is_admin(daemon: &Daemon, headers: &HeaderMap) -> bool {
     match (daemon.admin_token(), bearer(headers)) {
         (Some(expected), Some(given)) => bool::from(given.as_bytes().ct_eq(expected.as_bytes())),
         _ => false,
     }
 }
 
-fn unauthorized() -> Response {
+pub(crate) fn unauthorized() -> Response {
     error(StatusCode::UNAUTHORIZED, "missing or wrong admin token")
 }
 
-fn bad_query(rejection: QueryRejection) -> Response {
+pub(crate) fn bad_query(rejection: QueryRejection) -> Response {
     error(StatusCode::BAD_REQUEST, rejection.body_text())
 }
 
-async fn healthz(State(daemon): State<Arc<Daemon>>) -> Response {
-    let health = state::health(&daemon, clock::now());
+async fn healthz(State(api): State<Arc<Api>>) -> Response {
+    let daemon = &api.daemon;
+    let health = state::health(daemon, clock::now());
     let code = match health.status {
         HealthStatus::Failing => StatusCode::SERVICE_UNAVAILABLE,
         HealthStatus::Ok | HealthStatus::Degraded => StatusCode::OK,
@@ -81,11 +98,13 @@ async fn healthz(State(daemon): State<Arc<Daemon>>) -> Response {
     (code, Json(health)).into_response()
 }
 
-async fn status(State(daemon): State<Arc<Daemon>>) -> Response {
-    Json(state::status(&daemon, clock::now())).into_response()
+async fn status(State(api): State<Arc<Api>>) -> Response {
+    let daemon = &api.daemon;
+    Json(state::status(daemon, clock::now())).into_response()
 }
 
-async fn metrics(State(daemon): State<Arc<Daemon>>) -> Response {
+async fn metrics(State(api): State<Arc<Api>>) -> Response {
+    let daemon = &api.daemon;
     (
         [(
             header::CONTENT_TYPE,
@@ -105,11 +124,12 @@ struct SyncParams {
 }
 
 async fn sync(
-    State(daemon): State<Arc<Daemon>>,
+    State(api): State<Arc<Api>>,
     headers: HeaderMap,
     params: Result<Query<SyncParams>, QueryRejection>,
 ) -> Response {
-    if !is_admin(&daemon, &headers) {
+    let daemon = &api.daemon;
+    if !is_admin(daemon, &headers) {
         return unauthorized();
     }
     let Query(params) = match params {
@@ -145,11 +165,12 @@ async fn sync(
 }
 
 async fn explain(
-    State(daemon): State<Arc<Daemon>>,
+    State(api): State<Arc<Api>>,
     headers: HeaderMap,
     query: Result<Query<ExplainQuery>, QueryRejection>,
 ) -> Response {
-    if !is_admin(&daemon, &headers) {
+    let daemon = &api.daemon;
+    if !is_admin(daemon, &headers) {
         return unauthorized();
     }
     let Query(query) = match query {
@@ -175,11 +196,12 @@ struct MembersParams {
 }
 
 async fn members(
-    State(daemon): State<Arc<Daemon>>,
+    State(api): State<Arc<Api>>,
     headers: HeaderMap,
     params: Result<Query<MembersParams>, QueryRejection>,
 ) -> Response {
-    if !is_admin(&daemon, &headers) {
+    let daemon = &api.daemon;
+    if !is_admin(daemon, &headers) {
         return unauthorized();
     }
     let Query(params) = match params {

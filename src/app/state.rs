@@ -50,6 +50,8 @@ pub(crate) struct Daemon {
     pub cloud: Mutex<CloudState>,
     /// Counters and histograms for `/metrics`.
     pub metrics: super::metrics::Metrics,
+    /// The time of the newest persisted event: a clock behind it has jumped back.
+    pub last_event: Mutex<Option<DateTime<Utc>>>,
 }
 
 impl Daemon {
@@ -74,6 +76,26 @@ impl Daemon {
     /// Changes the Cobot link state.
     pub fn update_cloud(&self, f: impl FnOnce(&mut CloudState)) {
         f(&mut self.cloud.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Notes the time of a persisted event.
+    pub fn saw_event(&self, time: DateTime<Utc>) {
+        let mut last = self.last_event.lock().unwrap_or_else(PoisonError::into_inner);
+        if last.is_none_or(|t| time > t) {
+            *last = Some(time);
+        }
+    }
+
+    /// Whether the clock can be trusted at `now`: not before the build, and not behind the
+    /// newest persisted event (a clock that jumped back).
+    pub fn clock_trust(&self, now: DateTime<Utc>) -> ClockTrust {
+        let last = *self.last_event.lock().unwrap_or_else(PoisonError::into_inner);
+        match crate::clock::trust(now) {
+            ClockTrust::Trusted if last.is_some_and(|t| now < t) => {
+                ClockTrust::Untrusted(crate::domain::ClockProblem::JumpedBack)
+            }
+            trust => trust,
+        }
     }
 
     /// The admin token, if configured.
@@ -172,13 +194,19 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
             ));
         }
     }
-    if let ClockTrust::Untrusted(_) = crate::clock::trust(now) {
-        reasons.push(format!(
+    match daemon.clock_trust(now) {
+        ClockTrust::Trusted => {}
+        ClockTrust::Untrusted(crate::domain::ClockProblem::BeforeBuild) => reasons.push(format!(
             "the system clock ({}) is before this build ({}): schedule-limited grants are \
              refused until the clock is set (check NTP)",
             now.to_rfc3339(),
             crate::clock::build_time().date_naive()
-        ));
+        )),
+        ClockTrust::Untrusted(crate::domain::ClockProblem::JumpedBack) => reasons.push(format!(
+            "the system clock ({}) is behind the last recorded event: it jumped back; \
+             schedule-limited grants are refused until the clock is right (check NTP)",
+            now.to_rfc3339()
+        )),
     }
     let status = if failing {
         HealthStatus::Failing
@@ -257,7 +285,7 @@ pub(crate) fn status(daemon: &Daemon, now: DateTime<Utc>) -> StatusView {
         last_sync_seconds: cloud.last_duration,
         guard: cloud.sync.guard,
         offline_since,
-        clock: match crate::clock::trust(now) {
+        clock: match daemon.clock_trust(now) {
             ClockTrust::Trusted => "trusted",
             ClockTrust::Untrusted(_) => "untrusted",
         },

@@ -1,0 +1,308 @@
+//! Door requests from readers, the app and staff: decide, actuate, record.
+//!
+//! Deciding is synchronous and reads only the snapshot in memory. Carrying a decision out sends
+//! the lock command first (it may go out before the event is on disk, so the door is not kept
+//! waiting for a disk flush) and appends the event concurrently; the caller answers the reader
+//! or the HTTP client only once the event is durable. The first granted entry of a member on a
+//! site-local day creates a Cobot check-in through the store's outbox, in the same write as
+//! the event, so it happens exactly once even across restarts.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use tokio::sync::Notify;
+
+use super::metrics::ResultLabel;
+use super::state::Daemon;
+use crate::domain::{Credential, Decision, Moment, Permit, Request, Snapshot, decide};
+use crate::locks::{Command, LockError, Locks};
+use crate::store::{CredentialKind, EventRecord, NewEvent, StoreError};
+
+/// Who is at the door.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Presenter<'a> {
+    /// A card at a reader.
+    Card(&'a str),
+    /// A Cobot user through the app (already resolved from the bearer token).
+    App(&'a str),
+    /// Staff opening remotely, optionally on behalf of a member (id or email).
+    Admin(Option<&'a str>),
+}
+
+impl Presenter<'_> {
+    fn kind(&self) -> CredentialKind {
+        match self {
+            Presenter::Card(_) => CredentialKind::Card,
+            Presenter::App(_) => CredentialKind::App,
+            Presenter::Admin(_) => CredentialKind::Admin,
+        }
+    }
+}
+
+/// Why a door request could not even be decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NotDecided {
+    /// The unit is not configured (HTTP 404).
+    UnknownUnit(String),
+    /// The member named by staff is not synced (HTTP 400).
+    UnknownMember(String),
+}
+
+/// A decision, ready to be carried out.
+pub(crate) struct Decided {
+    /// The decision's id: in the event, the reader result and the lock command.
+    pub decision_id: String,
+    /// The unit asked for.
+    pub unit: String,
+    /// Whether it opens.
+    pub granted: bool,
+    /// The membership id the credential resolved to.
+    pub member: Option<String>,
+    /// One sentence: why.
+    pub reason: String,
+    /// Whether the unit has a lock at all.
+    pub has_lock: bool,
+    permit: Option<Permit>,
+    kind: CredentialKind,
+    reader: Option<String>,
+    time: DateTime<Utc>,
+    check_in_day: Option<NaiveDate>,
+}
+
+/// What happened at the lock.
+#[derive(Debug)]
+pub(crate) enum Actuation {
+    /// Denied: nothing was sent.
+    NotGranted,
+    /// Granted, but the unit has no lock.
+    NoLock,
+    /// The lock command was sent.
+    Opened,
+    /// The lock command failed.
+    Failed(LockError),
+}
+
+/// A decision carried out.
+pub(crate) struct Carried {
+    /// The lock's side.
+    pub actuation: Actuation,
+    /// The stored event, or why it could not be stored.
+    pub event: Result<EventRecord, StoreError>,
+}
+
+/// The door pipeline.
+pub(crate) struct Doors {
+    daemon: Arc<Daemon>,
+    locks: Arc<Locks>,
+    outbox: Arc<Notify>,
+}
+
+/// A fresh random decision id.
+pub(crate) fn decision_id() -> String {
+    format!("{:032x}", rand::random::<u128>())
+}
+
+impl Doors {
+    /// The pipeline over the daemon's snapshot, these locks and this outbox.
+    pub(crate) fn new(daemon: Arc<Daemon>, locks: Arc<Locks>, outbox: Arc<Notify>) -> Self {
+        Self {
+            daemon,
+            locks,
+            outbox,
+        }
+    }
+
+    /// The daemon this pipeline serves.
+    pub(crate) fn daemon(&self) -> &Arc<Daemon> {
+        &self.daemon
+    }
+
+    /// The locks it drives.
+    pub(crate) fn locks(&self) -> &Arc<Locks> {
+        &self.locks
+    }
+
+    /// Decides a request at `unit` now.
+    pub(crate) fn decide(
+        &self,
+        unit: &str,
+        presenter: Presenter<'_>,
+        reader: Option<&str>,
+    ) -> Result<Decided, NotDecided> {
+        let started = crate::clock::instant();
+        let now = crate::clock::now();
+        let Some(snapshot) = self.daemon.current() else {
+            if !self.daemon.config().policy.units.iter().any(|u| u.id == unit) {
+                return Err(NotDecided::UnknownUnit(unit.to_owned()));
+            }
+            return Ok(self.refusal(
+                unit,
+                presenter.kind(),
+                reader,
+                "no snapshot yet: every request is denied until the first sync".into(),
+            ));
+        };
+        let unit_idx = snapshot
+            .unit(unit)
+            .ok_or_else(|| NotDecided::UnknownUnit(unit.to_owned()))?;
+        let admin_member = match presenter {
+            Presenter::Admin(Some(who)) => Some(
+                snapshot
+                    .find_member(who)
+                    .ok_or_else(|| NotDecided::UnknownMember(who.to_owned()))?,
+            ),
+            _ => None,
+        };
+        let credential = match presenter {
+            Presenter::Card(card) => Credential::Card(card),
+            Presenter::App(user) => Credential::User(user),
+            Presenter::Admin(_) => Credential::Admin,
+        };
+        let moment = Moment {
+            at: now,
+            clock: self.daemon.clock_trust(now),
+        };
+        let decision = decide(
+            &snapshot,
+            &Request {
+                unit: unit_idx,
+                credential,
+            },
+            &moment,
+        );
+        let elapsed = started.elapsed().as_secs_f64();
+        let metrics = &self.daemon.metrics;
+        metrics.decision_seconds.observe(elapsed);
+        metrics
+            .decisions
+            .get_or_create(&ResultLabel {
+                result: if decision.granted() { "granted" } else { "denied" },
+            })
+            .inc();
+        let member = admin_member.or(decision.member());
+        Ok(self.decided(&snapshot, decision, member, presenter.kind(), reader, now))
+    }
+
+    fn decided(
+        &self,
+        snapshot: &Snapshot,
+        decision: Decision,
+        member: Option<crate::domain::MemberIdx>,
+        kind: CredentialKind,
+        reader: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Decided {
+        let config = self.daemon.config();
+        let unit = snapshot.unit_id(decision.unit()).to_owned();
+        let has_lock = snapshot.unit_lock(decision.unit()).is_some();
+        let reason = decision.reason(snapshot);
+        let granted = decision.granted();
+        let member_id = member.map(|m| snapshot.member_id(m).to_owned());
+        let check_in_day = (granted && config.cobot.check_ins && member_id.is_some())
+            .then(|| now.with_timezone(&snapshot.timezone()).date_naive());
+        tracing::info!(%unit, member = member_id.as_deref().unwrap_or("-"), granted, %reason, "access decided");
+        Decided {
+            decision_id: decision_id(),
+            unit,
+            granted,
+            member: member_id,
+            reason,
+            has_lock,
+            permit: decision.into_permit(),
+            kind,
+            reader: reader.map(str::to_owned),
+            time: now,
+            check_in_day,
+        }
+    }
+
+    /// A denial without a decision (malformed or stale reader messages, no snapshot).
+    pub(crate) fn refusal(
+        &self,
+        unit: &str,
+        kind: CredentialKind,
+        reader: Option<&str>,
+        reason: String,
+    ) -> Decided {
+        self.daemon
+            .metrics
+            .decisions
+            .get_or_create(&ResultLabel { result: "denied" })
+            .inc();
+        tracing::info!(%unit, granted = false, %reason, "access refused");
+        Decided {
+            decision_id: decision_id(),
+            unit: unit.to_owned(),
+            granted: false,
+            member: None,
+            reason,
+            has_lock: false,
+            permit: None,
+            kind,
+            reader: reader.map(str::to_owned),
+            time: crate::clock::now(),
+            check_in_day: None,
+        }
+    }
+
+    /// Sends the lock command (if granted) and records the event; returns once the event is
+    /// durable. The permit is used up: carrying out the same decision again opens nothing.
+    pub(crate) async fn carry_out(&self, decided: &mut Decided) -> Carried {
+        let permit = decided.permit.take();
+        let command = Command {
+            decision_id: decided.decision_id.clone(),
+            unit: decided.unit.clone(),
+        };
+        let unlock = async {
+            match &permit {
+                None => Actuation::NotGranted,
+                Some(permit) if permit.lock().is_none() => Actuation::NoLock,
+                Some(permit) => {
+                    let started = crate::clock::instant();
+                    match self.locks.unlock(permit, &command).await {
+                        Ok(()) => {
+                            self.daemon
+                                .metrics
+                                .actuation_seconds
+                                .observe(started.elapsed().as_secs_f64());
+                            Actuation::Opened
+                        }
+                        Err(e) => {
+                            tracing::warn!(unit = %command.unit, error = %e, "lock command failed");
+                            self.daemon
+                                .metrics
+                                .lock_errors
+                                .get_or_create(&super::metrics::LockLabel {
+                                    lock: permit.lock().unwrap_or("-").to_owned(),
+                                })
+                                .inc();
+                            Actuation::Failed(e)
+                        }
+                    }
+                }
+            }
+        };
+        let record = self.daemon.store.append_event(NewEvent {
+            time: decided.time,
+            unit: decided.unit.clone(),
+            member: decided.member.clone(),
+            credential_kind: decided.kind,
+            granted: decided.granted,
+            reason: decided.reason.clone(),
+            decision_id: decided.decision_id.clone(),
+            reader: decided.reader.clone(),
+            check_in_day: decided.check_in_day,
+        });
+        let (actuation, event) = tokio::join!(unlock, record);
+        match &event {
+            Ok(record) => {
+                self.daemon.saw_event(record.time);
+                if record.check_in.is_some() {
+                    self.outbox.notify_one();
+                }
+            }
+            Err(e) => tracing::error!(error = %e, decision_id = %decided.decision_id, "cannot record the event"),
+        }
+        Carried { actuation, event }
+    }
+}

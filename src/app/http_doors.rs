@@ -1,0 +1,269 @@
+//! The door endpoints: app opens with a Cobot user token, remote opens by staff, and the
+//! event log.
+//!
+//! App opens answer in a fixed order: 429 (too many failed attempts from this address), 401
+//! (token unknown), 404 (unknown unit), 403 (denied), 409 (unit without lock), 502 (granted but
+//! the lock failed). The token is checked with Cobot's `/api/user` first; only when Cobot
+//! cannot be reached does the local cache of token hashes answer, so a member seen before
+//! still gets in during an outage (for `cobot.token_cache_ttl`).
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use tokio::time::Instant;
+
+use super::doors::{Actuation, Carried, Decided, NotDecided, Presenter};
+use super::http::{Api, bad_query, bearer, error, is_admin, unauthorized};
+use crate::store::token_hash;
+
+/// Failed attempts allowed per client address and minute.
+const MAX_FAILURES: u32 = 10;
+const WINDOW: Duration = Duration::from_secs(60);
+/// How long an app open waits for Cobot's `/api/user` before using the cache.
+const USER_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Events per page by default, and at most.
+const DEFAULT_LIMIT: usize = 100;
+const MAX_LIMIT: usize = 1000;
+
+/// Counts failed (401) app-open attempts per client address in fixed one-minute windows.
+#[derive(Debug, Default)]
+pub(crate) struct RateLimiter {
+    failures: HashMap<IpAddr, (Instant, u32)>,
+}
+
+impl RateLimiter {
+    /// Seconds until `ip` may try again, if it is blocked now.
+    pub(crate) fn blocked(&mut self, ip: IpAddr, now: Instant) -> Option<u64> {
+        self.failures
+            .retain(|_, (start, _)| now.saturating_duration_since(*start) < WINDOW);
+        let (start, count) = self.failures.get(&ip)?;
+        (*count >= MAX_FAILURES)
+            .then(|| (WINDOW.saturating_sub(now.saturating_duration_since(*start))).as_secs() + 1)
+    }
+
+    /// Records a failed attempt from `ip`.
+    pub(crate) fn failed(&mut self, ip: IpAddr, now: Instant) {
+        let entry = self.failures.entry(ip).or_insert((now, 0));
+        if now.saturating_duration_since(entry.0) >= WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 = entry.1.saturating_add(1);
+    }
+}
+
+/// The answer to an open.
+#[derive(Debug, Serialize)]
+struct OpenAnswer {
+    granted: bool,
+    unit: String,
+    member: Option<String>,
+    reason: String,
+    decision_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+fn answer(decided: &Decided, carried: Carried) -> Response {
+    let body = |error: Option<String>| OpenAnswer {
+        granted: decided.granted,
+        unit: decided.unit.clone(),
+        member: decided.member.clone(),
+        reason: decided.reason.clone(),
+        decision_id: decided.decision_id.clone(),
+        error,
+    };
+    if let Err(e) = carried.event {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(body(Some(format!("the event could not be recorded: {e}")))),
+        )
+            .into_response();
+    }
+    let (status, error) = match carried.actuation {
+        Actuation::NotGranted => (StatusCode::FORBIDDEN, None),
+        Actuation::NoLock => (
+            StatusCode::CONFLICT,
+            Some(format!("unit {} has no lock to open", decided.unit)),
+        ),
+        Actuation::Opened => (StatusCode::OK, None),
+        Actuation::Failed(e) => (StatusCode::BAD_GATEWAY, Some(e.to_string())),
+    };
+    (status, Json(body(error))).into_response()
+}
+
+fn not_decided(e: NotDecided) -> Response {
+    match e {
+        NotDecided::UnknownUnit(unit) => {
+            error(StatusCode::NOT_FOUND, format!("unknown unit \"{unit}\""))
+        }
+        NotDecided::UnknownMember(member) => error(
+            StatusCode::BAD_REQUEST,
+            format!("unknown member \"{member}\": not a synced member"),
+        ),
+    }
+}
+
+/// The Cobot user an app token belongs to: Cobot first, the cache when Cobot is unreachable.
+async fn resolve_user(api: &Api, token: &str) -> Option<String> {
+    let daemon = &api.daemon;
+    let hash = token_hash(token);
+    let now = crate::clock::now();
+    let asked = tokio::time::timeout(USER_LOOKUP_TIMEOUT, api.users.user(token)).await;
+    let unreachable = match asked {
+        Ok(Ok(user)) => {
+            if let Err(e) = daemon.store.remember_app_token(hash, &user.id, now) {
+                tracing::warn!(error = %e, "cannot cache the app token");
+            }
+            return Some(user.id);
+        }
+        Ok(Err(e)) => e.is_unreachable(),
+        Err(_) => true,
+    };
+    if !unreachable {
+        return None;
+    }
+    let ttl = daemon.config().cobot.token_cache_ttl;
+    match daemon.store.app_token_user(&hash, now, ttl) {
+        Ok(user) => user,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the app token cache");
+            None
+        }
+    }
+}
+
+/// `POST /v1/units/{unit}/open` with a Cobot user's bearer token.
+pub(crate) async fn app_open(
+    State(api): State<Arc<Api>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Path(unit): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let ip = client.ip();
+    let blocked = api
+        .limiter
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .blocked(ip, Instant::now());
+    if let Some(seconds) = blocked {
+        return error(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many failed attempts from {ip}: try again in {seconds} s"),
+        );
+    }
+    let user = match bearer(&headers) {
+        Some(token) => resolve_user(&api, token).await,
+        None => None,
+    };
+    let Some(user) = user else {
+        api.limiter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .failed(ip, Instant::now());
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unknown or missing Cobot token: log in to the app again",
+        );
+    };
+    let mut decided = match api.doors.decide(&unit, Presenter::App(&user), None) {
+        Ok(d) => d,
+        Err(e) => return not_decided(e),
+    };
+    let carried = api.doors.carry_out(&mut decided).await;
+    answer(&decided, carried)
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AdminOpenBody {
+    member: Option<String>,
+}
+
+/// `POST /v1/admin/units/{unit}/open`: a remote open by staff, optionally for a member.
+pub(crate) async fn admin_open(
+    State(api): State<Arc<Api>>,
+    Path(unit): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if !is_admin(&api.daemon, &headers) {
+        return unauthorized();
+    }
+    let body: AdminOpenBody = if body.iter().all(u8::is_ascii_whitespace) {
+        AdminOpenBody::default()
+    } else {
+        match serde_json::from_slice(&body) {
+            Ok(b) => b,
+            Err(e) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    format!("the body must be {{\"member\": \"<id or email>\"}} or empty: {e}"),
+                );
+            }
+        }
+    };
+    let mut decided = match api
+        .doors
+        .decide(&unit, Presenter::Admin(body.member.as_deref()), None)
+    {
+        Ok(d) => d,
+        Err(e) => return not_decided(e),
+    };
+    let carried = api.doors.carry_out(&mut decided).await;
+    answer(&decided, carried)
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsParams {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/events?after=SEQ&limit=N`.
+pub(crate) async fn events(
+    State(api): State<Arc<Api>>,
+    headers: HeaderMap,
+    params: Result<Query<EventsParams>, QueryRejection>,
+) -> Response {
+    if !is_admin(&api.daemon, &headers) {
+        return unauthorized();
+    }
+    let Query(params) = match params {
+        Ok(p) => p,
+        Err(rejection) => return bad_query(rejection),
+    };
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
+    match api.daemon.store.events_after(params.after.unwrap_or(0), limit) {
+        Ok(events) => Json(serde_json::json!({ "events": events })).into_response(),
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ten_failures_in_a_minute_block_an_address_until_the_minute_is_over() {
+        let mut limiter = RateLimiter::default();
+        let ip: IpAddr = [192, 0, 2, 7].into();
+        let other: IpAddr = [192, 0, 2, 8].into();
+        let t0 = Instant::now();
+        for i in 0..MAX_FAILURES {
+            assert_eq!(limiter.blocked(ip, t0), None, "attempt {i}");
+            limiter.failed(ip, t0 + Duration::from_secs(u64::from(i)));
+        }
+        assert!(limiter.blocked(ip, t0 + Duration::from_secs(30)).is_some());
+        assert_eq!(limiter.blocked(other, t0 + Duration::from_secs(30)), None);
+        assert_eq!(limiter.blocked(ip, t0 + Duration::from_secs(61)), None);
+    }
+}

@@ -1,0 +1,182 @@
+//! The MQTT side of the daemon: one connection (rumqttc, MQTT 3.1.1, clean session) shared by
+//! the readers and the MQTT locks.
+//!
+//! rumqttc's event loop must be polled all the time, or nothing is sent or received; one task
+//! does only that, resubscribes the reader topics after every (re)connect, and hands reader
+//! messages to the reader task. Connection errors are retried with jittered backoff (capped at
+//! 30 s); decisions never wait for the broker.
+//!
+//! The reader task handles messages one at a time for what must be ordered — recognising a
+//! repeat, parsing, deciding — and then carries each decision out (lock command, durable event,
+//! result message) in its own task, so a slow lock never holds up the next card.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::doors::{Doors, Presenter};
+use super::readers::{ReaderPayload, ReaderResult, RecentResults, parse_payload};
+use crate::config::ReaderConfig;
+use crate::store::CredentialKind;
+
+/// A message from a reader topic.
+struct ReaderMessage {
+    reader: usize,
+    payload: Vec<u8>,
+    retained: bool,
+}
+
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+
+/// Polls the MQTT event loop until shutdown, forwarding reader messages.
+pub(crate) async fn run_event_loop(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    readers: Arc<Vec<ReaderConfig>>,
+    doors: Arc<Doors>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (tx, rx) = mpsc::channel(256);
+    let reader_task = tokio::spawn(run_readers(
+        rx,
+        client.clone(),
+        Arc::clone(&readers),
+        doors,
+    ));
+    let mut failures: u32 = 0;
+    loop {
+        let polled = tokio::select! {
+            polled = eventloop.poll() => polled,
+            _ = shutdown.changed() => break,
+        };
+        match polled {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                failures = 0;
+                tracing::info!("connected to the MQTT broker");
+                for reader in readers.iter() {
+                    if let Err(e) = client.try_subscribe(&reader.topic, QoS::AtLeastOnce) {
+                        tracing::error!(topic = %reader.topic, error = %e, "cannot subscribe");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let Some(reader) = readers.iter().position(|r| r.topic == publish.topic) else {
+                    continue;
+                };
+                let message = ReaderMessage {
+                    reader,
+                    payload: publish.payload.to_vec(),
+                    retained: publish.retain,
+                };
+                if tx.send(message).await.is_err() {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                let wait = Duration::from_millis(250)
+                    .saturating_mul(1u32 << failures.min(7))
+                    .min(BACKOFF_CAP)
+                    .mul_f64(0.75 + rand::random::<f64>() * 0.5);
+                tracing::warn!(error = %e, retry_in = ?wait, "MQTT connection failed");
+                tokio::select! {
+                    () = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => break,
+                }
+            }
+        }
+    }
+    drop(tx);
+    // The reader task ends when the channel closes; in-flight decisions finish their writes.
+    let _ = tokio::time::timeout(Duration::from_secs(5), reader_task).await;
+    let _ = client.try_disconnect();
+}
+
+/// Handles reader messages in order.
+async fn run_readers(
+    mut messages: mpsc::Receiver<ReaderMessage>,
+    client: AsyncClient,
+    readers: Arc<Vec<ReaderConfig>>,
+    doors: Arc<Doors>,
+) {
+    let mut recent = RecentResults::default();
+    let mut in_flight = tokio::task::JoinSet::new();
+    while let Some(message) = messages.recv().await {
+        let Some(reader) = readers.get(message.reader) else {
+            continue;
+        };
+        if message.retained {
+            // A stored message replayed by the broker: never acted on, no result message.
+            let mut refused = doors.refusal(
+                &reader.unit,
+                CredentialKind::Card,
+                Some(&reader.id),
+                "stale reader message: a retained message replayed by the broker is never acted on"
+                    .into(),
+            );
+            let doors = Arc::clone(&doors);
+            in_flight.spawn(async move {
+                let _ = doors.carry_out(&mut refused).await;
+            });
+            continue;
+        }
+        let now = Instant::now();
+        let result_topic = format!("{}/result", reader.topic);
+        if let Some(previous) = recent.repeat(message.reader, &message.payload, now) {
+            publish_result(&client, &result_topic, &previous);
+            continue;
+        }
+        let mut decided = match parse_payload(&message.payload, crate::clock::now()) {
+            ReaderPayload::Card(card) => {
+                match doors.decide(&reader.unit, Presenter::Card(&card), Some(&reader.id)) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::error!(reader = %reader.id, error = ?e, "reader's unit cannot be decided");
+                        continue;
+                    }
+                }
+            }
+            ReaderPayload::Malformed(reason) | ReaderPayload::Stale(reason) => doors.refusal(
+                &reader.unit,
+                CredentialKind::Card,
+                Some(&reader.id),
+                reason,
+            ),
+        };
+        let result = ReaderResult {
+            granted: decided.granted,
+            unit: decided.unit.clone(),
+            reason: decided.reason.clone(),
+            decision_id: decided.decision_id.clone(),
+        };
+        recent.remember(message.reader, &message.payload, now, result.clone());
+        let (doors, client) = (Arc::clone(&doors), client.clone());
+        in_flight.spawn(async move {
+            // The reader hears the answer only once the event is durable (or failed to be:
+            // that is logged, and the reader still learns whether the door opened).
+            let _carried = doors.carry_out(&mut decided).await;
+            publish_result(&client, &result_topic, &result);
+        });
+        // Reap finished tasks so the set does not grow.
+        while in_flight.try_join_next().is_some() {}
+    }
+    while in_flight.join_next().await.is_some() {}
+}
+
+fn publish_result(client: &AsyncClient, topic: &str, result: &ReaderResult) {
+    let payload = match serde_json::to_vec(result) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot encode a reader result");
+            return;
+        }
+    };
+    // Never retained: a result is for the swipe that caused it, not for a later subscriber.
+    if let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, false, payload) {
+        tracing::warn!(%topic, error = %e, "cannot publish the reader result");
+    }
+}

@@ -1,0 +1,136 @@
+//! Running `portier run` as a child process the way systemd does: with a `NOTIFY_SOCKET` we
+//! read `READY=1`, `STATUS=`, `WATCHDOG=1` and `STOPPING=1` from.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+/// A running daemon.
+pub struct Daemon {
+    pub child: Child,
+    notify: UnixDatagram,
+    pub messages: Vec<String>,
+    pub base: String,
+    pub admin_token: String,
+}
+
+impl Daemon {
+    /// Starts `portier --config <config> run` with a notify socket in `dir`, the watchdog
+    /// set to `watchdog`.
+    pub fn start(config: &Path, dir: &Path, http_port: u16, watchdog: Option<Duration>) -> Daemon {
+        let socket = dir.join(format!("notify-{}.sock", super::free_port()));
+        let notify = UnixDatagram::bind(&socket).expect("bind notify socket");
+        notify
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .expect("timeout");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_portier"));
+        command
+            .arg("--config")
+            .arg(config)
+            .arg("run")
+            .env("NOTIFY_SOCKET", &socket)
+            .env("RUST_LOG", "info")
+            .env_remove("PORTIER_CONFIG")
+            .env_remove("JOURNAL_STREAM")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
+        if let Some(w) = watchdog {
+            command.env("WATCHDOG_USEC", w.as_micros().to_string());
+        }
+        let child = command.spawn().expect("spawn portier run");
+        Daemon {
+            child,
+            notify,
+            messages: Vec::new(),
+            base: format!("http://127.0.0.1:{http_port}"),
+            admin_token: "test-admin-token".into(),
+        }
+    }
+
+    /// Reads notify messages until one contains `wanted` or `within` passes.
+    pub fn wait_for_notify(&mut self, wanted: &str, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        let mut buf = [0u8; 4096];
+        if self.messages.iter().any(|m| m.contains(wanted)) {
+            return true;
+        }
+        while std::time::Instant::now() < deadline {
+            if let Ok(n) = self.notify.recv(&mut buf) {
+                let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let found = message.contains(wanted);
+                self.messages.push(message);
+                if found {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// Sends a signal to the daemon.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args(["-s", signal, &pid])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// An HTTP client call with the admin token.
+    pub async fn admin_get(&self, path: &str) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .expect("GET");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// An HTTP POST with a bearer token (or none).
+    pub async fn post(&self, path: &str, bearer: Option<&str>) -> (u16, serde_json::Value) {
+        let mut request = reqwest::Client::new().post(format!("{}{path}", self.base));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("POST");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
+    /// Polls `GET path` until `check` accepts the answer or `within` passes.
+    pub async fn poll(
+        &self,
+        path: &str,
+        within: Duration,
+        check: impl Fn(u16, &serde_json::Value) -> bool,
+    ) -> (u16, serde_json::Value) {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let answer = match reqwest::Client::new()
+                .get(format!("{}{path}", self.base))
+                .bearer_auth(&self.admin_token)
+                .send()
+                .await
+            {
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+                }
+                Err(_) => (0, serde_json::Value::Null),
+            };
+            if check(answer.0, &answer.1) || tokio::time::Instant::now() > deadline {
+                return answer;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
