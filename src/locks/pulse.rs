@@ -26,6 +26,12 @@ pub(crate) trait Actuator: Send + Sync + 'static {
     fn open<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<(), LockError>>;
     /// Sends the relock command (a no-op for locks without one).
     fn close(&self) -> BoxFuture<'_, Result<(), LockError>>;
+    /// Whether the last unlock can still be taken to have reached the device. MQTT says no
+    /// once the broker connection dropped after it: then a new grant sends a fresh unlock
+    /// instead of extending a pulse that may never have started.
+    fn pulse_intact(&self) -> bool {
+        true
+    }
     /// Told when a grant only extended an open pulse (nothing is sent).
     fn extended(&self, _cmd: &Command) {}
 }
@@ -89,7 +95,8 @@ impl<A: Actuator> Pulse<A> {
         let open_for = permit.open_for();
         let mut state = self.inner.state.lock().await;
         let now = Instant::now();
-        if let Some(until) = state.until.filter(|until| *until > now) {
+        let open = state.until.filter(|until| *until > now);
+        if let Some(until) = open.filter(|_| self.inner.actuator.pulse_intact()) {
             state.until = Some(until.max(now + open_for));
             self.inner.actuator.extended(cmd);
             tracing::info!(lock = %self.inner.id, unit = %cmd.unit, decision_id = %cmd.decision_id,
