@@ -420,6 +420,7 @@ mod tests {
         (link, eventloop, lock)
     }
 
+    #[allow(clippy::result_large_err)] // reason: mirrors EventLoop::poll's own return type
     fn connack() -> Result<Event, ConnectionError> {
         Ok(Event::Incoming(Packet::ConnAck(ConnAck::new(
             ConnectReturnCode::Success,
