@@ -11,6 +11,7 @@ pub mod cobot;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub mod locks;
 pub mod store;
 pub mod sync;
 pub mod views;

@@ -1,0 +1,311 @@
+//! Lock drivers: what turns a [`Permit`] into an open door, over Modbus, MQTT, BLE or only a
+//! log line.
+//!
+//! Every driver takes a `&Permit`, which only `domain::decide` can create, so no path opens a
+//! door without a decision. Every driver shares one pulse discipline (`pulse`): the unlock is
+//! sent once, the relock runs in a spawned task after `open_for`, and a new grant during an
+//! open pulse only pushes the relock time back, it never sends a second unlock. Errors keep
+//! transport trouble (retry may help) apart from a device that answered and refused (audit,
+//! never retry), the way tokio-modbus keeps `Error` apart from `ExceptionCode`.
+//!
+//! This module owns the lock connections (Modbus sockets, the BLE session) but not the MQTT
+//! event loop: the daemon polls that and feeds every result to [`MqttLink::observe`]. It does
+//! not decide, store events or read the wall clock except through `crate::clock`.
+
+mod ble;
+mod log;
+mod modbus;
+mod mqtt;
+mod pulse;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::{LockConfig, LockDriver as DriverConfig};
+use crate::domain::Permit;
+
+pub use ble::{BleBackend, BleError, BleLock, BluerBackend, FakeBle, FakeBleWrite};
+pub use log::{LogEntry, LogLock};
+pub use modbus::ModbusLock;
+pub use mqtt::{
+    MqttLink, MqttLock, MqttSetupError, mqtt_client, mqtt_network_options, mqtt_options,
+};
+
+/// A boxed, sendable future: what [`LockDriver::unlock`] returns, so the trait stays
+/// object-safe and the registry can hold drivers of every kind side by side.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// The longest any single device call (connect, write, publish) may take.
+pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Why a lock did not open. Each variant says what the caller does next.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LockError {
+    /// The device could not be reached (connection refused or dropped, broker offline).
+    /// Nothing was actuated; the caller may retry.
+    #[error("lock \"{lock}\" is unreachable: {detail}; check its cabling, power and address")]
+    Transport {
+        /// The lock's id.
+        lock: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The device did not answer in time. Retrying is safe for this lock: its command is a
+    /// level (coil on, register value), not a toggle.
+    #[error(
+        "lock \"{lock}\" did not answer within {after:?}; check that it is powered and reachable"
+    )]
+    Timeout {
+        /// The lock's id.
+        lock: String,
+        /// How long we waited.
+        after: Duration,
+    },
+    /// The command may or may not have reached the device (a BLE write interrupted midway).
+    /// Audit it as "possibly opened"; never retry it, a retry could open the door twice.
+    #[error("lock \"{lock}\": outcome unknown: {detail}; the door may have opened, do not retry")]
+    Uncertain {
+        /// The lock's id.
+        lock: String,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The device answered and refused (Modbus exception, BLE GATT error). Audit it and fix the
+    /// device or the configuration; never retry.
+    #[error("lock \"{lock}\" refused the command: {detail}; check the lock's configuration")]
+    Refused {
+        /// The lock's id.
+        lock: String,
+        /// The device's answer.
+        detail: String,
+    },
+    /// The permit names a lock that is not configured here (or another lock than this driver).
+    #[error("lock \"{0}\" is not configured; add a [[lock]] with this id or fix the unit's lock")]
+    NotConfigured(String),
+    /// The lock's settings cannot be used (found when building the registry).
+    #[error("lock \"{lock}\" cannot be set up: {detail}")]
+    Invalid {
+        /// The lock's id.
+        lock: String,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+impl LockError {
+    /// Whether retrying the same command may help and cannot open the door twice.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            LockError::Transport { .. } | LockError::Timeout { .. }
+        )
+    }
+
+    /// The lock the error is about.
+    pub fn lock(&self) -> &str {
+        match self {
+            LockError::Transport { lock, .. }
+            | LockError::Timeout { lock, .. }
+            | LockError::Uncertain { lock, .. }
+            | LockError::Refused { lock, .. }
+            | LockError::Invalid { lock, .. } => lock,
+            LockError::NotConfigured(lock) => lock,
+        }
+    }
+}
+
+/// What a lock command carries besides the permit: the values payload templates may name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Command {
+    /// The decision that granted it (`{decision_id}` in payloads).
+    pub decision_id: String,
+    /// The unit's id (`{unit}` in payloads).
+    pub unit: String,
+}
+
+/// What an accepted unlock did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actuation {
+    /// The unlock command was sent; the relock follows after `open_for`.
+    Opened,
+    /// The lock was already open: its relock was pushed back, nothing was sent.
+    Extended,
+}
+
+/// One lock's health, as shown in `/v1/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockHealth {
+    /// The last command (unlock or relock) succeeded, or none was sent yet.
+    pub ok: bool,
+    /// The most recent error, kept after a later success so operators can see flapping.
+    pub last_error: Option<String>,
+    /// When a command last succeeded.
+    pub last_success: Option<DateTime<Utc>>,
+}
+
+/// A lock driver. Trait objects rather than an enum: the registry is built once, a virtual
+/// call plus one boxed future is nothing next to the device I/O, and tests and the demo can
+/// plug in their own drivers.
+pub trait LockDriver: Send + Sync {
+    /// The lock's id.
+    fn id(&self) -> &str;
+
+    /// Opens for `permit.open_for()`, or extends an open pulse. Returns once the command was
+    /// sent (MQTT: handed to the connected client) or acknowledged (Modbus, BLE); the relock
+    /// runs in a spawned task. Needs a tokio runtime.
+    fn unlock<'a>(
+        &'a self,
+        permit: &'a Permit,
+        cmd: &'a Command,
+    ) -> BoxFuture<'a, Result<Actuation, LockError>>;
+
+    /// Relocks now if the lock is open (on shutdown, so no door is left open). Awaited with
+    /// the caller's own deadline.
+    fn relock_now(&self) -> BoxFuture<'_, Result<(), LockError>>;
+
+    /// The lock's health.
+    fn health(&self) -> LockHealth;
+}
+
+/// Every configured lock, by id.
+pub struct Locks {
+    drivers: BTreeMap<String, Arc<dyn LockDriver>>,
+    logs: BTreeMap<String, Arc<LogLock>>,
+}
+
+impl std::fmt::Debug for Locks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Locks")
+            .field("locks", &self.drivers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl Locks {
+    /// Builds a driver for each `[[lock]]`. MQTT locks publish through `mqtt` (the daemon
+    /// polls its event loop and feeds [`MqttLink::observe`]); BLE locks use `ble`. Nothing is
+    /// connected yet: Modbus and BLE connect on the first command.
+    pub fn new(
+        configs: &[LockConfig],
+        mqtt: Option<MqttLink>,
+        ble: Arc<dyn BleBackend>,
+    ) -> Result<Locks, LockError> {
+        let mut locks = Locks {
+            drivers: BTreeMap::new(),
+            logs: BTreeMap::new(),
+        };
+        for config in configs {
+            let id = config.id.clone();
+            let driver: Arc<dyn LockDriver> = match &config.driver {
+                DriverConfig::Log => {
+                    let log = Arc::new(LogLock::new(&id));
+                    locks.logs.insert(id.clone(), Arc::clone(&log));
+                    log
+                }
+                DriverConfig::Modbus {
+                    address,
+                    slave,
+                    target,
+                } => Arc::new(ModbusLock::new(&id, address.clone(), *slave, *target)),
+                DriverConfig::Mqtt {
+                    topic,
+                    unlock_payload,
+                    lock_payload,
+                } => {
+                    let Some(link) = &mqtt else {
+                        return Err(LockError::Invalid {
+                            lock: id,
+                            detail: "it uses MQTT but no [mqtt] broker is configured".into(),
+                        });
+                    };
+                    Arc::new(MqttLock::new(
+                        &id,
+                        link.clone(),
+                        topic,
+                        unlock_payload,
+                        lock_payload.as_deref(),
+                    ))
+                }
+                DriverConfig::Ble {
+                    device,
+                    characteristic,
+                    unlock_payload,
+                    lock_payload,
+                } => Arc::new(BleLock::new(
+                    &id,
+                    Arc::clone(&ble),
+                    device,
+                    characteristic,
+                    unlock_payload.clone(),
+                    lock_payload.clone(),
+                )?),
+            };
+            locks.drivers.insert(id, driver);
+        }
+        Ok(locks)
+    }
+
+    /// Adds (or replaces) a driver, e.g. one a test or the demo made.
+    pub fn insert(&mut self, driver: Arc<dyn LockDriver>) {
+        self.drivers.insert(driver.id().to_owned(), driver);
+    }
+
+    /// The driver of a lock.
+    pub fn get(&self, id: &str) -> Option<&Arc<dyn LockDriver>> {
+        self.drivers.get(id)
+    }
+
+    /// A log-only lock, to read what it recorded (demo, tests).
+    pub fn log_lock(&self, id: &str) -> Option<&Arc<LogLock>> {
+        self.logs.get(id)
+    }
+
+    /// Opens the permit's lock. A permit for a unit without a lock is `NotConfigured("")`; the
+    /// caller answers those (409) before getting here.
+    pub async fn unlock(&self, permit: &Permit, cmd: &Command) -> Result<Actuation, LockError> {
+        let id = permit.lock().unwrap_or_default();
+        let Some(driver) = self.drivers.get(id) else {
+            return Err(LockError::NotConfigured(id.to_owned()));
+        };
+        driver.unlock(permit, cmd).await
+    }
+
+    /// Relocks every open lock now (shutdown drain); returns the failures.
+    pub async fn relock_all(&self) -> Vec<LockError> {
+        let mut failures = Vec::new();
+        for driver in self.drivers.values() {
+            if let Err(e) = driver.relock_now().await {
+                failures.push(e);
+            }
+        }
+        failures
+    }
+
+    /// Every lock's health, by id.
+    pub fn health(&self) -> BTreeMap<String, LockHealth> {
+        self.drivers
+            .iter()
+            .map(|(id, driver)| (id.clone(), driver.health()))
+            .collect()
+    }
+}
+
+/// Checks that a permit is for the lock `id`.
+pub(crate) fn check_permit(id: &str, permit: &Permit) -> Result<(), LockError> {
+    match permit.lock() {
+        Some(lock) if lock == id => Ok(()),
+        other => Err(LockError::NotConfigured(
+            other.unwrap_or_default().to_owned(),
+        )),
+    }
+}

@@ -1,0 +1,212 @@
+//! The open pulse every driver shares: unlock once, relock after `open_for` in a spawned task,
+//! and extend rather than pulse again when a grant arrives while the lock is open.
+//!
+//! A driver only says how to open and how to close ([`Actuator`]); this module owns the
+//! per-lock "open until" state, serialises a lock's device I/O (one command at a time per
+//! lock), keeps its health, and retries a relock that failed in transport with backoff (a door left open is the failure
+//! that matters; a relock refused or of unknown outcome is not repeated). It never retries an
+//! unlock.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::{Actuation, BoxFuture, Command, LockError, LockHealth, check_permit};
+use crate::domain::Permit;
+
+/// First wait before retrying a failed relock; doubles up to [`RELOCK_RETRY_MAX`].
+const RELOCK_RETRY_FIRST: Duration = Duration::from_millis(250);
+/// Longest wait between relock attempts: a lock stuck open is retried at least this often.
+const RELOCK_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// How a driver opens and closes its device. Implementations apply their own timeouts.
+pub(crate) trait Actuator: Send + Sync + 'static {
+    /// Sends the unlock command.
+    fn open<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<(), LockError>>;
+    /// Sends the relock command (a no-op for locks without one).
+    fn close(&self) -> BoxFuture<'_, Result<(), LockError>>;
+    /// Whether the last unlock can still be taken to have reached the device. MQTT says no
+    /// once the broker connection dropped after it: then a new grant sends a fresh unlock
+    /// instead of extending a pulse that may never have started.
+    fn pulse_intact(&self) -> bool {
+        true
+    }
+    /// Told when a grant only extended an open pulse (nothing is sent).
+    fn extended(&self, _cmd: &Command) {}
+}
+
+/// One lock's pulse state around its actuator.
+pub(crate) struct Pulse<A> {
+    inner: Arc<Inner<A>>,
+}
+
+struct Inner<A> {
+    id: String,
+    actuator: A,
+    /// Held across device I/O so a lock runs one command at a time (tokio's mutex: it is held
+    /// across `.await`).
+    state: tokio::sync::Mutex<State>,
+    health: Mutex<LockHealth>,
+}
+
+#[derive(Default)]
+struct State {
+    /// The lock is open (or its relock has not yet succeeded) until then.
+    until: Option<Instant>,
+    /// A relock task is running for this lock.
+    relocker: bool,
+}
+
+impl<A: Actuator> Pulse<A> {
+    /// Wraps an actuator for the lock `id`.
+    pub(crate) fn new(id: &str, actuator: A) -> Self {
+        Pulse {
+            inner: Arc::new(Inner {
+                id: id.to_owned(),
+                actuator,
+                state: tokio::sync::Mutex::new(State::default()),
+                health: Mutex::new(LockHealth {
+                    ok: true,
+                    last_error: None,
+                    last_success: None,
+                }),
+            }),
+        }
+    }
+
+    /// The lock's id.
+    pub(crate) fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The actuator (drivers expose parts of it, e.g. the log's entries).
+    pub(crate) fn actuator(&self) -> &A {
+        &self.inner.actuator
+    }
+
+    /// Opens for `permit.open_for()`, or pushes back the relock of an open pulse.
+    pub(crate) async fn unlock(
+        &self,
+        permit: &Permit,
+        cmd: &Command,
+    ) -> Result<Actuation, LockError> {
+        check_permit(&self.inner.id, permit)?;
+        let open_for = permit.open_for();
+        let mut state = self.inner.state.lock().await;
+        let now = Instant::now();
+        let open = state.until.filter(|until| *until > now);
+        if let Some(until) = open.filter(|_| self.inner.actuator.pulse_intact()) {
+            state.until = Some(until.max(now + open_for));
+            self.inner.actuator.extended(cmd);
+            tracing::info!(lock = %self.inner.id, unit = %cmd.unit, decision_id = %cmd.decision_id,
+                open_for_ms = open_for.as_millis() as u64, "open pulse extended");
+            return Ok(Actuation::Extended);
+        }
+        // Closed, or a relock is overdue (failing): the door's state is not known to be open,
+        // so send a real unlock. Coils and registers are levels, so this cannot double-pulse.
+        let result = self.inner.actuator.open(cmd).await;
+        self.inner.record(&result);
+        result?;
+        state.until = Some(Instant::now() + open_for);
+        tracing::info!(lock = %self.inner.id, unit = %cmd.unit, decision_id = %cmd.decision_id,
+            open_for_ms = open_for.as_millis() as u64, "lock opened");
+        if !state.relocker {
+            state.relocker = true;
+            tokio::spawn(relocker(Arc::clone(&self.inner)));
+        }
+        Ok(Actuation::Opened)
+    }
+
+    /// Relocks now if the lock is open (shutdown). The relock task then finds nothing to do.
+    pub(crate) async fn relock_now(&self) -> Result<(), LockError> {
+        let mut state = self.inner.state.lock().await;
+        if state.until.is_none() {
+            return Ok(());
+        }
+        let result = self.inner.actuator.close().await;
+        self.inner.record(&result);
+        result?;
+        state.until = None;
+        tracing::info!(lock = %self.inner.id, "relocked (shutdown)");
+        Ok(())
+    }
+
+    /// The lock's health.
+    pub(crate) fn health(&self) -> LockHealth {
+        self.inner
+            .health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl<A> Inner<A> {
+    fn record(&self, result: &Result<(), LockError>) {
+        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(()) => {
+                health.ok = true;
+                health.last_success = Some(crate::clock::now());
+            }
+            Err(e) => {
+                health.ok = false;
+                health.last_error = Some(e.to_string());
+            }
+        }
+    }
+}
+
+/// Waits for the pulse to end (following extensions), then relocks, retrying with backoff
+/// until it succeeds or the lock is relocked elsewhere.
+async fn relocker<A: Actuator>(inner: Arc<Inner<A>>) {
+    let mut retry = RELOCK_RETRY_FIRST;
+    loop {
+        let deadline = {
+            let mut state = inner.state.lock().await;
+            match state.until {
+                Some(until) => until,
+                None => {
+                    state.relocker = false;
+                    return;
+                }
+            }
+        };
+        tokio::time::sleep_until(deadline).await;
+        let mut state = inner.state.lock().await;
+        match state.until {
+            None => {
+                state.relocker = false;
+                return;
+            }
+            Some(until) if until > Instant::now() => continue, // extended meanwhile
+            Some(_) => {}
+        }
+        let result = inner.actuator.close().await;
+        inner.record(&result);
+        match result {
+            Ok(()) => {
+                state.until = None;
+                state.relocker = false;
+                tracing::info!(lock = %inner.id, "lock relocked");
+                return;
+            }
+            Err(e) if !e.is_retryable() => {
+                // Refused, or an outcome we cannot know (a BLE write cut midway): repeating it
+                // blindly could do harm, so stop here and leave it to health and the audit.
+                state.until = None;
+                state.relocker = false;
+                tracing::error!(lock = %inner.id, error = %e, "relock failed; not retried");
+                return;
+            }
+            Err(e) => {
+                drop(state);
+                tracing::warn!(lock = %inner.id, error = %e, retry_in_ms = retry.as_millis() as u64,
+                    "relock failed; retrying");
+                tokio::time::sleep(retry).await;
+                retry = (retry * 2).min(RELOCK_RETRY_MAX);
+            }
+        }
+    }
+}
