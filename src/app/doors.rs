@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use super::metrics::ResultLabel;
 use super::state::Daemon;
 use crate::domain::{Credential, Decision, Moment, Permit, Request, Snapshot, decide};
-use crate::locks::{Command, LockError, Locks};
+use crate::locks::{Actuation, Command, LockError, Locks};
 use crate::store::{CredentialKind, EventRecord, NewEvent, StoreError};
 
 /// Who is at the door.
@@ -71,13 +71,13 @@ pub(crate) struct Decided {
 
 /// What happened at the lock.
 #[derive(Debug)]
-pub(crate) enum Actuation {
+pub(crate) enum AtTheLock {
     /// Denied: nothing was sent.
     NotGranted,
     /// Granted, but the unit has no lock.
     NoLock,
-    /// The lock command was sent.
-    Opened,
+    /// The lock command was sent (or an open pulse was extended).
+    Done(Actuation),
     /// The lock command failed.
     Failed(LockError),
 }
@@ -85,7 +85,7 @@ pub(crate) enum Actuation {
 /// A decision carried out.
 pub(crate) struct Carried {
     /// The lock's side.
-    pub actuation: Actuation,
+    pub actuation: AtTheLock,
     /// The stored event, or why it could not be stored.
     pub event: Result<EventRecord, StoreError>,
 }
@@ -255,17 +255,17 @@ impl Doors {
         };
         let unlock = async {
             match &permit {
-                None => Actuation::NotGranted,
-                Some(permit) if permit.lock().is_none() => Actuation::NoLock,
+                None => AtTheLock::NotGranted,
+                Some(permit) if permit.lock().is_none() => AtTheLock::NoLock,
                 Some(permit) => {
                     let started = crate::clock::instant();
                     match self.locks.unlock(permit, &command).await {
-                        Ok(()) => {
+                        Ok(done) => {
                             self.daemon
                                 .metrics
                                 .actuation_seconds
                                 .observe(started.elapsed().as_secs_f64());
-                            Actuation::Opened
+                            AtTheLock::Done(done)
                         }
                         Err(e) => {
                             tracing::warn!(unit = %command.unit, error = %e, "lock command failed");
@@ -276,7 +276,7 @@ impl Doors {
                                     lock: permit.lock().unwrap_or("-").to_owned(),
                                 })
                                 .inc();
-                            Actuation::Failed(e)
+                            AtTheLock::Failed(e)
                         }
                     }
                 }

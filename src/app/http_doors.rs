@@ -21,7 +21,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::doors::{Actuation, Carried, Decided, NotDecided, Presenter};
+use super::doors::{AtTheLock, Carried, Decided, NotDecided, Presenter};
 use super::http::{Api, bad_query, bearer, error, is_admin, unauthorized};
 use crate::store::token_hash;
 
@@ -89,13 +89,13 @@ fn answer(decided: &Decided, carried: Carried) -> Response {
             .into_response();
     }
     let (status, error) = match carried.actuation {
-        Actuation::NotGranted => (StatusCode::FORBIDDEN, None),
-        Actuation::NoLock => (
+        AtTheLock::NotGranted => (StatusCode::FORBIDDEN, None),
+        AtTheLock::NoLock => (
             StatusCode::CONFLICT,
             Some(format!("unit {} has no lock to open", decided.unit)),
         ),
-        Actuation::Opened => (StatusCode::OK, None),
-        Actuation::Failed(e) => (StatusCode::BAD_GATEWAY, Some(e.to_string())),
+        AtTheLock::Done(_) => (StatusCode::OK, None),
+        AtTheLock::Failed(e) => (StatusCode::BAD_GATEWAY, Some(e.to_string())),
     };
     (status, Json(body(error))).into_response()
 }

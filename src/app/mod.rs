@@ -7,9 +7,13 @@
 //! Cobot cannot be reached (an empty cache denies everything until the first sync).
 
 mod decider;
+mod doors;
 mod http;
+mod http_doors;
 mod metrics;
+mod mqtt;
 mod notify;
+mod readers;
 mod state;
 mod sync_task;
 
@@ -68,29 +72,66 @@ pub(crate) fn status_line(daemon: &Daemon) -> String {
 }
 
 async fn serve(config: Config) -> Result<(), String> {
-    let store = Store::open(&config.site.state_dir).map_err(|e| e.to_string())?;
+    let store = Arc::new(Store::open(&config.site.state_dir).map_err(|e| e.to_string())?);
     let snapshot = store
         .load_snapshot()
         .map_err(|e| e.to_string())?
         .map(|stored| Arc::new(sync::compile_stored(&stored, &config.policy)));
     let sync_status = store.sync_status().map_err(|e| e.to_string())?;
+    let last_event = store.last_event_time().map_err(|e| e.to_string())?;
     let (snapshot_tx, _) = watch::channel(snapshot);
     let (sync_tx, sync_rx) = mpsc::channel(8);
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.http.listen))?;
+
+    // MQTT: one connection for readers and MQTT locks, when the site has either.
+    let mqtt = match &config.mqtt {
+        None => None,
+        Some(mqtt) => {
+            let password = match &mqtt.password_file {
+                Some(file) => Some(
+                    crate::config::read_secret(file)
+                        .map_err(|e| format!("mqtt.password_file: {e}"))?,
+                ),
+                None => None,
+            };
+            let (client, eventloop) =
+                crate::locks::mqtt_client(mqtt, password, 256).map_err(|e| e.to_string())?;
+            Some((crate::locks::MqttLink::new(client), eventloop))
+        }
+    };
+    let locks = Arc::new(
+        crate::locks::Locks::new(
+            &config.locks,
+            mqtt.as_ref().map(|(link, _)| link.clone()),
+            Arc::new(crate::locks::BluerBackend::new()),
+        )
+        .map_err(|e| e.to_string())?,
+    );
+    let users = sync::cobot_client(&config, sync::cobot_token(&config).unwrap_or_default())
+        .map_err(|e| e.to_string())?;
+    let readers = Arc::new(config.readers.clone());
+
     let daemon = Arc::new(Daemon {
         admin_token: RwLock::new(read_admin_token(&config)),
         config: RwLock::new(Arc::new(config)),
         snapshot: snapshot_tx,
-        store,
+        store: Arc::clone(&store),
         sync_jobs: sync_tx,
         cloud: Mutex::new(CloudState {
             sync: sync_status,
             ..CloudState::default()
         }),
         metrics: metrics::Metrics::new(),
+        last_event: Mutex::new(last_event),
     });
+    let outbox_wake = Arc::new(tokio::sync::Notify::new());
+    let doors = Arc::new(doors::Doors::new(
+        Arc::clone(&daemon),
+        Arc::clone(&locks),
+        Arc::clone(&outbox_wake),
+    ));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
@@ -101,11 +142,33 @@ async fn serve(config: Config) -> Result<(), String> {
         sync_rx,
         shutdown_rx.clone(),
     ));
+    tasks.spawn(outbox_task(
+        Arc::clone(&daemon),
+        outbox_wake,
+        shutdown_rx.clone(),
+    ));
+    tasks.spawn(retention_task(Arc::clone(&daemon), shutdown_rx.clone()));
+    if let Some((link, eventloop)) = mqtt {
+        tasks.spawn(mqtt::run_event_loop(
+            eventloop,
+            link,
+            readers,
+            Arc::clone(&doors),
+            shutdown_rx.clone(),
+        ));
+    }
     if let Some(interval) = notify::watchdog_interval() {
         tasks.spawn(decider::watchdog(probes, interval, shutdown_rx.clone()));
     }
+    let api = Arc::new(http::Api {
+        daemon: Arc::clone(&daemon),
+        doors,
+        limiter: Mutex::new(http_doors::RateLimiter::default()),
+        users,
+    });
     let mut http_shutdown = shutdown_rx.clone();
-    let app = http::router(Arc::clone(&daemon));
+    let app = http::router(api)
+        .into_make_service_with_connect_info::<std::net::SocketAddr>();
     tasks.spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -129,12 +192,59 @@ async fn serve(config: Config) -> Result<(), String> {
     let _ = shutdown_tx.send(true);
     let drained = tokio::time::timeout(SHUTDOWN_BOUND, async {
         while tasks.join_next().await.is_some() {}
+        // Doors opened by this process are locked again before it exits.
+        for e in locks.relock_all().await {
+            tracing::warn!(error = %e, "relock at shutdown failed");
+        }
     })
     .await;
     if drained.is_err() {
         tracing::warn!("tasks did not stop in time; exiting anyway");
     }
     Ok(())
+}
+
+/// Sends the outbox's check-ins to Cobot (see `crate::outbox`).
+async fn outbox_task(
+    daemon: Arc<Daemon>,
+    wake: Arc<tokio::sync::Notify>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let client_daemon = Arc::clone(&daemon);
+    let client = move || {
+        let config = client_daemon.config();
+        let token = sync::cobot_token(&config)?;
+        sync::cobot_client(&config, token).map_err(|e| e.to_string())
+    };
+    let timezone = daemon.config().site.timezone;
+    crate::outbox::run(
+        Arc::clone(&daemon.store),
+        client,
+        wake,
+        shutdown,
+        crate::clock::now,
+        timezone,
+    )
+    .await;
+}
+
+/// Drops events older than `events.retention` once an hour (never one whose check-in has not
+/// reached Cobot).
+async fn retention_task(daemon: Arc<Daemon>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let retention = daemon.config().events.retention;
+        if let Ok(retention) = chrono::Duration::from_std(retention) {
+            match daemon.store.prune_events(crate::clock::now() - retention) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(dropped = n, "old events dropped"),
+                Err(e) => tracing::warn!(error = %e, "cannot drop old events"),
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Waits for SIGTERM or SIGINT, reloading the configuration on every SIGHUP meanwhile.

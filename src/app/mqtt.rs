@@ -20,6 +20,7 @@ use tokio::time::Instant;
 use super::doors::{Doors, Presenter};
 use super::readers::{ReaderPayload, ReaderResult, RecentResults, parse_payload};
 use crate::config::ReaderConfig;
+use crate::locks::MqttLink;
 use crate::store::CredentialKind;
 
 /// A message from a reader topic.
@@ -34,11 +35,12 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// Polls the MQTT event loop until shutdown, forwarding reader messages.
 pub(crate) async fn run_event_loop(
     mut eventloop: EventLoop,
-    client: AsyncClient,
+    link: MqttLink,
     readers: Arc<Vec<ReaderConfig>>,
     doors: Arc<Doors>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let client = link.client().clone();
     let (tx, rx) = mpsc::channel(256);
     let reader_task = tokio::spawn(run_readers(
         rx,
@@ -52,6 +54,9 @@ pub(crate) async fn run_event_loop(
             polled = eventloop.poll() => polled,
             _ = shutdown.changed() => break,
         };
+        // The MQTT locks learn of every (dis)connection before anything else can happen, so
+        // an unlock is never queued for a broker that is gone (see locks::mqtt).
+        link.observe(&mut eventloop, &polled);
         match polled {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 failures = 0;

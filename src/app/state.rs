@@ -41,7 +41,7 @@ pub(crate) struct Daemon {
     /// The snapshot decisions are made from; `None` until the first sync.
     pub snapshot: watch::Sender<Option<Arc<Snapshot>>>,
     /// The cache; this process owns it.
-    pub store: Store,
+    pub store: Arc<Store>,
     /// Requests to the sync task.
     pub sync_jobs: mpsc::Sender<SyncJob>,
     /// The admin bearer token; `None` makes admin endpoints answer 401.
