@@ -2,7 +2,8 @@
 //!
 //! Data flows one way: `cobot` (HTTP client, wire types) → `sync` → `store` (sled) →
 //! `domain::Snapshot` → `domain::decide`. `app` is the daemon's composition root, `cli` the
-//! command line; `clock` is the only clock reader.
+//! command line; `clock` is the only clock reader. Events are kept by `store`; `outbox` sends
+//! the Cobot check-ins they cause.
 
 pub mod app;
 pub mod cli;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod locks;
+pub mod outbox;
 pub mod store;
 pub mod sync;
 pub mod views;

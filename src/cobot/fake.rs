@@ -35,6 +35,10 @@ pub enum Fault {
     Unauthorized,
     /// Wait this long, then answer normally (longer than the client timeout = a timeout).
     Delay(Duration),
+    /// Do the normal work at once (e.g. create the check-in), then wait this long before
+    /// answering: longer than the client timeout, the request took effect but the client only
+    /// sees a timeout.
+    AnswerLate(Duration),
     /// Answer 200 with an HTML maintenance page instead of JSON.
     Html,
     /// Answer 200 with the normal JSON cut in half.

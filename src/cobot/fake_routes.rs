@@ -74,6 +74,11 @@ async fn handle(
             tokio::time::sleep(wait).await;
             normal()
         }
+        Some(Fault::AnswerLate(wait)) => {
+            let response = normal();
+            tokio::time::sleep(wait).await;
+            response
+        }
         Some(Fault::Status(code)) => {
             let status = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             error(status, "injected fault")

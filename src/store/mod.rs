@@ -8,15 +8,32 @@
 //!
 //! One process owns the store. `open` takes an exclusive lock on `portier.lock` in the state
 //! directory first, so a second process gets [`StoreError::Locked`] at once instead of waiting.
+//!
+//! Besides the snapshot it keeps the audit trail and what hangs off it, one submodule each:
+//! `events` (the numbered event log, tree `events`), `outbox` (Cobot check-ins still to send,
+//! tree `outbox`, and the per-day markers of sent ones, tree `check_in_days`) and `tokens` (the
+//! hashed app-token cache, tree `app_tokens`). An event and the check-in it causes are written
+//! in one sled transaction, so a crash never leaves one without the other. Nothing here talks
+//! to Cobot or reads the clock: times come in as parameters.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError};
 use thiserror::Error;
 
 use crate::domain::model::CobotData;
+
+mod events;
+mod outbox;
+mod tokens;
+
+pub use events::{CheckInStatus, CredentialKind, EventRecord, NewEvent};
+pub use outbox::{CheckInResult, CheckInTask};
+pub use tokens::token_hash;
 
 /// sled's page cache, set explicitly: the box has little memory and the working set (one
 /// snapshot record and a status record) is small.
@@ -50,6 +67,16 @@ pub enum StoreError {
     #[error("stored {what} cannot be read ({detail}): run portier sync to replace it")]
     Corrupt {
         /// Which record.
+        what: &'static str,
+        /// What was wrong.
+        detail: String,
+    },
+    /// An event, check-in or app-token record cannot be encoded or read back (damaged, or from an
+    /// incompatible version). The operation did nothing and the record stays as it is on disk;
+    /// report it, since re-syncing does not replace these records.
+    #[error("stored {what} cannot be read or written ({detail}); it is left as it is on disk")]
+    Record {
+        /// Which kind of record.
         what: &'static str,
         /// What was wrong.
         detail: String,
@@ -109,6 +136,20 @@ impl Default for SyncStatus {
 /// The open store. Dropping it releases the lock.
 pub struct Store {
     db: sled::Db,
+    /// Tree `events`: seq (big-endian u64) → [`EventRecord`].
+    events: sled::Tree,
+    /// Tree `outbox`: `YYYY-MM-DD/<membership id>` → pending [`CheckInTask`].
+    outbox: sled::Tree,
+    /// Tree `check_in_days`: same keys → the final [`CheckInStatus`] of a finished check-in, so a
+    /// later entry that day does not enqueue another.
+    check_in_days: sled::Tree,
+    /// Tree `meta`: counters (the next event seq).
+    meta: sled::Tree,
+    /// Tree `app_tokens`: SHA-256 of an app token → who it belonged to and when it was seen.
+    app_tokens: sled::Tree,
+    /// Serialises seq assignment so seqs are consecutive. Held only around the (synchronous)
+    /// sled transaction, never across an `.await`; the flush after it is shared.
+    append_lock: Mutex<()>,
     path: PathBuf,
     /// Held for the lifetime of the store: the OS lock that makes this process the owner.
     _lock: File,
@@ -144,7 +185,19 @@ impl Store {
                 path: path.clone(),
                 source,
             })?;
+        let tree = |name: &str| {
+            db.open_tree(name).map_err(|source| StoreError::Db {
+                path: path.clone(),
+                source,
+            })
+        };
         Ok(Self {
+            events: tree("events")?,
+            outbox: tree("outbox")?,
+            check_in_days: tree("check_in_days")?,
+            meta: tree("meta")?,
+            app_tokens: tree("app_tokens")?,
+            append_lock: Mutex::new(()),
             db,
             path,
             _lock: lock,
@@ -205,6 +258,55 @@ impl Store {
             source,
         }
     }
+
+    /// Turns a failed transaction into a [`StoreError`]: our own abort as is, sled's as `Db`.
+    fn tx_error(&self, e: TransactionError<StoreError>) -> StoreError {
+        match e {
+            TransactionError::Abort(e) => e,
+            TransactionError::Storage(source) => self.db_error(source),
+        }
+    }
+
+    /// Waits until everything written so far is on disk. Concurrent callers share sled's fsync
+    /// (group commit: a flush waits for one already under way that covers its writes), so this
+    /// is never serialised by us.
+    ///
+    /// Not `sled::Tree::flush_async`: in sled 0.34.7 concurrent `flush_async` calls can lose
+    /// their wake-up and hang forever (spacejam/sled#1308, fixed only on the unreleased main
+    /// branch; reproduced here with parallel tests). The blocking `flush` on tokio's blocking
+    /// pool has no such problem.
+    async fn flush(&self) -> Result<(), StoreError> {
+        let db = self.db.clone();
+        let flushed = tokio::task::spawn_blocking(move || db.flush())
+            .await
+            .unwrap_or_else(|e| {
+                Err(sled::Error::Io(std::io::Error::other(format!(
+                    "the flush task failed: {e}"
+                ))))
+            });
+        flushed.map(drop).map_err(|e| self.db_error(e))
+    }
+}
+
+/// Serialises a record for sled.
+fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::Record {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+/// Reads a record back from sled.
+fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Record {
+        what,
+        detail: e.to_string(),
+    })
+}
+
+/// Aborts a transaction with a [`StoreError`].
+fn abort(e: StoreError) -> ConflictableTransactionError<StoreError> {
+    ConflictableTransactionError::Abort(e)
 }
 
 #[cfg(test)]
