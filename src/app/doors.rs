@@ -60,8 +60,6 @@ pub(crate) struct Decided {
     pub member: Option<String>,
     /// One sentence: why.
     pub reason: String,
-    /// Whether the unit has a lock at all.
-    pub has_lock: bool,
     permit: Option<Permit>,
     kind: CredentialKind,
     reader: Option<String>,
@@ -110,16 +108,6 @@ impl Doors {
             locks,
             outbox,
         }
-    }
-
-    /// The daemon this pipeline serves.
-    pub(crate) fn daemon(&self) -> &Arc<Daemon> {
-        &self.daemon
-    }
-
-    /// The locks it drives.
-    pub(crate) fn locks(&self) -> &Arc<Locks> {
-        &self.locks
     }
 
     /// Decides a request at `unit` now.
@@ -194,7 +182,6 @@ impl Doors {
     ) -> Decided {
         let config = self.daemon.config();
         let unit = snapshot.unit_id(decision.unit()).to_owned();
-        let has_lock = snapshot.unit_lock(decision.unit()).is_some();
         let reason = decision.reason(snapshot);
         let granted = decision.granted();
         let member_id = member.map(|m| snapshot.member_id(m).to_owned());
@@ -207,7 +194,6 @@ impl Doors {
             granted,
             member: member_id,
             reason,
-            has_lock,
             permit: decision.into_permit(),
             kind,
             reader: reader.map(str::to_owned),
@@ -236,7 +222,6 @@ impl Doors {
             granted: false,
             member: None,
             reason,
-            has_lock: false,
             permit: None,
             kind,
             reader: reader.map(str::to_owned),

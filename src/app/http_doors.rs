@@ -68,17 +68,25 @@ struct OpenAnswer {
     member: Option<String>,
     reason: String,
     decision_id: String,
+    /// `opened`, or `extended` when the door was already open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lock: Option<crate::locks::Actuation>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<String>,
 }
 
 fn answer(decided: &Decided, carried: Carried) -> Response {
+    let lock = match &carried.actuation {
+        AtTheLock::Done(done) => Some(*done),
+        _ => None,
+    };
     let body = |error: Option<String>| OpenAnswer {
         granted: decided.granted,
         unit: decided.unit.clone(),
         member: decided.member.clone(),
         reason: decided.reason.clone(),
         decision_id: decided.decision_id.clone(),
+        lock,
         error,
     };
     if let Err(e) = carried.event {
@@ -223,7 +231,7 @@ pub(crate) async fn admin_open(
 }
 
 #[derive(Debug, Deserialize)]
-struct EventsParams {
+pub(crate) struct EventsParams {
     after: Option<u64>,
     limit: Option<usize>,
 }

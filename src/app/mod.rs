@@ -125,6 +125,7 @@ async fn serve(config: Config) -> Result<(), String> {
         }),
         metrics: metrics::Metrics::new(),
         last_event: Mutex::new(last_event),
+        locks: Arc::clone(&locks),
     });
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
     let doors = Arc::new(doors::Doors::new(
@@ -220,10 +221,10 @@ async fn outbox_task(
     crate::outbox::run(
         Arc::clone(&daemon.store),
         client,
+        timezone,
         wake,
         shutdown,
         crate::clock::now,
-        timezone,
     )
     .await;
 }

@@ -52,6 +52,8 @@ pub(crate) struct Daemon {
     pub metrics: super::metrics::Metrics,
     /// The time of the newest persisted event: a clock behind it has jumped back.
     pub last_event: Mutex<Option<DateTime<Utc>>>,
+    /// The site's locks (for their health).
+    pub locks: Arc<crate::locks::Locks>,
 }
 
 impl Daemon {
@@ -232,7 +234,7 @@ pub(crate) struct StatusView {
     pub guard: GuardState,
     pub offline_since: Option<DateTime<Utc>>,
     pub clock: &'static str,
-    pub locks: Vec<LockStatus>,
+    pub locks: std::collections::BTreeMap<String, LockStatus>,
     pub outbox_depth: usize,
 }
 
@@ -250,8 +252,9 @@ pub(crate) struct SnapshotStatus {
 /// One lock's health in `/v1/status`.
 #[derive(Debug, Serialize)]
 pub(crate) struct LockStatus {
-    pub id: String,
     pub driver: &'static str,
+    #[serde(flatten)]
+    pub health: crate::locks::LockHealth,
 }
 
 /// Builds `/v1/status` at `now`.
@@ -289,14 +292,20 @@ pub(crate) fn status(daemon: &Daemon, now: DateTime<Utc>) -> StatusView {
             ClockTrust::Trusted => "trusted",
             ClockTrust::Untrusted(_) => "untrusted",
         },
-        locks: config
-            .locks
-            .iter()
-            .map(|l| LockStatus {
-                id: l.id.clone(),
-                driver: l.driver.name(),
-            })
-            .collect(),
-        outbox_depth: 0,
+        locks: {
+            let mut health = daemon.locks.health();
+            config
+                .locks
+                .iter()
+                .map(|l| {
+                    let status = LockStatus {
+                        driver: l.driver.name(),
+                        health: health.remove(&l.id).unwrap_or_default(),
+                    };
+                    (l.id.clone(), status)
+                })
+                .collect()
+        },
+        outbox_depth: daemon.store.outbox_depth().unwrap_or(0),
     }
 }

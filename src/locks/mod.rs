@@ -143,7 +143,7 @@ pub enum Actuation {
 }
 
 /// One lock's health, as shown in `/v1/status`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LockHealth {
     /// The last command (unlock or relock) succeeded, or none was sent yet.
     pub ok: bool,
