@@ -36,8 +36,9 @@ pub use events::{CheckInStatus, CredentialKind, EventRecord, NewEvent};
 pub use outbox::{CheckInResult, CheckInTask};
 pub use tokens::token_hash;
 
-/// sled's page cache, set explicitly: the box has little memory and the working set (one
-/// snapshot record and a status record) is small.
+/// sled's page cache, set explicitly: the box has little memory and the working set is small
+/// (one snapshot record, a status record, and the tail of the event log, which is written and
+/// read in order).
 const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 const SNAPSHOT_KEY: &[u8] = b"snapshot";
 const STATUS_KEY: &[u8] = b"sync_status";
