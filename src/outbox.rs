@@ -247,7 +247,8 @@ where
         self.failures = self.failures.saturating_add(1);
         let cap = self.settings.backoff_cap;
         let wait = if let Some(asked) = e.retry_after() {
-            asked
+            // At least the base wait, so a `Retry-After: 0` cannot make a tight loop.
+            asked.max(self.settings.backoff_base)
         } else if e.is_retryable() {
             let n = self.failures.max(task.attempts.saturating_add(1));
             backoff(self.settings.backoff_base, cap, n)

@@ -18,7 +18,8 @@
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -35,8 +36,9 @@ pub use events::{CheckInStatus, CredentialKind, EventRecord, NewEvent};
 pub use outbox::{CheckInResult, CheckInTask};
 pub use tokens::token_hash;
 
-/// sled's page cache, set explicitly: the box has little memory and the working set (one
-/// snapshot record and a status record) is small.
+/// sled's page cache, set explicitly: the box has little memory and the working set is small
+/// (one snapshot record, a status record, and the tail of the event log, which is written and
+/// read in order).
 const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 const SNAPSHOT_KEY: &[u8] = b"snapshot";
 const STATUS_KEY: &[u8] = b"sync_status";
@@ -150,6 +152,14 @@ pub struct Store {
     /// Serialises seq assignment so seqs are consecutive. Held only around the (synchronous)
     /// sled transaction, never across an `.await`; the flush after it is shared.
     append_lock: Mutex<()>,
+    /// sled's log file (`<db>/db`), opened a second time only to `fdatasync` it: see
+    /// [`sync_to_disk`].
+    log_file: Arc<File>,
+    /// Group commit: how many writes have asked to be made durable so far.
+    flush_requests: AtomicU64,
+    /// Group commit: the number of requests known to be durable; held while one flush runs,
+    /// so the callers queued behind it find themselves covered instead of syncing again.
+    flushed: tokio::sync::Mutex<u64>,
     path: PathBuf,
     /// Held for the lifetime of the store: the OS lock that makes this process the owner.
     _lock: File,
@@ -191,7 +201,14 @@ impl Store {
                 source,
             })
         };
+        let log_file = File::open(path.join("db")).map_err(|source| StoreError::Db {
+            path: path.clone(),
+            source: source.into(),
+        })?;
         Ok(Self {
+            log_file: Arc::new(log_file),
+            flush_requests: AtomicU64::new(0),
+            flushed: tokio::sync::Mutex::new(0),
             events: tree("events")?,
             outbox: tree("outbox")?,
             check_in_days: tree("check_in_days")?,
@@ -248,7 +265,7 @@ impl Store {
         self.db.insert(key, bytes).map_err(|e| self.db_error(e))?;
         // sled only fsyncs every 500 ms on its own; a sync that says "applied" must survive a
         // power cut, so wait for the flush.
-        self.db.flush().map_err(|e| self.db_error(e))?;
+        sync_to_disk(&self.db, &self.log_file).map_err(|e| self.db_error(e))?;
         Ok(())
     }
 
@@ -267,25 +284,49 @@ impl Store {
         }
     }
 
-    /// Waits until everything written so far is on disk. Concurrent callers share sled's fsync
-    /// (group commit: a flush waits for one already under way that covers its writes), so this
-    /// is never serialised by us.
+    /// Waits until everything this caller wrote is on disk.
+    ///
+    /// Group commit: a caller registers after its write is in sled's memory, then waits its
+    /// turn; a flush covers every write registered before it started, so callers that queued
+    /// behind a flush usually return without one of their own (on an SD card, where one
+    /// `fdatasync` takes milliseconds, that is what keeps concurrent doors fast). The lock is a
+    /// tokio one, so waiting does not block a thread.
     ///
     /// Not `sled::Tree::flush_async`: in sled 0.34.7 concurrent `flush_async` calls can lose
     /// their wake-up and hang forever (spacejam/sled#1308, fixed only on the unreleased main
-    /// branch; reproduced here with parallel tests). The blocking `flush` on tokio's blocking
-    /// pool has no such problem.
+    /// branch; it hung this module's parallel tests). The blocking flush runs on tokio's
+    /// blocking pool instead.
     async fn flush(&self) -> Result<(), StoreError> {
-        let db = self.db.clone();
-        let flushed = tokio::task::spawn_blocking(move || db.flush())
+        let mine = self.flush_requests.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut flushed = self.flushed.lock().await;
+        if *flushed >= mine {
+            return Ok(());
+        }
+        let covers = self.flush_requests.load(Ordering::SeqCst);
+        let (db, log) = (self.db.clone(), self.log_file.clone());
+        tokio::task::spawn_blocking(move || sync_to_disk(&db, &log))
             .await
             .unwrap_or_else(|e| {
                 Err(sled::Error::Io(std::io::Error::other(format!(
                     "the flush task failed: {e}"
                 ))))
-            });
-        flushed.map(drop).map_err(|e| self.db_error(e))
+            })
+            .map_err(|e| self.db_error(e))?;
+        *flushed = covers;
+        Ok(())
     }
+}
+
+/// Makes everything written to `db` so far survive a power cut.
+///
+/// sled 0.34's `flush` writes its log and waits with `sync_file_range` on Linux, which neither
+/// flushes the disk's (or SD card's) write cache nor the file's size, so it only survives a
+/// killed process, not a power cut. An `fdatasync` of the log file afterwards does both; it
+/// covers writes made through sled's own descriptor, since it acts on the file.
+fn sync_to_disk(db: &sled::Db, log_file: &File) -> sled::Result<()> {
+    db.flush()?;
+    log_file.sync_data()?;
+    Ok(())
 }
 
 /// Serialises a record for sled.
