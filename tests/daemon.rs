@@ -37,7 +37,10 @@ fn daemon_config(broker: &Mosquitto) -> String {
                  lock_payload = '{{\"state\":\"LOCK\"}}'"
             ),
         )
-        .replace("lock = \"front_lock\"", "lock = \"front_lock\"\nopen_for = \"300ms\"")
+        .replace(
+            "lock = \"front_lock\"",
+            "lock = \"front_lock\"\nopen_for = \"300ms\"",
+        )
         + &format!(
             "\n[mqtt]\nurl = \"{}\"\nclient_id = \"portier-test\"\n\n\
              [[reader]]\nid = \"front_reader\"\nunit = \"front_door\"\ntopic = \"{READER_TOPIC}\"\n\n\
@@ -63,7 +66,7 @@ async fn setup() -> Setup {
 }
 
 impl Setup {
-    fn start_daemon(&self) -> Daemon {
+    async fn start_daemon(&self) -> Daemon {
         let mut d = Daemon::start(
             &self.site.config(),
             self.site.dir.path(),
@@ -71,7 +74,7 @@ impl Setup {
             Some(Duration::from_secs(2)),
         );
         assert!(
-            d.wait_for_notify("READY=1", Duration::from_secs(10)),
+            d.wait_for_notify("READY=1", Duration::from_secs(10)).await,
             "no READY=1: {:?}",
             d.messages
         );
@@ -120,7 +123,7 @@ async fn wait_check_ins(site: &Site, member: &str, want: usize, within: Duration
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_card_opens_the_door_is_recorded_answered_and_checked_in_once() {
     let s = setup().await;
-    let mut d = s.start_daemon();
+    let mut d = s.start_daemon().await;
     synced(&d).await;
     let (_lock_client, mut lock_commands) = s.broker.subscriber("test-lock", LOCK_TOPIC).await;
     let (_result_client, mut results) = s
@@ -141,7 +144,10 @@ async fn a_card_opens_the_door_is_recorded_answered_and_checked_in_once() {
     assert_eq!(result["granted"], true, "{result}");
     assert_eq!(result["unit"], "front_door");
     let decision = result["decision_id"].as_str().unwrap().to_owned();
-    assert!(payload.contains(&decision), "lock command carries the decision id");
+    assert!(
+        payload.contains(&decision),
+        "lock command carries the decision id"
+    );
     let relock = lock_commands.next().await;
     assert!(String::from_utf8_lossy(&relock.payload).contains("LOCK"));
 
@@ -152,7 +158,10 @@ async fn a_card_opens_the_door_is_recorded_answered_and_checked_in_once() {
     assert_eq!(recorded[0]["credential_kind"], "card");
     assert_eq!(recorded[0]["granted"], true);
     assert_eq!(recorded[0]["decision_id"], decision.as_str());
-    assert_eq!(wait_check_ins(&s.site, ADA, 1, Duration::from_secs(10)).await, 1);
+    assert_eq!(
+        wait_check_ins(&s.site, ADA, 1, Duration::from_secs(10)).await,
+        1
+    );
 
     // The same payload again within 2 s: the same answer, nothing new.
     reader
@@ -161,7 +170,12 @@ async fn a_card_opens_the_door_is_recorded_answered_and_checked_in_once() {
         .unwrap();
     let again: Value = serde_json::from_slice(&results.next().await.payload).unwrap();
     assert_eq!(again["decision_id"], decision.as_str());
-    assert!(lock_commands.next_within(Duration::from_millis(500)).await.is_none());
+    assert!(
+        lock_commands
+            .next_within(Duration::from_millis(500))
+            .await
+            .is_none()
+    );
     assert_eq!(events(&d).await.len(), 1);
 
     // Another entry the same day opens the door but makes no second check-in.
@@ -182,12 +196,25 @@ async fn a_card_opens_the_door_is_recorded_answered_and_checked_in_once() {
     assert_eq!(malformed["granted"], false);
     assert!(malformed["reason"].as_str().unwrap().contains("malformed"));
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(wait_check_ins(&s.site, ADA, 2, Duration::from_millis(1)).await, 1);
+    assert_eq!(
+        wait_check_ins(&s.site, ADA, 2, Duration::from_millis(1)).await,
+        1
+    );
     let recorded = events(&d).await;
     let seqs: Vec<u64> = recorded.iter().filter_map(|e| e["seq"].as_u64()).collect();
     assert_eq!(seqs, vec![1, 2, 3]);
 
-    let (code, health) = d.poll("/healthz", Duration::from_secs(1), |_, _| true).await;
+    // The watchdog pings follow the deciding task's self-checks (WATCHDOG_USEC is 2 s here).
+    assert!(
+        d.wait_for_notify("WATCHDOG=1", Duration::from_secs(3))
+            .await,
+        "{:?}",
+        d.messages
+    );
+    assert!(d.messages.iter().any(|m| m.contains("STATUS=")));
+    let (code, health) = d
+        .poll("/healthz", Duration::from_secs(1), |_, _| true)
+        .await;
     assert_eq!(code, 200, "{health}");
     let metrics = reqwest::get(format!("{}/metrics", d.base))
         .await
@@ -203,15 +230,20 @@ async fn a_card_opens_the_door_is_recorded_answered_and_checked_in_once() {
         .expect("exits within 10 s")
         .unwrap();
     assert!(status.success(), "{status}");
-    assert!(d.wait_for_notify("STOPPING=1", Duration::from_secs(1)));
+    assert!(
+        d.wait_for_notify("STOPPING=1", Duration::from_secs(1))
+            .await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_cobot_down_the_door_opens_and_the_check_in_arrives_once_after_a_kill() {
     let s = setup().await;
-    let mut d = s.start_daemon();
+    let mut d = s.start_daemon().await;
     synced(&d).await;
-    s.site.cobot.set_fault("/api/memberships/", Fault::Status(503));
+    s.site
+        .cobot
+        .set_fault("/api/memberships/", Fault::Status(503));
     let (_lock_client, mut lock_commands) = s.broker.subscriber("test-lock", LOCK_TOPIC).await;
     let reader = s.publisher().await;
     reader
@@ -226,24 +258,37 @@ async fn with_cobot_down_the_door_opens_and_the_check_in_arrives_once_after_a_ki
         })
         .await;
     assert_eq!(body["events"][0]["granted"], true);
-    assert_eq!(wait_check_ins(&s.site, ADA, 1, Duration::from_millis(500)).await, 0);
+    assert_eq!(
+        wait_check_ins(&s.site, ADA, 1, Duration::from_millis(500)).await,
+        0
+    );
 
     // kill -9 while the check-in is still owed; restart with Cobot back.
     d.signal("KILL");
     let _ = d.child.wait().await;
     s.site.cobot.clear_faults();
-    let d = s.start_daemon();
-    assert_eq!(wait_check_ins(&s.site, ADA, 1, Duration::from_secs(15)).await, 1);
+    let d = s.start_daemon().await;
+    assert_eq!(
+        wait_check_ins(&s.site, ADA, 1, Duration::from_secs(15)).await,
+        1
+    );
     tokio::time::sleep(Duration::from_millis(700)).await;
-    assert_eq!(wait_check_ins(&s.site, ADA, 2, Duration::from_millis(1)).await, 1);
+    assert_eq!(
+        wait_check_ins(&s.site, ADA, 2, Duration::from_millis(1)).await,
+        1
+    );
     let recorded = events(&d).await;
-    assert_eq!(recorded.len(), 1, "the event survived the kill: {recorded:?}");
+    assert_eq!(
+        recorded.len(),
+        1,
+        "the event survived the kill: {recorded:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_opens_check_the_token_with_cobot_and_fall_back_to_the_cache() {
     let s = setup().await;
-    let d = s.start_daemon();
+    let d = s.start_daemon().await;
     synced(&d).await;
     let ada = format!("app-{ADA}");
 
@@ -269,7 +314,9 @@ async fn app_opens_check_the_token_with_cobot_and_fall_back_to_the_cache() {
     s.site.cobot.set_fault("/api/user", Fault::Status(503));
     let (code, body) = d.post("/v1/units/front_door/open", Some(&ada)).await;
     assert_eq!(code, 200, "{body}");
-    let (code, _) = d.post("/v1/units/front_door/open", Some("never-seen")).await;
+    let (code, _) = d
+        .post("/v1/units/front_door/open", Some("never-seen"))
+        .await;
     assert_eq!(code, 401);
 
     let kinds: Vec<Value> = events(&d)
@@ -283,7 +330,7 @@ async fn app_opens_check_the_token_with_cobot_and_fall_back_to_the_cache() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_ask_the_daemon_while_it_holds_the_store() {
     let s = setup().await;
-    let d = s.start_daemon();
+    let d = s.start_daemon().await;
     synced(&d).await;
     let members = s.site.portier(&["members", "--json"]).await;
     members.expect_code(0);
@@ -329,7 +376,7 @@ async fn a_retained_reader_message_replayed_by_the_broker_opens_nothing() {
         .broker
         .subscriber("test-results", &format!("{READER_TOPIC}/result"))
         .await;
-    let d = s.start_daemon();
+    let d = s.start_daemon().await;
     synced(&d).await;
     let (_, body) = d
         .poll("/v1/events", Duration::from_secs(5), |_, b| {
@@ -340,6 +387,16 @@ async fn a_retained_reader_message_replayed_by_the_broker_opens_nothing() {
     assert_eq!(recorded.len(), 1, "{recorded:?}");
     assert_eq!(recorded[0]["granted"], false);
     assert!(recorded[0]["reason"].as_str().unwrap().contains("stale"));
-    assert!(lock_commands.next_within(Duration::from_millis(500)).await.is_none());
-    assert!(results.next_within(Duration::from_millis(100)).await.is_none());
+    assert!(
+        lock_commands
+            .next_within(Duration::from_millis(500))
+            .await
+            .is_none()
+    );
+    assert!(
+        results
+            .next_within(Duration::from_millis(100))
+            .await
+            .is_none()
+    );
 }

@@ -120,7 +120,14 @@ impl Doors {
         let started = crate::clock::instant();
         let now = crate::clock::now();
         let Some(snapshot) = self.daemon.current() else {
-            if !self.daemon.config().policy.units.iter().any(|u| u.id == unit) {
+            if !self
+                .daemon
+                .config()
+                .policy
+                .units
+                .iter()
+                .any(|u| u.id == unit)
+            {
                 return Err(NotDecided::UnknownUnit(unit.to_owned()));
             }
             return Ok(self.refusal(
@@ -164,7 +171,11 @@ impl Doors {
         metrics
             .decisions
             .get_or_create(&ResultLabel {
-                result: if decision.granted() { "granted" } else { "denied" },
+                result: if decision.granted() {
+                    "granted"
+                } else {
+                    "denied"
+                },
             })
             .inc();
         let member = admin_member.or(decision.member());
@@ -286,7 +297,9 @@ impl Doors {
                     self.outbox.notify_one();
                 }
             }
-            Err(e) => tracing::error!(error = %e, decision_id = %decided.decision_id, "cannot record the event"),
+            Err(e) => {
+                tracing::error!(error = %e, decision_id = %decided.decision_id, "cannot record the event")
+            }
         }
         Carried { actuation, event }
     }

@@ -137,6 +137,11 @@ async fn resolve_user(api: &Api, token: &str) -> Option<String> {
         Err(_) => true,
     };
     if !unreachable {
+        // Cobot says the token is not (or no longer) valid: it must not open doors offline
+        // either.
+        if let Err(e) = daemon.store.forget_app_token(&hash) {
+            tracing::warn!(error = %e, "cannot drop the app token from the cache");
+        }
         return None;
     }
     let ttl = daemon.config().cobot.token_cache_ttl;
@@ -250,7 +255,11 @@ pub(crate) async fn events(
         Err(rejection) => return bad_query(rejection),
     };
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
-    match api.daemon.store.events_after(params.after.unwrap_or(0), limit) {
+    match api
+        .daemon
+        .store
+        .events_after(params.after.unwrap_or(0), limit)
+    {
         Ok(events) => Json(serde_json::json!({ "events": events })).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }

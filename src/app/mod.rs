@@ -168,8 +168,7 @@ async fn serve(config: Config) -> Result<(), String> {
         users,
     });
     let mut http_shutdown = shutdown_rx.clone();
-    let app = http::router(api)
-        .into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = http::router(api).into_make_service_with_connect_info::<std::net::SocketAddr>();
     tasks.spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
@@ -229,11 +228,18 @@ async fn outbox_task(
     .await;
 }
 
-/// Drops events older than `events.retention` once an hour (never one whose check-in has not
-/// reached Cobot).
+/// Drops events older than `events.retention` (never one whose check-in has not reached
+/// Cobot) and app tokens older than `cobot.token_cache_ttl`, once an hour.
 async fn retention_task(daemon: Arc<Daemon>, mut shutdown: watch::Receiver<bool>) {
     loop {
-        let retention = daemon.config().events.retention;
+        let config = daemon.config();
+        if let Err(e) = daemon
+            .store
+            .prune_app_tokens(crate::clock::now(), config.cobot.token_cache_ttl)
+        {
+            tracing::warn!(error = %e, "cannot drop expired app tokens");
+        }
+        let retention = config.events.retention;
         if let Ok(retention) = chrono::Duration::from_std(retention) {
             match daemon.store.prune_events(crate::clock::now() - retention) {
                 Ok(0) => {}

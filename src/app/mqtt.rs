@@ -42,12 +42,7 @@ pub(crate) async fn run_event_loop(
 ) {
     let client = link.client().clone();
     let (tx, rx) = mpsc::channel(256);
-    let reader_task = tokio::spawn(run_readers(
-        rx,
-        client.clone(),
-        Arc::clone(&readers),
-        doors,
-    ));
+    let reader_task = tokio::spawn(run_readers(rx, client.clone(), Arc::clone(&readers), doors));
     let mut failures: u32 = 0;
     loop {
         let polled = tokio::select! {
@@ -145,12 +140,9 @@ async fn run_readers(
                     }
                 }
             }
-            ReaderPayload::Malformed(reason) | ReaderPayload::Stale(reason) => doors.refusal(
-                &reader.unit,
-                CredentialKind::Card,
-                Some(&reader.id),
-                reason,
-            ),
+            ReaderPayload::Malformed(reason) | ReaderPayload::Stale(reason) => {
+                doors.refusal(&reader.unit, CredentialKind::Card, Some(&reader.id), reason)
+            }
         };
         let result = ReaderResult {
             granted: decided.granted,

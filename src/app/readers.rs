@@ -127,7 +127,8 @@ impl RecentResults {
         now: Instant,
         result: ReaderResult,
     ) {
-        self.answers.insert((reader, payload.to_vec()), (now, result));
+        self.answers
+            .insert((reader, payload.to_vec()), (now, result));
     }
 }
 
@@ -174,7 +175,9 @@ mod tests {
             );
         }
         let big = vec![b'A'; MAX_PAYLOAD + 1];
-        assert!(matches!(parse_payload(&big, now()), ReaderPayload::Malformed(r) if r.contains("1 KiB")));
+        assert!(
+            matches!(parse_payload(&big, now()), ReaderPayload::Malformed(r) if r.contains("1 KiB"))
+        );
     }
 
     #[test]
@@ -201,7 +204,13 @@ mod tests {
             recent.repeat(0, b"04A1", t0 + Duration::from_millis(1500)),
             Some(result)
         );
-        assert_eq!(recent.repeat(1, b"04A1", t0 + Duration::from_millis(1500)), None);
-        assert_eq!(recent.repeat(0, b"04A1", t0 + Duration::from_millis(2100)), None);
+        assert_eq!(
+            recent.repeat(1, b"04A1", t0 + Duration::from_millis(1500)),
+            None
+        );
+        assert_eq!(
+            recent.repeat(0, b"04A1", t0 + Duration::from_millis(2100)),
+            None
+        );
     }
 }

@@ -82,7 +82,10 @@ impl Daemon {
 
     /// Notes the time of a persisted event.
     pub fn saw_event(&self, time: DateTime<Utc>) {
-        let mut last = self.last_event.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last = self
+            .last_event
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if last.is_none_or(|t| time > t) {
             *last = Some(time);
         }
@@ -91,7 +94,10 @@ impl Daemon {
     /// Whether the clock can be trusted at `now`: not before the build, and not behind the
     /// newest persisted event (a clock that jumped back).
     pub fn clock_trust(&self, now: DateTime<Utc>) -> ClockTrust {
-        let last = *self.last_event.lock().unwrap_or_else(PoisonError::into_inner);
+        let last = *self
+            .last_event
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match crate::clock::trust(now) {
             ClockTrust::Trusted if last.is_some_and(|t| now < t) => {
                 ClockTrust::Untrusted(crate::domain::ClockProblem::JumpedBack)

@@ -11,7 +11,9 @@ use tokio::process::{Child, Command};
 /// A running daemon.
 pub struct Daemon {
     pub child: Child,
-    notify: UnixDatagram,
+    /// Every notify message so far, read continuously (as systemd does: a full socket queue
+    /// would block the daemon's sd_notify calls).
+    notified: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     pub messages: Vec<String>,
     pub base: String,
     pub admin_token: String,
@@ -23,9 +25,15 @@ impl Daemon {
     pub fn start(config: &Path, dir: &Path, http_port: u16, watchdog: Option<Duration>) -> Daemon {
         let socket = dir.join(format!("notify-{}.sock", super::free_port()));
         let notify = UnixDatagram::bind(&socket).expect("bind notify socket");
-        notify
-            .set_read_timeout(Some(Duration::from_millis(200)))
-            .expect("timeout");
+        let notified = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&notified);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = notify.recv(&mut buf) {
+                let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+                sink.lock().expect("notify log").push(message);
+            }
+        });
         let mut command = Command::new(env!("CARGO_BIN_EXE_portier"));
         command
             .arg("--config")
@@ -44,31 +52,26 @@ impl Daemon {
         let child = command.spawn().expect("spawn portier run");
         Daemon {
             child,
-            notify,
+            notified,
             messages: Vec::new(),
             base: format!("http://127.0.0.1:{http_port}"),
             admin_token: "test-admin-token".into(),
         }
     }
 
-    /// Reads notify messages until one contains `wanted` or `within` passes.
-    pub fn wait_for_notify(&mut self, wanted: &str, within: Duration) -> bool {
-        let deadline = std::time::Instant::now() + within;
-        let mut buf = [0u8; 4096];
-        if self.messages.iter().any(|m| m.contains(wanted)) {
-            return true;
-        }
-        while std::time::Instant::now() < deadline {
-            if let Ok(n) = self.notify.recv(&mut buf) {
-                let message = String::from_utf8_lossy(&buf[..n]).into_owned();
-                let found = message.contains(wanted);
-                self.messages.push(message);
-                if found {
-                    return true;
-                }
+    /// Waits until a notify message contains `wanted` or `within` passes.
+    pub async fn wait_for_notify(&mut self, wanted: &str, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            self.messages = self.notified.lock().expect("notify log").clone();
+            if self.messages.iter().any(|m| m.contains(wanted)) {
+                return true;
             }
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        false
     }
 
     /// Sends a signal to the daemon.
