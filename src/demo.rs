@@ -15,8 +15,9 @@ use crate::cli;
 use crate::cobot::fake::{FakeCobot, Fixture};
 use crate::cobot::fixtures;
 
-/// The demo site's configuration; `{api}` is the simulated Cobot's URL.
-const DEMO_CONFIG: &str = r#"# The demo site: a simulated Cobot space with four plans mapped to doors.
+/// The demo site's configuration; `{api}` is the simulated Cobot's URL. The integration
+/// tests run against the same site.
+pub const DEMO_CONFIG: &str = r#"# The demo site: a simulated Cobot space with four plans mapped to doors.
 [site]
 name = "demo-space"
 timezone = "Europe/Berlin"

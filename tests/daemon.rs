@@ -14,7 +14,7 @@ mod mosquitto;
 
 use std::time::Duration;
 
-use common::{SITE_CONFIG, Site, free_port};
+use common::{Site, free_port, site_config};
 use daemon::Daemon;
 use mosquitto::Mosquitto;
 use portier::cobot::fake::Fault;
@@ -28,7 +28,7 @@ const LOCK_TOPIC: &str = "locks/front/set";
 /// The integration site plus MQTT: the front door's lock is an MQTT lock, a reader sits at
 /// it, and a lobby has no lock at all.
 fn daemon_config(broker: &Mosquitto) -> String {
-    SITE_CONFIG
+    site_config()
         .replace(
             "[[lock]]\nid = \"front_lock\"\ndriver = \"log\"",
             &format!(

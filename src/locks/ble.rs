@@ -14,8 +14,7 @@ use bluer::{AdapterEvent, Address, ErrorKind, Uuid};
 use futures_util::StreamExt;
 
 use super::pulse::{Actuator, Pulse};
-use super::{Actuation, BoxFuture, Command, LockDriver, LockError, LockHealth};
-use crate::domain::Permit;
+use super::{BoxFuture, Command, LockError};
 
 /// Longest wait to find and connect the device and resolve its services.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -350,24 +349,5 @@ impl Actuator for BleActuator {
     }
 }
 
-impl LockDriver for BleLock {
-    fn id(&self) -> &str {
-        self.pulse.id()
-    }
-
-    fn unlock<'a>(
-        &'a self,
-        permit: &'a Permit,
-        cmd: &'a Command,
-    ) -> BoxFuture<'a, Result<Actuation, LockError>> {
-        Box::pin(self.pulse.unlock(permit, cmd))
-    }
-
-    fn relock_now(&self) -> BoxFuture<'_, Result<(), LockError>> {
-        Box::pin(self.pulse.relock_now())
-    }
-
-    fn health(&self) -> LockHealth {
-        self.pulse.health()
-    }
-}
+// Everything a lock does goes through its open pulse.
+super::pulse::lock_driver_via_pulse!(BleLock);

@@ -4,8 +4,7 @@
 use std::sync::{Arc, Mutex, PoisonError};
 
 use super::pulse::{Actuator, Pulse};
-use super::{Actuation, BoxFuture, Command, LockDriver, LockError, LockHealth};
-use crate::domain::Permit;
+use super::{BoxFuture, Command, LockError};
 
 /// One command a log-only lock received.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,24 +92,5 @@ impl LogLock {
     }
 }
 
-impl LockDriver for LogLock {
-    fn id(&self) -> &str {
-        self.pulse.id()
-    }
-
-    fn unlock<'a>(
-        &'a self,
-        permit: &'a Permit,
-        cmd: &'a Command,
-    ) -> BoxFuture<'a, Result<Actuation, LockError>> {
-        Box::pin(self.pulse.unlock(permit, cmd))
-    }
-
-    fn relock_now(&self) -> BoxFuture<'_, Result<(), LockError>> {
-        Box::pin(self.pulse.relock_now())
-    }
-
-    fn health(&self) -> LockHealth {
-        self.pulse.health()
-    }
-}
+// Everything a lock does goes through its open pulse.
+super::pulse::lock_driver_via_pulse!(LogLock);

@@ -14,9 +14,8 @@ use tokio_modbus::{ExceptionCode, Slave};
 use tokio_serial::SerialPortBuilderExt;
 
 use super::pulse::{Actuator, Pulse};
-use super::{Actuation, BoxFuture, Command, IO_TIMEOUT, LockDriver, LockError, LockHealth};
+use super::{BoxFuture, Command, IO_TIMEOUT, LockError};
 use crate::config::{ModbusAddress, ModbusTarget};
-use crate::domain::Permit;
 
 /// A lock driven over Modbus.
 pub struct ModbusLock {
@@ -155,24 +154,5 @@ impl Actuator for ModbusActuator {
     }
 }
 
-impl LockDriver for ModbusLock {
-    fn id(&self) -> &str {
-        self.pulse.id()
-    }
-
-    fn unlock<'a>(
-        &'a self,
-        permit: &'a Permit,
-        cmd: &'a Command,
-    ) -> BoxFuture<'a, Result<Actuation, LockError>> {
-        Box::pin(self.pulse.unlock(permit, cmd))
-    }
-
-    fn relock_now(&self) -> BoxFuture<'_, Result<(), LockError>> {
-        Box::pin(self.pulse.relock_now())
-    }
-
-    fn health(&self) -> LockHealth {
-        self.pulse.health()
-    }
-}
+// Everything a lock does goes through its open pulse.
+super::pulse::lock_driver_via_pulse!(ModbusLock);

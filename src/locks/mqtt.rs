@@ -36,9 +36,8 @@ use rumqttc::{
 };
 
 use super::pulse::{Actuator, Pulse};
-use super::{Actuation, BoxFuture, Command, LockDriver, LockError, LockHealth};
+use super::{BoxFuture, Command, LockError};
 use crate::config::MqttConfig;
-use crate::domain::Permit;
 
 /// Keep-alive of the broker connection: a dead broker is noticed within about 1.5× this.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -389,27 +388,8 @@ pub(crate) fn render(template: &str, cmd: &Command) -> String {
     out
 }
 
-impl LockDriver for MqttLock {
-    fn id(&self) -> &str {
-        self.pulse.id()
-    }
-
-    fn unlock<'a>(
-        &'a self,
-        permit: &'a Permit,
-        cmd: &'a Command,
-    ) -> BoxFuture<'a, Result<Actuation, LockError>> {
-        Box::pin(self.pulse.unlock(permit, cmd))
-    }
-
-    fn relock_now(&self) -> BoxFuture<'_, Result<(), LockError>> {
-        Box::pin(self.pulse.relock_now())
-    }
-
-    fn health(&self) -> LockHealth {
-        self.pulse.health()
-    }
-}
+// Everything a lock does goes through its open pulse.
+super::pulse::lock_driver_via_pulse!(MqttLock);
 
 #[cfg(test)]
 #[path = "mqtt_tests.rs"]

@@ -5,6 +5,7 @@ use rumqttc::ConnAck;
 
 use super::*;
 use crate::locks::tests::{cmd, permit};
+use crate::locks::{Actuation, LockDriver};
 
 const TOPIC: &str = "z2m/side/set";
 

@@ -210,3 +210,37 @@ async fn relocker<A: Actuator>(inner: Arc<Inner<A>>) {
         }
     }
 }
+
+/// Implements `LockDriver` for a lock type whose `pulse` field (a [`Pulse`]) does the work:
+/// every driver differs only in its [`Actuator`].
+macro_rules! lock_driver_via_pulse {
+    ($lock:ty) => {
+        impl $crate::locks::LockDriver for $lock {
+            fn id(&self) -> &str {
+                self.pulse.id()
+            }
+
+            fn unlock<'a>(
+                &'a self,
+                permit: &'a $crate::domain::Permit,
+                cmd: &'a $crate::locks::Command,
+            ) -> $crate::locks::BoxFuture<
+                'a,
+                Result<$crate::locks::Actuation, $crate::locks::LockError>,
+            > {
+                Box::pin(self.pulse.unlock(permit, cmd))
+            }
+
+            fn relock_now(
+                &self,
+            ) -> $crate::locks::BoxFuture<'_, Result<(), $crate::locks::LockError>> {
+                Box::pin(self.pulse.relock_now())
+            }
+
+            fn health(&self) -> $crate::locks::LockHealth {
+                self.pulse.health()
+            }
+        }
+    };
+}
+pub(crate) use lock_driver_via_pulse;

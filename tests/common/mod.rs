@@ -12,93 +12,16 @@ use chrono::{DateTime, NaiveDate, Utc};
 use portier::cobot::fake::{FakeCobot, Fixture};
 use serde_json::Value;
 
-/// The site configuration used by the integration tests (`{api}` is the fake's URL).
-pub const SITE_CONFIG: &str = r#"
-[site]
-name = "test-site"
-timezone = "Europe/Berlin"
-state_dir = "state"
-
-[http]
-listen = "127.0.0.1:{http_port}"
-admin_token_file = "admin.token"
-
-[cobot]
-subdomain = "co-up"
-api_url = "{api}"
-www_url = "{api}"
-access_token_file = "cobot.token"
-request_timeout = "2s"
-additional_groups_field = "smart_spaces_access_additional_units"
-fallback_plan = "Part Time (weekdays)"
-
-[[group]]
-id = "full_time"
-name = "Full Time"
-
-[[group]]
-id = "part_time"
-name = "Part Time"
-
-[[group]]
-id = "flex"
-name = "Flex"
-
-[[group]]
-id = "staff"
-name = "Staff"
-
-[[assignment]]
-plan = "Full Time"
-groups = ["full_time"]
-
-[[assignment]]
-plan = "Part Time (weekdays)"
-groups = ["part_time"]
-
-[[assignment]]
-plan = "Flex (day passes)"
-groups = ["flex"]
-requires_booking = true
-
-[[unit]]
-id = "building"
-
-[[unit]]
-id = "front_door"
-parent = "building"
-lock = "front_lock"
-
-[[unit]]
-id = "office"
-parent = "building"
-lock = "office_lock"
-
-[[permission]]
-group = "full_time"
-unit = "building"
-
-[[permission]]
-group = "part_time"
-unit = "front_door"
-schedule = ["Mon-Fri 08:00-18:00"]
-
-[[permission]]
-group = "flex"
-unit = "front_door"
-
-[[permission]]
-group = "staff"
-unit = "office"
-
-[[lock]]
-id = "front_lock"
-driver = "log"
-
-[[lock]]
-id = "office_lock"
-driver = "log"
-"#;
+/// The site configuration used by the integration tests: the demo's site, listening on
+/// `{http_port}` and with a short Cobot timeout (`{api}` is the fake's URL).
+pub fn site_config() -> String {
+    portier::demo::DEMO_CONFIG
+        .replace("[http]\n", "[http]\nlisten = \"127.0.0.1:{http_port}\"\n")
+        .replace(
+            "access_token_file = \"cobot.token\"\n",
+            "access_token_file = \"cobot.token\"\nrequest_timeout = \"2s\"\n",
+        )
+}
 
 /// A site: a temporary directory with config, secrets and state, and the fake Cobot.
 pub struct Site {
@@ -131,7 +54,7 @@ impl Site {
         let cobot = FakeCobot::start(fixture).await.expect("start fake Cobot");
         let dir = tempfile::tempdir().expect("tempdir");
         let site = Site { dir, cobot, today };
-        site.write_config(SITE_CONFIG, free_port());
+        site.write_config(&site_config(), free_port());
         write_secret(&site.path("cobot.token"), "admin-token\n");
         write_secret(&site.path("admin.token"), "test-admin-token\n");
         site
