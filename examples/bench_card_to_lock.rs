@@ -35,6 +35,44 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+type Received = (String, std::time::Instant, Vec<u8>);
+
+/// A client with TCP_NODELAY whose received publishes go to `sink`.
+fn client(port: u16, id: &str, sink: Option<mpsc::UnboundedSender<Received>>) -> AsyncClient {
+    let mut options = MqttOptions::new(id, "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    eventloop.set_network_options(network);
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Incoming(Packet::Publish(p))) => {
+                    if let Some(sink) = &sink {
+                        let _ = sink.send((
+                            p.topic.clone(),
+                            portier::clock::instant(),
+                            p.payload.to_vec(),
+                        ));
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    });
+    client
+}
+
+/// The QoS readers publish with (`BENCH_READER_QOS=0` for at most once; default 1).
+fn reader_qos() -> QoS {
+    match std::env::var("BENCH_READER_QOS").as_deref() {
+        Ok("0") => QoS::AtMostOnce,
+        _ => QoS::AtLeastOnce,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let mut args = std::env::args().skip(1);
@@ -47,7 +85,10 @@ async fn main() {
     let mqtt_port = free_port();
     std::fs::write(
         dir.path().join("mosquitto.conf"),
-        format!("listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n"),
+        format!(
+            "listener {mqtt_port} 127.0.0.1\nallow_anonymous true\npersistence false\n{}",
+            std::env::var("BENCH_MOSQUITTO_EXTRA").unwrap_or_default()
+        ),
     )
     .unwrap();
     let mut broker = tokio::process::Command::new("/usr/sbin/mosquitto")
@@ -129,27 +170,17 @@ topic = "{READER}"
         .spawn()
         .unwrap();
 
-    // One client: subscribed to the lock topic and to a probe topic; publishes cards and probes.
-    let mut options = MqttOptions::new("bench-client", "127.0.0.1", mqtt_port);
-    options.set_keep_alive(Duration::from_secs(30));
-    let (client, mut eventloop) = AsyncClient::new(options, 64);
-    let mut network = rumqttc::NetworkOptions::new();
-    network.set_tcp_nodelay(true);
-    eventloop.set_network_options(network);
+    // As on site, the reader and the lock are separate clients. The lock client is subscribed
+    // to the lock topic and to a probe topic: its own publish -> deliver round trip on the probe
+    // topic is the broker's round trip.
     let (tx, mut rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        loop {
-            match eventloop.poll().await {
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let _ = tx.send((p.topic.clone(), portier::clock::instant(), p.payload));
-                }
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    });
-    client.subscribe(LOCK, QoS::AtLeastOnce).await.unwrap();
-    client.subscribe(PROBE, QoS::AtLeastOnce).await.unwrap();
+    let lock_client = client(mqtt_port, "bench-lock", Some(tx.clone()));
+    let reader = client(mqtt_port, "bench-reader", None);
+    lock_client.subscribe(LOCK, QoS::AtLeastOnce).await.unwrap();
+    lock_client
+        .subscribe(PROBE, QoS::AtLeastOnce)
+        .await
+        .unwrap();
 
     // Wait until the daemon answers a swipe (it connected and subscribed).
     let deadline = portier::clock::instant() + Duration::from_secs(20);
@@ -158,7 +189,7 @@ topic = "{READER}"
             portier::clock::instant() < deadline,
             "the daemon never opened the lock"
         );
-        client
+        reader
             .publish(
                 READER,
                 QoS::AtLeastOnce,
@@ -183,7 +214,7 @@ topic = "{READER}"
     for i in 0..swipes {
         // The broker alone: publish → deliver through the same client.
         let sent = portier::clock::instant();
-        client
+        lock_client
             .publish(PROBE, QoS::AtLeastOnce, false, format!("probe {i}"))
             .await
             .unwrap();
@@ -197,10 +228,10 @@ topic = "{READER}"
         // A swipe: a distinct payload each time (a repeat within 2 s would be answered from
         // memory); wait for the unlock, then for the relock so the next swipe opens anew.
         let sent = portier::clock::instant();
-        client
+        reader
             .publish(
                 READER,
-                QoS::AtLeastOnce,
+                reader_qos(),
                 false,
                 format!(r#"{{"credential":"{ADA_CARD}","n":{i}}}"#),
             )

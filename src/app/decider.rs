@@ -1,10 +1,12 @@
 //! The deciding task and the watchdog that follows it.
 //!
-//! Door requests are decided here, one task reading the latest snapshot from the `watch`
-//! channel (never sled). The systemd watchdog is not a free-running timer: every half
-//! `WATCHDOG_USEC` it sends this task a self-check, and only an answer — which needs a snapshot
-//! read and a trial decision — produces `WATCHDOG=1`. A stuck deciding task therefore stops the
-//! pings and systemd restarts the service, even when no door is used.
+//! Card readers are decided in one task (the reader loop of `app::mqtt`), which reads the
+//! latest snapshot from the `watch` channel (never sled). The systemd watchdog is not a
+//! free-running timer: every half `WATCHDOG_USEC` it sends that task a self-check between
+//! reader messages, and only an answer — which needs a snapshot read and a trial decision —
+//! produces `WATCHDOG=1`. A stuck reader loop therefore stops the pings and systemd restarts
+//! the service, even when no door is used. A site without readers runs [`Decider::run`] on its
+//! own instead.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,7 +18,7 @@ use super::state::Daemon;
 use crate::domain::{Credential, Moment, Request, decide};
 
 /// A self-check request: answered once the task has made a trial decision.
-type Probe = oneshot::Sender<()>;
+pub(crate) type Probe = oneshot::Sender<()>;
 
 /// The deciding task.
 pub(crate) struct Decider {
@@ -34,19 +36,28 @@ impl Decider {
         (Self { daemon, probes: rx }, Probes(tx))
     }
 
-    /// Runs until `shutdown` turns true.
+    /// Runs on its own until `shutdown` turns true (a site without readers: there is no
+    /// reader loop to answer the self-checks).
     pub(crate) async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         loop {
             tokio::select! {
-                Some(probe) = self.probes.recv() => {
-                    self.self_check();
-                    // The watchdog may have timed out and gone; that is its business.
-                    let _ = probe.send(());
-                }
+                Some(probe) = self.next_probe() => self.answer(probe),
                 _ = shutdown.changed() => return,
                 else => return,
             }
         }
+    }
+
+    /// The next self-check request (`None` once the watchdog is gone).
+    pub(crate) async fn next_probe(&mut self) -> Option<Probe> {
+        self.probes.recv().await
+    }
+
+    /// Answers a self-check after a trial decision.
+    pub(crate) fn answer(&self, probe: Probe) {
+        self.self_check();
+        // The watchdog may have timed out and gone; that is its business.
+        let _ = probe.send(());
     }
 
     /// A trial decision on the current snapshot (an unknown card on the first unit): it

@@ -137,7 +137,6 @@ async fn serve(config: Config) -> Result<(), String> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     let (decider, probes) = decider::Decider::new(Arc::clone(&daemon));
-    tasks.spawn(decider.run(shutdown_rx.clone()));
     tasks.spawn(sync_task::run(
         Arc::clone(&daemon),
         sync_rx,
@@ -149,14 +148,21 @@ async fn serve(config: Config) -> Result<(), String> {
         shutdown_rx.clone(),
     ));
     tasks.spawn(retention_task(Arc::clone(&daemon), shutdown_rx.clone()));
-    if let Some((link, eventloop)) = mqtt {
-        tasks.spawn(mqtt::run_event_loop(
-            eventloop,
-            link,
-            readers,
-            Arc::clone(&doors),
-            shutdown_rx.clone(),
-        ));
+    // The task that decides card swipes answers the watchdog's self-checks.
+    match mqtt {
+        Some((link, eventloop)) => {
+            tasks.spawn(mqtt::run_event_loop(
+                eventloop,
+                link,
+                readers,
+                Arc::clone(&doors),
+                decider,
+                shutdown_rx.clone(),
+            ));
+        }
+        None => {
+            tasks.spawn(decider.run(shutdown_rx.clone()));
+        }
     }
     if let Some(interval) = notify::watchdog_interval() {
         tasks.spawn(decider::watchdog(probes, interval, shutdown_rx.clone()));

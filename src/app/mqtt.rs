@@ -17,6 +17,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, Packet, QoS};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::decider::Decider;
 use super::doors::{Doors, Presenter};
 use super::readers::{ReaderPayload, ReaderResult, RecentResults, parse_payload};
 use crate::config::ReaderConfig;
@@ -38,11 +39,18 @@ pub(crate) async fn run_event_loop(
     link: MqttLink,
     readers: Arc<Vec<ReaderConfig>>,
     doors: Arc<Doors>,
+    decider: Decider,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let client = link.client().clone();
     let (tx, rx) = mpsc::channel(256);
-    let reader_task = tokio::spawn(run_readers(rx, client.clone(), Arc::clone(&readers), doors));
+    let reader_task = tokio::spawn(run_readers(
+        rx,
+        client.clone(),
+        Arc::clone(&readers),
+        doors,
+        decider,
+    ));
     let mut failures: u32 = 0;
     loop {
         let polled = tokio::select! {
@@ -96,16 +104,27 @@ pub(crate) async fn run_event_loop(
     let _ = client.try_disconnect();
 }
 
-/// Handles reader messages in order.
+/// Handles reader messages in order, and answers the watchdog's self-checks between them.
 async fn run_readers(
     mut messages: mpsc::Receiver<ReaderMessage>,
     client: AsyncClient,
     readers: Arc<Vec<ReaderConfig>>,
     doors: Arc<Doors>,
+    mut decider: Decider,
 ) {
     let mut recent = RecentResults::default();
     let mut in_flight = tokio::task::JoinSet::new();
-    while let Some(message) = messages.recv().await {
+    loop {
+        let message = tokio::select! {
+            message = messages.recv() => match message {
+                Some(message) => message,
+                None => break,
+            },
+            Some(probe) = decider.next_probe() => {
+                decider.answer(probe);
+                continue;
+            }
+        };
         let Some(reader) = readers.get(message.reader) else {
             continue;
         };
