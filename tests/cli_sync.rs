@@ -363,3 +363,64 @@ async fn usage_errors_exit_64_not_2() {
     run.expect_code(64);
     assert!(run.stderr.contains("/nonexistent/portier.toml"));
 }
+
+#[tokio::test]
+async fn bad_configurations_exit_64_naming_the_key_and_position() {
+    let site = Site::start().await;
+    let good = std::fs::read_to_string(site.config()).expect("config");
+    let cases = [
+        // An unknown key (all of them are reported at once).
+        (
+            good.replace("[site]\n", "[site]\ncolour = \"blue\"\nflavour = 1\n"),
+            vec!["site.colour", "site.flavour"],
+        ),
+        // An unknown group.
+        (
+            good.replace(
+                "group = \"staff\"\nunit = \"office\"",
+                "group = \"stuff\"\nunit = \"office\"",
+            ),
+            vec!["permission[3].group", "stuff"],
+        ),
+        // A cycle in the unit tree.
+        (
+            good.replace(
+                "[[unit]]\nid = \"building\"\n",
+                "[[unit]]\nid = \"building\"\nparent = \"office\"\n",
+            ),
+            vec!["unit", "cycle"],
+        ),
+        // A bad schedule.
+        (
+            good.replace("Mon-Fri 08:00-18:00", "Mon-Fri 8-18"),
+            vec!["permission[1].schedule"],
+        ),
+        // A bad time zone.
+        (
+            good.replace("Europe/Berlin", "Europe/Atlantis"),
+            vec!["site.timezone"],
+        ),
+    ];
+    for (text, wanted) in cases {
+        std::fs::write(site.config(), &text).expect("write");
+        let run = site.portier(&["check-config"]).await;
+        assert_eq!(run.code, 64, "{wanted:?}: {}", run.stderr);
+        for w in &wanted {
+            assert!(run.stderr.contains(w), "{w} not in {}", run.stderr);
+        }
+        let path = site.config().display().to_string();
+        for line in run.stderr.lines() {
+            let rest = line
+                .strip_prefix(&format!("{path}:"))
+                .unwrap_or_else(|| panic!("{line} does not start with the path"));
+            let mut parts = rest.splitn(3, ':');
+            let (l, c) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            assert!(
+                l.parse::<u32>().is_ok() && c.parse::<u32>().is_ok(),
+                "{line}"
+            );
+        }
+        // Every other command refuses the file too.
+        site.portier(&["members"]).await.expect_code(64);
+    }
+}

@@ -400,3 +400,78 @@ async fn a_retained_reader_message_replayed_by_the_broker_opens_nothing() {
             .is_none()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_certificate_the_api_is_served_over_https_and_commands_still_reach_it() {
+    let s = setup().await;
+    let (cert, key) = (s.site.path("tls.crt"), s.site.path("tls.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+        ])
+        .args([
+            "-days",
+            "2",
+            "-subj",
+            "/CN=portier.local",
+            "-addext",
+            "subjectAltName=DNS:portier.local",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    common::write_secret(&key, &std::fs::read_to_string(&key).unwrap());
+    let config = std::fs::read_to_string(s.site.config()).unwrap().replace(
+        "[http]\n",
+        "[http]\ntls_cert_file = \"tls.crt\"\ntls_key_file = \"tls.key\"\n",
+    );
+    std::fs::write(s.site.config(), config).unwrap();
+    s.site.portier(&["check-config"]).await.expect_code(0);
+    let _d = s.start_daemon().await;
+
+    let pem = std::fs::read(&cert).unwrap();
+    let https = reqwest::Client::builder()
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
+        .danger_accept_invalid_hostnames(true)
+        .build()
+        .unwrap();
+    let health = https
+        .get(format!("https://127.0.0.1:{}/healthz", s.port))
+        .send()
+        .await
+        .expect("HTTPS answers");
+    assert!(health.status().as_u16() == 200 || health.status().as_u16() == 503);
+    assert!(
+        reqwest::get(format!("http://127.0.0.1:{}/healthz", s.port))
+            .await
+            .is_err(),
+        "plain HTTP is not served"
+    );
+    // The command line pins the daemon's certificate when it asks it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let run = s.site.portier(&["members", "--json"]).await;
+        if run.code == 0 {
+            assert_eq!(run.json().as_array().map(Vec::len), Some(7));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{}", run.stderr);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -173,19 +173,60 @@ async fn serve(config: Config) -> Result<(), String> {
         limiter: Mutex::new(http_doors::RateLimiter::default()),
         users,
     });
-    let mut http_shutdown = shutdown_rx.clone();
     let app = http::router(api).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    tasks.spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                // Either the flag turns true or the sender is gone: stop in both cases.
+    let tls = {
+        let config = daemon.config();
+        config
+            .http
+            .tls_cert_file
+            .clone()
+            .zip(config.http.tls_key_file.clone())
+    };
+    match tls {
+        // App tokens cross the LAN: with a certificate, Portier serves HTTPS itself.
+        Some((cert, key)) => {
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
+                .await
+                .map_err(|e| {
+                    format!(
+                        "http.tls_cert_file / http.tls_key_file ({}, {}): {e}",
+                        cert.display(),
+                        key.display()
+                    )
+                })?;
+            let std_listener = listener
+                .into_std()
+                .map_err(|e| format!("cannot use the listener: {e}"))?;
+            let server = axum_server::from_tcp_rustls(std_listener, tls)
+                .map_err(|e| format!("cannot serve HTTPS: {e}"))?;
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            let mut http_shutdown = shutdown_rx.clone();
+            tasks.spawn(async move {
                 let _ = http_shutdown.wait_for(|stop| *stop).await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "HTTP server failed");
+                stopper.graceful_shutdown(Some(Duration::from_secs(5)));
+            });
+            tasks.spawn(async move {
+                if let Err(e) = server.handle(handle).serve(app).await {
+                    tracing::error!(error = %e, "HTTPS server failed");
+                }
+            });
         }
-    });
+        None => {
+            let mut http_shutdown = shutdown_rx.clone();
+            tasks.spawn(async move {
+                let served = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        // Either the flag turns true or the sender is gone: stop in both cases.
+                        let _ = http_shutdown.wait_for(|stop| *stop).await;
+                    })
+                    .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            });
+        }
+    }
 
     let listen = daemon.config().http.listen;
     tracing::info!(%listen, "portier is serving decisions");

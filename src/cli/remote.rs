@@ -41,13 +41,30 @@ impl Daemon {
         })?;
         let token = crate::config::read_secret(file)
             .map_err(|e| Failure::Runtime(format!("http.admin_token_file: {e}")))?;
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
+        let mut builder = reqwest::Client::builder().timeout(TIMEOUT);
+        let scheme = match &config.http.tls_cert_file {
+            None => "http",
+            Some(cert) => {
+                // The daemon's own certificate is the only one trusted; it is usually issued for
+                // the box's LAN name, not for the loopback address asked here.
+                let pem = std::fs::read(cert).map_err(|e| {
+                    Failure::Runtime(format!("http.tls_cert_file {}: {e}", cert.display()))
+                })?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                    Failure::Runtime(format!("http.tls_cert_file {}: {e}", cert.display()))
+                })?;
+                builder = builder
+                    .tls_certs_only(certs)
+                    .danger_accept_invalid_hostnames(true);
+                "https"
+            }
+        };
+        let http = builder
             .build()
             .map_err(|e| Failure::Runtime(format!("cannot build an HTTP client: {e}")))?;
         Ok(Self {
             http,
-            base: format!("http://{}", loopback_for(config.http.listen)),
+            base: format!("{scheme}://{}", loopback_for(config.http.listen)),
             token,
         })
     }
