@@ -103,7 +103,7 @@ driver = "log"
 "#;
 
 /// Runs the demo; the error says what failed.
-pub fn run() -> Result<(), String> {
+pub fn run(args: &crate::cli::DemoArgs) -> Result<(), String> {
     let dir = tempfile::Builder::new()
         .prefix("portier-demo-")
         .tempdir()
@@ -229,6 +229,9 @@ pub fn run() -> Result<(), String> {
         ],
     );
 
+    if args.serve {
+        return serve(args, &config, &cobot);
+    }
     runtime.block_on(async { drop(cobot) });
     println!();
     println!("--- The internet goes down: the simulated Cobot is stopped. ---");
@@ -262,6 +265,55 @@ pub fn run() -> Result<(), String> {
     println!();
     println!("Demo finished; the temporary directory is removed now.");
     Ok(())
+}
+
+/// `--serve`: the daemon on the demo site until Ctrl-C.
+fn serve(args: &crate::cli::DemoArgs, config: &Path, cobot: &FakeCobot) -> Result<(), String> {
+    let mut text = std::fs::read_to_string(config)
+        .map_err(|e| format!("cannot read {}: {e}", config.display()))?
+        .replace(
+            "[http]\n",
+            &format!("[http]\nlisten = \"{}\"\n", args.listen),
+        );
+    if let Some(url) = &args.mqtt {
+        text = text.replace(
+            "[[lock]]\nid = \"front_lock\"\ndriver = \"log\"",
+            "[[lock]]\nid = \"front_lock\"\ndriver = \"mqtt\"\ntopic = \"portier/locks/front/set\"\n\
+             unlock_payload = '{\"state\":\"UNLOCK\",\"decision\":\"{decision_id}\"}'\n\
+             lock_payload = '{\"state\":\"LOCK\"}'",
+        );
+        text.push_str(&format!(
+            "\n[mqtt]\nurl = \"{url}\"\nclient_id = \"portier-demo\"\n\n\
+             [[reader]]\nid = \"front_reader\"\nunit = \"front_door\"\ntopic = \"portier/readers/front\"\n"
+        ));
+    }
+    std::fs::write(config, text).map_err(|e| format!("cannot write {}: {e}", config.display()))?;
+    let config = crate::config::Config::load(config).map_err(|e| e.to_string())?;
+    let base = format!("http://{}", args.listen);
+    let ada = fixtures::ADA;
+    println!();
+    println!("--- The daemon now runs on the demo site ({base}); Ctrl-C stops it. ---");
+    println!(
+        "The simulated Cobot keeps serving on {}. Try, in another terminal:",
+        cobot.url()
+    );
+    println!(
+        "  curl -s -X POST -H 'Authorization: Bearer app-{ada}' {base}/v1/units/front_door/open"
+    );
+    println!("  curl -s -X POST -H 'Authorization: Bearer wrong' {base}/v1/units/front_door/open");
+    println!("  curl -s {base}/healthz; curl -s {base}/v1/status");
+    println!("  curl -s -H 'Authorization: Bearer demo-admin-token' {base}/v1/events");
+    if args.mqtt.is_some() {
+        println!("  mosquitto_sub -t 'portier/#' -v &");
+        println!(
+            "  mosquitto_pub -t portier/readers/front -m {}",
+            fixtures::ADA_CARD
+        );
+    }
+    println!(
+        "Doors opening show in the log below as \"lock opened\" (the office lock is log-only)."
+    );
+    crate::app::run(config)
 }
 
 fn next(day: NaiveDate, weekday: Weekday) -> NaiveDate {

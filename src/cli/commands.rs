@@ -18,7 +18,7 @@ use crate::views::{self, ExplainQuery, ExplainView};
 /// Runs the parsed command.
 pub(super) fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
-        Command::Demo => crate::demo::run().map_err(Failure::Runtime),
+        Command::Demo(args) => crate::demo::run(&args).map_err(Failure::Runtime),
         Command::CheckConfig => check_config(&cli.config),
         Command::Run => {
             let config = load_config(&cli.config)?;

@@ -73,7 +73,7 @@ pub enum Command {
     #[command(subcommand)]
     Cobot(CobotCommand),
     /// The whole chain against a simulated Cobot on loopback, with log-only locks.
-    Demo,
+    Demo(DemoArgs),
 }
 
 /// `portier sync`.
@@ -119,6 +119,21 @@ pub struct ExplainArgs {
     pub json: bool,
 }
 
+/// `portier demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Afterwards keep the daemon running on the demo site (until Ctrl-C), to try the HTTP API
+    /// and, with --mqtt, card readers and locks on a broker.
+    #[arg(long)]
+    pub serve: bool,
+    /// Where the demo daemon listens (with --serve).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: std::net::SocketAddr,
+    /// A broker for a demo reader and MQTT lock (with --serve), e.g. mqtt://127.0.0.1:1883.
+    #[arg(long)]
+    pub mqtt: Option<String>,
+}
+
 /// `portier cobot …`.
 #[derive(Debug, Subcommand)]
 pub enum CobotCommand {
@@ -162,7 +177,10 @@ where
             return code;
         }
     };
-    init_tracing(matches!(cli.command, Command::Run));
+    init_tracing(matches!(
+        cli.command,
+        Command::Run | Command::Demo(DemoArgs { serve: true, .. })
+    ));
     match commands::run(cli) {
         Ok(()) => 0,
         Err(failure) => {
