@@ -32,12 +32,38 @@ pub fn instant() -> std::time::Instant {
     std::time::Instant::now()
 }
 
-/// Whether a clock reading can be trusted: no correct clock is before the build. (A clock
-/// jumping back past the last persisted event is judged where events are kept.)
-pub fn trust(now: DateTime<Utc>) -> ClockTrust {
+/// Whether a clock reading can be trusted: no correct clock is before the build, or behind
+/// the newest persisted event (a clock that jumped back).
+pub fn trust(now: DateTime<Utc>, last_event: Option<DateTime<Utc>>) -> ClockTrust {
     if now < build_time() {
         ClockTrust::Untrusted(ClockProblem::BeforeBuild)
+    } else if last_event.is_some_and(|t| now < t) {
+        ClockTrust::Untrusted(ClockProblem::JumpedBack)
     } else {
         ClockTrust::Trusted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clock_before_the_build_or_behind_the_last_event_is_not_trusted() {
+        let built = build_time();
+        let day = chrono::Duration::days(1);
+        assert_eq!(trust(built + day, None), ClockTrust::Trusted);
+        assert_eq!(
+            trust(built - day, None),
+            ClockTrust::Untrusted(ClockProblem::BeforeBuild)
+        );
+        assert_eq!(
+            trust(built + day, Some(built + day * 2)),
+            ClockTrust::Untrusted(ClockProblem::JumpedBack)
+        );
+        assert_eq!(
+            trust(built + day * 3, Some(built + day * 2)),
+            ClockTrust::Trusted
+        );
     }
 }

@@ -80,12 +80,13 @@ pub fn parse_at(
     }
 }
 
-/// Answers an explain question from `snapshot`. `now` is the real time: `at` moves the moment
-/// of the decision but never the judgement of the clock.
+/// Answers an explain question from `snapshot`. `now` is the real time and `clock` the
+/// judgement of it: `at` moves the moment of the decision but never the clock's trust.
 pub fn explain(
     snapshot: &Snapshot,
     query: &ExplainQuery,
     now: chrono::DateTime<chrono::Utc>,
+    clock: crate::domain::ClockTrust,
 ) -> Result<ExplainView, QueryError> {
     use crate::domain::{Credential, Moment, Request, decide};
     let credential = match (query.member.as_deref(), query.credential.as_deref()) {
@@ -106,10 +107,7 @@ pub fn explain(
     let unit = snapshot
         .unit(unit_id)
         .ok_or_else(|| QueryError::UnknownUnit(unit_id.to_owned()))?;
-    let moment = Moment {
-        at,
-        clock: crate::clock::trust(now),
-    };
+    let moment = Moment { at, clock };
     let decision = decide(snapshot, &Request { unit, credential }, &moment);
     Ok(ExplainView::new(snapshot, &decision))
 }

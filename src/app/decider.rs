@@ -79,7 +79,7 @@ impl Decider {
         let now = crate::clock::now();
         let moment = Moment {
             at: now,
-            clock: crate::clock::trust(now),
+            clock: self.daemon.clock_trust(now),
         };
         let request = Request {
             unit,

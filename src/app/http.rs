@@ -183,7 +183,8 @@ async fn explain(
             "no snapshot yet: run portier sync",
         );
     };
-    match views::explain(&snapshot, &query, clock::now()) {
+    let now = clock::now();
+    match views::explain(&snapshot, &query, now, daemon.clock_trust(now)) {
         Ok(view) => Json(view).into_response(),
         Err(e @ QueryError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e @ QueryError::UnknownUnit(_)) => error(StatusCode::NOT_FOUND, e.to_string()),

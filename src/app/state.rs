@@ -98,12 +98,7 @@ impl Daemon {
             .last_event
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        match crate::clock::trust(now) {
-            ClockTrust::Trusted if last.is_some_and(|t| now < t) => {
-                ClockTrust::Untrusted(crate::domain::ClockProblem::JumpedBack)
-            }
-            trust => trust,
-        }
+        crate::clock::trust(now, last)
     }
 
     /// The admin token, if configured.

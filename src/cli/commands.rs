@@ -166,7 +166,11 @@ fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure> {
     let view = match access(config)? {
         Access::Local(store) => {
             let snapshot = cached_snapshot(config, &store)?;
-            views::explain(&snapshot, &query, now).map_err(|e| Failure::Usage(e.to_string()))?
+            let last_event = store
+                .last_event_time()
+                .map_err(|e| Failure::Runtime(e.to_string()))?;
+            views::explain(&snapshot, &query, now, clock::trust(now, last_event))
+                .map_err(|e| Failure::Usage(e.to_string()))?
         }
         Access::Daemon(daemon) => {
             let mut params = vec![("unit", args.unit.as_str())];
