@@ -475,3 +475,29 @@ async fn with_a_certificate_the_api_is_served_over_https_and_commands_still_reac
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn before_the_first_sync_health_is_failing_and_only_staff_can_open() {
+    let s = setup().await;
+    s.site.cobot.set_fault("/api/", Fault::Unauthorized);
+    let d = s.start_daemon().await;
+    let (code, health) = d
+        .poll("/healthz", Duration::from_secs(10), |_, h| {
+            h["reasons"].as_array().is_some_and(|r| {
+                r.iter()
+                    .any(|r| r.as_str().is_some_and(|r| r.contains("reconnect")))
+            })
+        })
+        .await;
+    assert_eq!(code, 503, "{health}");
+    assert_eq!(health["status"], "failing");
+    let (code, _) = d
+        .post("/v1/units/front_door/open", Some(&format!("app-{ADA}")))
+        .await;
+    assert_eq!(code, 401);
+    let (code, body) = d
+        .post("/v1/admin/units/front_door/open", Some(&d.admin_token))
+        .await;
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["granted"], true);
+}

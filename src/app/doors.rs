@@ -119,23 +119,37 @@ impl Doors {
     ) -> Result<Decided, NotDecided> {
         let started = crate::clock::instant();
         let now = crate::clock::now();
-        let Some(snapshot) = self.daemon.current() else {
-            if !self
-                .daemon
-                .config()
-                .policy
-                .units
-                .iter()
-                .any(|u| u.id == unit)
-            {
-                return Err(NotDecided::UnknownUnit(unit.to_owned()));
+        let snapshot = match (self.daemon.current(), presenter) {
+            (Some(snapshot), _) => snapshot,
+            // Staff can open a door before the first sync: units and locks come from the
+            // configuration, so a snapshot without Cobot data is enough for that.
+            (None, Presenter::Admin(None)) => {
+                let config = self.daemon.config();
+                Arc::new(crate::domain::compile(
+                    &crate::domain::model::CobotData::default(),
+                    &config.policy,
+                    0,
+                    now,
+                ))
             }
-            return Ok(self.refusal(
-                unit,
-                presenter.kind(),
-                reader,
-                "no snapshot yet: every request is denied until the first sync".into(),
-            ));
+            (None, _) => {
+                if !self
+                    .daemon
+                    .config()
+                    .policy
+                    .units
+                    .iter()
+                    .any(|u| u.id == unit)
+                {
+                    return Err(NotDecided::UnknownUnit(unit.to_owned()));
+                }
+                return Ok(self.refusal(
+                    unit,
+                    presenter.kind(),
+                    reader,
+                    "no snapshot yet: every request is denied until the first sync".into(),
+                ));
+            }
         };
         let unit_idx = snapshot
             .unit(unit)
