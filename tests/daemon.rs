@@ -223,6 +223,7 @@ async fn a_card_opens_the_door_is_recorded_answered_and_checked_in_once() {
         .await
         .unwrap();
     assert!(metrics.contains("portier_decisions_total"), "{metrics}");
+    assert!(metrics.contains("portier_outbox_depth 0"), "{metrics}");
 
     d.signal("TERM");
     let status = tokio::time::timeout(Duration::from_secs(10), d.child.wait())

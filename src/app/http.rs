@@ -105,6 +105,13 @@ async fn status(State(api): State<Arc<Api>>) -> Response {
 
 async fn metrics(State(api): State<Arc<Api>>) -> Response {
     let daemon = &api.daemon;
+    // The outbox lives in the store; its depth is read when someone asks.
+    if let Ok(depth) = daemon.store.outbox_depth() {
+        daemon
+            .metrics
+            .outbox_depth
+            .set(i64::try_from(depth).unwrap_or(i64::MAX));
+    }
     (
         [(
             header::CONTENT_TYPE,

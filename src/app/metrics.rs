@@ -29,7 +29,6 @@ pub(crate) struct LockLabel {
 }
 
 /// The daemon's metrics.
-#[allow(dead_code)] // reason: the door-side metrics are fed by the reader and lock paths as they land
 pub(crate) struct Metrics {
     registry: Mutex<Registry>,
     /// Decisions by result.
