@@ -352,9 +352,27 @@ async fn commands_ask_the_daemon_while_it_holds_the_store() {
     sync.expect_code(0);
     assert_eq!(sync.json()["applied"], true);
 
-    // Admin endpoints need the admin token.
+    // Admin endpoints need the admin token, then well-formed parameters.
     let (code, _) = d.post("/v1/admin/units/front_door/open", None).await;
     assert_eq!(code, 401);
+    let anonymous = reqwest::get(format!("{}/v1/events", d.base)).await.unwrap();
+    assert_eq!(anonymous.status().as_u16(), 401);
+    let (code, body) = d.admin_get("/v1/events?limit=lots").await;
+    assert_eq!(code, 400);
+    assert!(body["error"].is_string(), "{body}");
+    let (code, _) = d.admin_get("/v1/explain?unit=front_door").await;
+    assert_eq!(code, 400);
+    let (code, _) = d
+        .admin_get(&format!("/v1/explain?unit=roof&member={ADA}"))
+        .await;
+    assert_eq!(code, 404);
+    let (code, body) = d
+        .admin_get(&format!(
+            "/v1/explain?unit=front_door&credential={ADA_CARD}"
+        ))
+        .await;
+    assert_eq!(code, 200);
+    assert_eq!(body["granted"], true);
     let (code, body) = d
         .post("/v1/admin/units/front_door/open", Some(&d.admin_token))
         .await;

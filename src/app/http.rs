@@ -84,6 +84,28 @@ pub(crate) fn unauthorized() -> Response {
     error(StatusCode::UNAUTHORIZED, "missing or wrong admin token")
 }
 
+/// The query of an admin request: the admin token is checked first (401), then the query is
+/// parsed (400 with the reason).
+pub(crate) struct AdminQuery<T>(pub T);
+
+impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<Arc<Api>>
+    for AdminQuery<T>
+{
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        api: &Arc<Api>,
+    ) -> Result<Self, Response> {
+        if !is_admin(&api.daemon, &parts.headers) {
+            return Err(unauthorized());
+        }
+        Query::<T>::try_from_uri(&parts.uri)
+            .map(|Query(query)| AdminQuery(query))
+            .map_err(bad_query)
+    }
+}
+
 pub(crate) fn bad_query(rejection: QueryRejection) -> Response {
     error(StatusCode::BAD_REQUEST, rejection.body_text())
 }
@@ -130,19 +152,8 @@ struct SyncParams {
     wait: bool,
 }
 
-async fn sync(
-    State(api): State<Arc<Api>>,
-    headers: HeaderMap,
-    params: Result<Query<SyncParams>, QueryRejection>,
-) -> Response {
+async fn sync(State(api): State<Arc<Api>>, AdminQuery(params): AdminQuery<SyncParams>) -> Response {
     let daemon = &api.daemon;
-    if !is_admin(daemon, &headers) {
-        return unauthorized();
-    }
-    let Query(params) = match params {
-        Ok(p) => p,
-        Err(rejection) => return bad_query(rejection),
-    };
     let (reply, answer) = oneshot::channel();
     let job = SyncJob {
         accept_revocations: params.accept_revocations,
@@ -173,17 +184,9 @@ async fn sync(
 
 async fn explain(
     State(api): State<Arc<Api>>,
-    headers: HeaderMap,
-    query: Result<Query<ExplainQuery>, QueryRejection>,
+    AdminQuery(query): AdminQuery<ExplainQuery>,
 ) -> Response {
     let daemon = &api.daemon;
-    if !is_admin(daemon, &headers) {
-        return unauthorized();
-    }
-    let Query(query) = match query {
-        Ok(q) => q,
-        Err(rejection) => return bad_query(rejection),
-    };
     let Some(snapshot) = daemon.current() else {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -205,17 +208,9 @@ struct MembersParams {
 
 async fn members(
     State(api): State<Arc<Api>>,
-    headers: HeaderMap,
-    params: Result<Query<MembersParams>, QueryRejection>,
+    AdminQuery(params): AdminQuery<MembersParams>,
 ) -> Response {
     let daemon = &api.daemon;
-    if !is_admin(daemon, &headers) {
-        return unauthorized();
-    }
-    let Query(params) = match params {
-        Ok(p) => p,
-        Err(rejection) => return bad_query(rejection),
-    };
     let at = match views::parse_at(params.at.as_deref(), clock::now()) {
         Ok(at) => at,
         Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),

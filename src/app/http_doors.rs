@@ -14,15 +14,14 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::doors::{AtTheLock, Carried, Decided, NotDecided, Presenter};
-use super::http::{Api, bad_query, bearer, error, is_admin, unauthorized};
+use super::http::{AdminQuery, Api, bearer, error, is_admin, unauthorized};
 use crate::store::token_hash;
 
 /// Failed attempts allowed per client address and minute.
@@ -244,16 +243,8 @@ pub(crate) struct EventsParams {
 /// `GET /v1/events?after=SEQ&limit=N`.
 pub(crate) async fn events(
     State(api): State<Arc<Api>>,
-    headers: HeaderMap,
-    params: Result<Query<EventsParams>, QueryRejection>,
+    AdminQuery(params): AdminQuery<EventsParams>,
 ) -> Response {
-    if !is_admin(&api.daemon, &headers) {
-        return unauthorized();
-    }
-    let Query(params) = match params {
-        Ok(p) => p,
-        Err(rejection) => return bad_query(rejection),
-    };
     let limit = params.limit.unwrap_or(DEFAULT_LIMIT).min(MAX_LIMIT);
     match api
         .daemon
