@@ -105,7 +105,8 @@ fn path_of(url: &Url) -> String {
     url[url::Position::BeforePath..].to_owned()
 }
 
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+/// An error with all its causes, `outer: inner: innermost`.
+pub(crate) fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

@@ -31,7 +31,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use url::Url;
 
-use super::client::{CobotClient, endpoint, http_client};
+use super::client::{CobotClient, endpoint, error_chain, http_client};
 use super::error::CobotError;
 
 /// The scopes Sensorberg's guide registers for its sync app, requested as they are.
@@ -355,7 +355,7 @@ impl ConnectFlow {
             .set_pkce_verifier(self.verifier)
             .request_async(&send)
             .await
-            .map_err(|e| ConnectError::Exchange(describe_exchange_error(&e)))?;
+            .map_err(|e| ConnectError::Exchange(error_chain(&e)))?;
         Ok(token.access_token().secret().clone())
     }
 
@@ -450,17 +450,6 @@ fn code_from_url(url: &Url, state: &str) -> Result<String, ConnectError> {
     param("code")
         .filter(|c| !c.is_empty())
         .ok_or_else(|| ConnectError::BadRedirect("it has no code".into()))
-}
-
-fn describe_exchange_error(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }
 
 /// `GET {www}/api/spaces/<subdomain>` → id, then `POST {www}/api/access_tokens/<token>/space`
