@@ -23,6 +23,8 @@ fn event(i: usize) -> NewEvent {
         reason: "member holds full_time, which may open building (24/7)".into(),
         decision_id: format!("decision-{i:08}"),
         reader: Some("front_reader".into()),
+        opened: true,
+        lock_error: None,
         check_in_day: NaiveDate::from_ymd_opt(2026, 9, 21),
     }
 }

@@ -42,6 +42,8 @@ fn entry(member: &str) -> NewEvent {
         reason: "granted".into(),
         decision_id: format!("d-{member}"),
         reader: None,
+        opened: true,
+        lock_error: None,
         check_in_day: Some(today()),
     }
 }

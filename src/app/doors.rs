@@ -1,11 +1,13 @@
 //! Door requests from readers, the app and staff: decide, actuate, record.
 //!
-//! Deciding is synchronous and reads only the snapshot in memory. Carrying a decision out sends
-//! the lock command first (it may go out before the event is on disk, so the door is not kept
-//! waiting for a disk flush) and appends the event concurrently; the caller answers the reader
-//! or the HTTP client only once the event is durable. The first granted entry of a member on a
-//! site-local day creates a Cobot check-in through the store's outbox, in the same write as
-//! the event, so it happens exactly once even across restarts.
+//! Deciding is synchronous and reads only the snapshot in memory. Carrying a decision out runs
+//! the stages in order: the lock command goes out first (the door is not kept waiting for a
+//! disk flush), then, once the lock's outcome is known, the event is written once — granted or
+//! not, and whether the door opened (`opened`, else `lock_error`) — and the caller answers the
+//! reader or the HTTP client only once that event is durable. The first entry of a member on a
+//! site-local day whose door opened (or that was granted at a unit without a lock) creates a
+//! Cobot check-in through the store's outbox, in the same write as the event, so it happens
+//! exactly once even across restarts; a grant whose lock failed creates none.
 
 use std::sync::Arc;
 
@@ -80,12 +82,46 @@ pub(crate) enum AtTheLock {
     Failed(LockError),
 }
 
+impl AtTheLock {
+    /// Whether the door opened: the lock took the command or extended an open pulse.
+    pub(crate) fn opened(&self) -> bool {
+        matches!(self, AtTheLock::Done(_))
+    }
+
+    /// Why a granted door did not open, in a word (`no_lock`, or [`LockError::kind`]).
+    pub(crate) fn lock_error(&self) -> Option<&'static str> {
+        match self {
+            AtTheLock::NotGranted | AtTheLock::Done(_) => None,
+            AtTheLock::NoLock => Some("no_lock"),
+            AtTheLock::Failed(e) => Some(e.kind()),
+        }
+    }
+
+    /// Whether this entry counts for a Cobot check-in: the door opened, or the unit has no
+    /// lock to open (a granted area). A lock that failed means the member did not get in.
+    fn counts_as_entry(&self) -> bool {
+        matches!(self, AtTheLock::Done(_) | AtTheLock::NoLock)
+    }
+}
+
 /// A decision carried out.
 pub(crate) struct Carried {
     /// The lock's side.
     pub actuation: AtTheLock,
     /// The stored event, or why it could not be stored.
     pub event: Result<EventRecord, StoreError>,
+}
+
+impl Carried {
+    /// Whether the door opened.
+    pub(crate) fn opened(&self) -> bool {
+        self.actuation.opened()
+    }
+
+    /// Why a granted door did not open, in a word.
+    pub(crate) fn lock_error(&self) -> Option<&'static str> {
+        self.actuation.lock_error()
+    }
 }
 
 /// The door pipeline.
@@ -163,7 +199,19 @@ impl Doors {
             _ => None,
         };
         let credential = match presenter {
-            Presenter::Card(card) => Credential::Card(card),
+            Presenter::Card(card) => {
+                // One check for every reader kind: an id that is not 1-128 of [0-9A-Z] after
+                // removing separators is malformed, whatever the snapshot holds.
+                if let Err(e) = crate::domain::normalize_card(card) {
+                    return Ok(self.refusal(
+                        unit,
+                        presenter.kind(),
+                        reader,
+                        format!("malformed card id: {e}"),
+                    ));
+                }
+                Credential::Card(card)
+            }
             Presenter::App(user) => Credential::User(user),
             Presenter::Admin(_) => Credential::Admin,
         };
@@ -255,55 +303,36 @@ impl Doors {
         }
     }
 
-    /// Sends the lock command (if granted) and records the event; returns once the event is
-    /// durable. The permit is used up: carrying out the same decision again opens nothing.
+    /// Sends the lock command (if granted), then records the event with the lock's outcome;
+    /// returns once the event is durable. The permit is used up: carrying out the same
+    /// decision again opens nothing.
     pub(crate) async fn carry_out(&self, decided: &mut Decided) -> Carried {
         let permit = decided.permit.take();
         let command = Command {
             decision_id: decided.decision_id.clone(),
             unit: decided.unit.clone(),
         };
-        let unlock = async {
-            match &permit {
-                None => AtTheLock::NotGranted,
-                Some(permit) if permit.lock().is_none() => AtTheLock::NoLock,
-                Some(permit) => {
-                    let started = crate::clock::instant();
-                    match self.locks.unlock(permit, &command).await {
-                        Ok(done) => {
-                            self.daemon
-                                .metrics
-                                .actuation_seconds
-                                .observe(started.elapsed().as_secs_f64());
-                            AtTheLock::Done(done)
-                        }
-                        Err(e) => {
-                            tracing::warn!(unit = %command.unit, error = %e, "lock command failed");
-                            self.daemon
-                                .metrics
-                                .lock_errors
-                                .get_or_create(&super::metrics::LockLabel {
-                                    lock: permit.lock().unwrap_or("-").to_owned(),
-                                })
-                                .inc();
-                            AtTheLock::Failed(e)
-                        }
-                    }
-                }
-            }
-        };
-        let record = self.daemon.store.append_event(NewEvent {
-            time: decided.time,
-            unit: decided.unit.clone(),
-            member: decided.member.clone(),
-            credential_kind: decided.kind,
-            granted: decided.granted,
-            reason: decided.reason.clone(),
-            decision_id: decided.decision_id.clone(),
-            reader: decided.reader.clone(),
-            check_in_day: decided.check_in_day,
-        });
-        let (actuation, event) = tokio::join!(unlock, record);
+        let actuation = self.actuate(permit.as_ref(), &command).await;
+        let check_in_day = decided
+            .check_in_day
+            .filter(|_| actuation.counts_as_entry());
+        let event = self
+            .daemon
+            .store
+            .append_event(NewEvent {
+                time: decided.time,
+                unit: decided.unit.clone(),
+                member: decided.member.clone(),
+                credential_kind: decided.kind,
+                granted: decided.granted,
+                reason: decided.reason.clone(),
+                decision_id: decided.decision_id.clone(),
+                reader: decided.reader.clone(),
+                opened: actuation.opened(),
+                lock_error: actuation.lock_error().map(str::to_owned),
+                check_in_day,
+            })
+            .await;
         match &event {
             Ok(record) => {
                 self.daemon.saw_event(record.time);
@@ -316,5 +345,36 @@ impl Doors {
             }
         }
         Carried { actuation, event }
+    }
+
+    /// The actuate stage: the lock command for a permit, if there is one and it names a lock.
+    async fn actuate(&self, permit: Option<&Permit>, command: &Command) -> AtTheLock {
+        let Some(permit) = permit else {
+            return AtTheLock::NotGranted;
+        };
+        let Some(lock) = permit.lock() else {
+            return AtTheLock::NoLock;
+        };
+        let started = crate::clock::instant();
+        match self.locks.unlock(permit, command).await {
+            Ok(done) => {
+                self.daemon
+                    .metrics
+                    .actuation_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                AtTheLock::Done(done)
+            }
+            Err(e) => {
+                tracing::warn!(unit = %command.unit, error = %e, "lock command failed; the door stays shut");
+                self.daemon
+                    .metrics
+                    .lock_errors
+                    .get_or_create(&super::metrics::LockLabel {
+                        lock: lock.to_owned(),
+                    })
+                    .inc();
+                AtTheLock::Failed(e)
+            }
+        }
     }
 }

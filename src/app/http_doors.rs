@@ -3,9 +3,11 @@
 //!
 //! App opens answer in a fixed order: 429 (too many failed attempts from this address), 401
 //! (token unknown), 404 (unknown unit), 403 (denied), 409 (unit without lock), 502 (granted but
-//! the lock failed). The token is checked with Cobot's `/api/user` first; only when Cobot
-//! cannot be reached does the local cache of token hashes answer, so a member seen before
-//! still gets in during an outage (for `cobot.token_cache_ttl`).
+//! the lock failed). Every open answer says whether the door opened (`opened`, and
+//! `lock_error` when a granted door stayed shut). The token is checked with Cobot's
+//! `/api/user` first; only when Cobot cannot be reached does the local cache of token hashes
+//! answer, so a member seen before still gets in during an outage (for
+//! `cobot.token_cache_ttl`).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -67,6 +69,11 @@ struct OpenAnswer {
     member: Option<String>,
     reason: String,
     decision_id: String,
+    /// Whether the door opened (false when denied, without a lock, or the lock failed).
+    opened: bool,
+    /// Why a granted door did not open, in a word (`no_lock`, `unreachable`, `timeout`, …).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lock_error: Option<&'static str>,
     /// `opened`, or `extended` when the door was already open.
     #[serde(skip_serializing_if = "Option::is_none")]
     lock: Option<crate::locks::Actuation>,
@@ -79,12 +86,15 @@ fn answer(decided: &Decided, carried: Carried) -> Response {
         AtTheLock::Done(done) => Some(*done),
         _ => None,
     };
+    let (opened, lock_error) = (carried.opened(), carried.lock_error());
     let body = |error: Option<String>| OpenAnswer {
         granted: decided.granted,
         unit: decided.unit.clone(),
         member: decided.member.clone(),
         reason: decided.reason.clone(),
         decision_id: decided.decision_id.clone(),
+        opened,
+        lock_error,
         lock,
         error,
     };

@@ -7,8 +7,11 @@
 //! 30 s); decisions never wait for the broker.
 //!
 //! The reader task handles messages one at a time for what must be ordered — recognising a
-//! repeat, parsing, deciding — and then carries each decision out (lock command, durable event,
-//! result message) in its own task, so a slow lock never holds up the next card.
+//! repeat, parsing, deciding — and then carries each decision out (lock command, then the
+//! durable event with the lock's outcome, then the result message) in its own task, so a slow
+//! lock never holds up the next card. The client takes packets of over 1 MiB (see
+//! `locks::mqtt`), so a large reader payload is answered as malformed rather than dropping the
+//! connection that every reader and MQTT lock shares.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -145,8 +148,16 @@ async fn run_readers(
         }
         let now = Instant::now();
         let result_topic = format!("{}/result", reader.topic);
-        if let Some(previous) = recent.repeat(message.reader, &message.payload, now) {
-            publish_result(&client, &result_topic, &previous);
+        if let Some(mut previous) = recent.repeat(message.reader, &message.payload, now) {
+            // The first one's answer, once its event is durable (it may still be at the lock).
+            let client = client.clone();
+            in_flight.spawn(async move {
+                if let Ok(result) = previous.wait_for(Option::is_some).await
+                    && let Some(result) = result.as_ref()
+                {
+                    publish_result(&client, &result_topic, result);
+                }
+            });
             continue;
         }
         let mut decided = match parse_payload(&message.payload, crate::clock::now()) {
@@ -159,22 +170,28 @@ async fn run_readers(
                     }
                 }
             }
-            ReaderPayload::Malformed(reason) | ReaderPayload::Stale(reason) => {
+            ReaderPayload::Malformed(reason)
+            | ReaderPayload::Stale(reason)
+            | ReaderPayload::ClockSkew(reason) => {
                 doors.refusal(&reader.unit, CredentialKind::Card, Some(&reader.id), reason)
             }
         };
-        let result = ReaderResult {
-            granted: decided.granted,
-            unit: decided.unit.clone(),
-            reason: decided.reason.clone(),
-            decision_id: decided.decision_id.clone(),
-        };
-        recent.remember(message.reader, &message.payload, now, result.clone());
+        let answer = recent.remember(message.reader, &message.payload, now);
         let (doors, client) = (Arc::clone(&doors), client.clone());
         in_flight.spawn(async move {
-            // The reader hears the answer only once the event is durable (or failed to be:
-            // that is logged, and the reader still learns whether the door opened).
-            let _carried = doors.carry_out(&mut decided).await;
+            // Stages: actuate, persist (in carry_out), then publish. The reader hears the
+            // answer only once the event is durable (or failed to be: that is logged, and the
+            // reader still learns whether the door opened).
+            let carried = doors.carry_out(&mut decided).await;
+            let result = ReaderResult {
+                granted: decided.granted,
+                unit: decided.unit.clone(),
+                reason: decided.reason.clone(),
+                decision_id: decided.decision_id.clone(),
+                opened: carried.opened(),
+                lock_error: carried.lock_error().map(str::to_owned),
+            };
+            answer.send_replace(Some(result.clone()));
             publish_result(&client, &result_topic, &result);
         });
         // Reap finished tasks so the set does not grow.

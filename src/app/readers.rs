@@ -3,20 +3,25 @@
 //! A reader publishes a credential on its topic: JSON `{"credential": "04A1B2C3"}` (optionally
 //! with `"ts"`, Unix seconds) or the plain card id as text. A payload is JSON only if it starts
 //! with `{`. Anything larger than 1 KiB, empty, or not understood is denied as malformed, with a
-//! reason, and never crashes anything. A message whose `ts` is more than 10 s old is denied as
-//! stale. The same payload on the same reader within 2 s is answered again with the first
-//! result (same decision id) and opens nothing new.
+//! reason, and never crashes anything (the MQTT client takes packets of over 1 MiB, so every
+//! payload the broker delivers gets here). A message whose `ts` is more than 10 s old is denied
+//! as stale, and one more than 10 s in the future as clock skew (the reader's clock or ours is
+//! wrong; acting on it would let a recorded message be replayed later). The same payload on the
+//! same reader within 2 s is answered again with the first result (same decision id) and opens
+//! nothing new.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 /// Larger payloads are denied as malformed.
 pub(crate) const MAX_PAYLOAD: usize = 1024;
-/// A `ts` older than this is stale.
+/// A `ts` older than this is stale; one further than this in the future is clock skew.
 pub(crate) const MAX_AGE: Duration = Duration::from_secs(10);
 /// A repeated payload within this window gets the first answer again.
 pub(crate) const REPEAT_WINDOW: Duration = Duration::from_secs(2);
@@ -24,12 +29,14 @@ pub(crate) const REPEAT_WINDOW: Duration = Duration::from_secs(2);
 /// What a reader message turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum ReaderPayload {
-    /// A card id to decide on.
+    /// A card id to decide on (as sent; the door pipeline normalises and checks it).
     Card(String),
     /// Not understood: denied with this reason.
     Malformed(String),
     /// Too old to act on: denied with this reason.
     Stale(String),
+    /// Sent from the future: denied with this reason (starts with "clock skew").
+    ClockSkew(String),
 }
 
 #[derive(Debug, Deserialize)]
@@ -40,7 +47,7 @@ struct JsonPayload {
 
 /// Interprets a reader payload received at `now`.
 pub(crate) fn parse_payload(payload: &[u8], now: DateTime<Utc>) -> ReaderPayload {
-    use ReaderPayload::{Card, Malformed, Stale};
+    use ReaderPayload::{Card, ClockSkew, Malformed, Stale};
     if payload.len() > MAX_PAYLOAD {
         return Malformed(format!(
             "malformed reader message: {} bytes, more than the 1 KiB allowed",
@@ -65,13 +72,25 @@ pub(crate) fn parse_payload(payload: &[u8], now: DateTime<Utc>) -> ReaderPayload
         Err(e) => return Malformed(format!("malformed reader message: invalid JSON ({e})")),
     };
     if let Some(ts) = parsed.ts {
+        // Any JSON number (integer, float, huge, negative) as f64: the arithmetic below cannot
+        // overflow or panic, and serde_json never yields NaN or infinity.
         let Some(seconds) = ts.as_f64().filter(|s| s.is_finite()) else {
             return Malformed("malformed reader message: \"ts\" is not a number of seconds".into());
         };
         let age = now.timestamp_millis() as f64 / 1000.0 - seconds;
-        if age > MAX_AGE.as_secs_f64() {
+        let limit = MAX_AGE.as_secs_f64();
+        if age > limit {
             return Stale(format!(
-                "stale reader message: sent {age:.0} s ago, more than {} s",
+                "stale reader message: sent {} s ago, more than {} s",
+                shown_seconds(age),
+                MAX_AGE.as_secs()
+            ));
+        }
+        if -age > limit {
+            return ClockSkew(format!(
+                "clock skew: the reader message is dated {} s ahead of this gateway's clock, more \
+                 than {} s; check the reader's and the gateway's time",
+                shown_seconds(-age),
                 MAX_AGE.as_secs()
             ));
         }
@@ -85,10 +104,20 @@ pub(crate) fn parse_payload(payload: &[u8], now: DateTime<Utc>) -> ReaderPayload
     }
 }
 
+/// Seconds for a reason sentence: whole seconds, absurd values capped.
+fn shown_seconds(seconds: f64) -> String {
+    const CAP: f64 = 1e12;
+    if seconds > CAP {
+        format!("more than {CAP:.0}")
+    } else {
+        format!("{seconds:.0}")
+    }
+}
+
 /// The answer published on `<reader topic>/result` (never retained).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct ReaderResult {
-    /// Whether the door opens.
+    /// Whether access was granted.
     pub granted: bool,
     /// The reader's unit.
     pub unit: String,
@@ -96,39 +125,54 @@ pub(crate) struct ReaderResult {
     pub reason: String,
     /// The decision's id (also in the event and the lock command).
     pub decision_id: String,
+    /// Whether the door opened: false when denied, when the unit has no lock, or when the lock
+    /// failed, timed out or its outcome is unknown.
+    pub opened: bool,
+    /// Why a granted door did not open, in a word (`no_lock`, `unreachable`, `timeout`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lock_error: Option<String>,
 }
 
-/// Recent answers per (reader, payload), to answer repeats without acting twice.
+/// A result as it becomes known: `None` until the first message's event is durable.
+pub(crate) type PendingResult = watch::Receiver<Option<ReaderResult>>;
+
+/// Recent answers per (reader, payload), to answer repeats without acting twice. Payloads are
+/// kept as SHA-256 digests, so a burst of large payloads costs 32 bytes each.
 #[derive(Debug, Default)]
 pub(crate) struct RecentResults {
-    answers: HashMap<(usize, Vec<u8>), (Instant, ReaderResult)>,
+    answers: HashMap<(usize, [u8; 32]), (Instant, PendingResult)>,
+}
+
+fn digest(payload: &[u8]) -> [u8; 32] {
+    Sha256::digest(payload).into()
 }
 
 impl RecentResults {
-    /// The answer given to the same payload on the same reader within the window, if any.
+    /// The answer (maybe still pending) given to the same payload on the same reader within
+    /// the window, if any.
     pub(crate) fn repeat(
         &mut self,
         reader: usize,
         payload: &[u8],
         now: Instant,
-    ) -> Option<ReaderResult> {
+    ) -> Option<PendingResult> {
         self.answers
             .retain(|_, (at, _)| now.saturating_duration_since(*at) < REPEAT_WINDOW);
         self.answers
-            .get(&(reader, payload.to_vec()))
+            .get(&(reader, digest(payload)))
             .map(|(_, result)| result.clone())
     }
 
-    /// Remembers the answer to a payload.
+    /// Remembers the answer to a payload; the returned sender fills it in.
     pub(crate) fn remember(
         &mut self,
         reader: usize,
         payload: &[u8],
         now: Instant,
-        result: ReaderResult,
-    ) {
-        self.answers
-            .insert((reader, payload.to_vec()), (now, result));
+    ) -> watch::Sender<Option<ReaderResult>> {
+        let (tx, rx) = watch::channel(None);
+        self.answers.insert((reader, digest(payload)), (now, rx));
+        tx
     }
 }
 
@@ -190,7 +234,57 @@ mod tests {
     }
 
     #[test]
-    fn a_repeat_within_two_seconds_gets_the_first_answer_only_on_the_same_reader() {
+    fn a_message_more_than_ten_seconds_in_the_future_is_clock_skew() {
+        let ahead = format!(r#"{{"credential":"04A1","ts":{}}}"#, now().timestamp() + 11);
+        assert!(matches!(
+            parse_payload(ahead.as_bytes(), now()),
+            ReaderPayload::ClockSkew(r) if r.starts_with("clock skew")
+        ));
+        let near = format!(r#"{{"credential":"04A1","ts":{}}}"#, now().timestamp() + 9);
+        assert_eq!(
+            parse_payload(near.as_bytes(), now()),
+            ReaderPayload::Card("04A1".into())
+        );
+    }
+
+    #[test]
+    fn hostile_ts_values_are_denied_never_a_panic() {
+        let far_future = [
+            i64::MAX.to_string(),
+            u64::MAX.to_string(),
+            "1e300".to_owned(),
+            "99999999999999999999999999999".to_owned(),
+        ];
+        for ts in far_future {
+            let payload = format!(r#"{{"credential":"04A1","ts":{ts}}}"#);
+            assert!(
+                matches!(parse_payload(payload.as_bytes(), now()), ReaderPayload::ClockSkew(_)),
+                "{ts}"
+            );
+        }
+        for ts in [i64::MIN.to_string(), "-1".into(), "0".into(), "-1e300".into()] {
+            let payload = format!(r#"{{"credential":"04A1","ts":{ts}}}"#);
+            assert!(
+                matches!(parse_payload(payload.as_bytes(), now()), ReaderPayload::Stale(_)),
+                "{ts}"
+            );
+        }
+        for ts in ["1e400", "true", "[1]", "{}", "\"1795000000\""] {
+            let payload = format!(r#"{{"credential":"04A1","ts":{ts}}}"#);
+            assert!(
+                matches!(parse_payload(payload.as_bytes(), now()), ReaderPayload::Malformed(_)),
+                "{ts}"
+            );
+        }
+        let float = format!(r#"{{"credential":"04A1","ts":{}.75}}"#, now().timestamp() - 2);
+        assert_eq!(
+            parse_payload(float.as_bytes(), now()),
+            ReaderPayload::Card("04A1".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_repeat_within_two_seconds_gets_the_first_answer_only_on_the_same_reader() {
         let mut recent = RecentResults::default();
         let t0 = Instant::now();
         let result = ReaderResult {
@@ -198,19 +292,25 @@ mod tests {
             unit: "front_door".into(),
             reason: "ok".into(),
             decision_id: "d1".into(),
+            opened: true,
+            lock_error: None,
         };
-        recent.remember(0, b"04A1", t0, result.clone());
-        assert_eq!(
-            recent.repeat(0, b"04A1", t0 + Duration::from_millis(1500)),
-            Some(result)
+        let answer = recent.remember(0, b"04A1", t0);
+        let mut pending = recent
+            .repeat(0, b"04A1", t0 + Duration::from_millis(1500))
+            .unwrap();
+        answer.send_replace(Some(result.clone()));
+        let known = pending.wait_for(Option::is_some).await.unwrap().clone();
+        assert_eq!(known, Some(result));
+        assert!(
+            recent
+                .repeat(1, b"04A1", t0 + Duration::from_millis(1500))
+                .is_none()
         );
-        assert_eq!(
-            recent.repeat(1, b"04A1", t0 + Duration::from_millis(1500)),
-            None
-        );
-        assert_eq!(
-            recent.repeat(0, b"04A1", t0 + Duration::from_millis(2100)),
-            None
+        assert!(
+            recent
+                .repeat(0, b"04A1", t0 + Duration::from_millis(2100))
+                .is_none()
         );
     }
 }

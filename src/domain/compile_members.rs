@@ -241,10 +241,18 @@ fn compile_cards(s: &mut Snapshot, data: &CobotData) {
         let Some(&m) = s.member_index.get(&t.membership_id) else {
             continue;
         };
-        let token = normalize_card(&t.token);
-        if token.is_empty() {
-            continue;
-        }
+        let token = match normalize_card(&t.token) {
+            Ok(token) => token,
+            Err(e) => {
+                let shown: String = t.token.escape_default().take(64).collect();
+                if let Some(member) = s.members.get_mut(m as usize) {
+                    member
+                        .errors
+                        .push(format!("check-in token \"{shown}\" is not a card id: {e}; it opens nothing"));
+                }
+                continue;
+            }
+        };
         match s.card_index.get(&token) {
             Some(&c) => {
                 if let Some(card) = s.cards.get_mut(c as usize)

@@ -257,7 +257,9 @@ pub fn decide(snapshot: &Snapshot, request: &Request, now: &Moment) -> Decision 
         },
         Credential::Card(raw) => {
             let Some(c) = snapshot.lookup_card(raw) else {
-                let card = super::card::normalize_card(raw);
+                // A malformed id matches no card; it is shown escaped and cut short.
+                let card = super::card::normalize_card(raw)
+                    .unwrap_or_else(|_| raw.escape_default().take(64).collect());
                 return deny(decision, Denial::UnknownCard(card.into()));
             };
             decision.via = Via::Card(c);

@@ -17,7 +17,7 @@ mod snapshot;
 #[cfg(test)]
 mod testkit;
 
-pub use card::normalize_card;
+pub use card::{MalformedCard, normalize_card};
 pub use compile::compile;
 pub use decide::{ClockProblem, ClockTrust, Credential, Decision, Moment, Permit, Request, decide};
 pub use snapshot::{CompileReport, MemberIdx, MemberView, PLAN_ERROR, Snapshot, UnitIdx};

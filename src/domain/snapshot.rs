@@ -475,9 +475,11 @@ impl Snapshot {
         })
     }
 
-    /// A card by its raw id (normalised here).
+    /// A card by its raw id (normalised here; a malformed id matches none).
     pub(crate) fn lookup_card(&self, raw: &str) -> Option<u32> {
         with_normalized_card(raw, |card| self.card_index.get(card).copied())
+            .ok()
+            .flatten()
     }
 
     pub(crate) fn is_holiday(&self, date: NaiveDate) -> bool {

@@ -37,7 +37,8 @@ pub use ble::{BleBackend, BleError, BleLock, BluerBackend, FakeBle, FakeBleWrite
 pub use log::{LogEntry, LogLock};
 pub use modbus::ModbusLock;
 pub use mqtt::{
-    MqttLink, MqttLock, MqttSetupError, mqtt_client, mqtt_network_options, mqtt_options,
+    MAX_MESSAGE_SIZE, MAX_PACKET_SIZE, MqttLink, MqttLock, MqttSetupError, mqtt_client,
+    mqtt_network_options, mqtt_options,
 };
 
 /// A boxed, sendable future: what [`LockDriver::unlock`] returns, so the trait stays
@@ -108,6 +109,20 @@ impl LockError {
             self,
             LockError::Transport { .. } | LockError::Timeout { .. }
         )
+    }
+
+    /// A short, stable word for the error (`unreachable`, `timeout`, `uncertain`, `refused`,
+    /// `not_configured`, `invalid`): what the reader result, open answers and events carry as
+    /// `lock_error`. The full sentence is the `Display` text.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LockError::Transport { .. } => "unreachable",
+            LockError::Timeout { .. } => "timeout",
+            LockError::Uncertain { .. } => "uncertain",
+            LockError::Refused { .. } => "refused",
+            LockError::NotConfigured(_) => "not_configured",
+            LockError::Invalid { .. } => "invalid",
+        }
     }
 
     /// The lock the error is about.

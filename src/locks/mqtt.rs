@@ -41,6 +41,16 @@ use crate::config::MqttConfig;
 
 /// Keep-alive of the broker connection: a dead broker is noticed within about 1.5× this.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+/// The largest payload the broker is expected to deliver: the shipped mosquitto drop-in sets
+/// `message_size_limit` to this.
+pub const MAX_MESSAGE_SIZE: usize = 1024 * 1024;
+/// The largest packet the client takes (MQTT "remaining length"): a [`MAX_MESSAGE_SIZE`]
+/// payload with the longest topic (2 + 65,535 bytes) and a packet id. rumqttc's default is
+/// 10 KiB, and a larger packet drops the whole connection — every reader and MQTT lock with it
+/// — before the payload is even read. Larger packets still do (the client never buffers an
+/// unbounded packet); then the event loop reconnects with backoff and resubscribes, and with a
+/// clean session the broker does not deliver the oversized message again.
+pub const MAX_PACKET_SIZE: usize = MAX_MESSAGE_SIZE + 2 + u16::MAX as usize + 2;
 /// Seconds rumqttc waits for TCP/TLS connect and CONNACK, and for a flush.
 const CONNECTION_TIMEOUT_SECS: u64 = 5;
 /// The trust roots used for `mqtts://` when `ca_file` is not set (Debian's ca-certificates).
@@ -67,7 +77,8 @@ pub enum MqttSetupError {
     },
 }
 
-/// Builds MQTT 3.1.1 options from `[mqtt]`: clean session, keep-alive, credentials, and TLS
+/// Builds MQTT 3.1.1 options from `[mqtt]`: clean session, keep-alive, packets up to
+/// [`MAX_PACKET_SIZE`] both ways, credentials, and TLS
 /// for `mqtts://` (rustls; `ca_file` as the trust root when set, else the system's bundle).
 /// TCP_NODELAY is not an `MqttOptions` setting in rumqttc 0.25: it lives on the event loop,
 /// see [`mqtt_network_options`] and [`mqtt_client`].
@@ -93,6 +104,7 @@ pub fn mqtt_options(
     let mut options = MqttOptions::new(cfg.client_id.clone(), host, port);
     options.set_keep_alive(KEEP_ALIVE);
     options.set_clean_session(true);
+    options.set_max_packet_size(MAX_PACKET_SIZE, MAX_PACKET_SIZE);
     if let Some(user) = &cfg.username {
         options.set_credentials(user.clone(), password.unwrap_or_default());
     }

@@ -122,6 +122,8 @@ fn options_use_a_clean_session_credentials_and_the_default_ports() {
     assert!(options.clean_session());
     assert_eq!(options.broker_address(), ("broker.local".into(), 1883));
     assert_eq!(options.keep_alive(), KEEP_ALIVE);
+    // A reader payload of up to 1 MiB must never drop the shared connection.
+    assert!(options.max_packet_size() > 1024 * 1024 + 65_535);
     let login = options.credentials().unwrap();
     assert_eq!(
         (login.username.as_str(), login.password.as_str()),

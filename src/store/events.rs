@@ -68,6 +68,15 @@ pub struct EventRecord {
     pub decision_id: String,
     /// The reader that sent the credential, for card events.
     pub reader: Option<String>,
+    /// Whether the door opened: the lock took the command (or extended an open pulse). False
+    /// for denials, units without a lock, and a lock that failed, timed out or whose outcome is
+    /// unknown. Events stored before this field existed read as false.
+    #[serde(default)]
+    pub opened: bool,
+    /// Why a granted door did not open (`no_lock`, `unreachable`, `timeout`, `uncertain`,
+    /// `refused`, …); `None` when it opened or was denied.
+    #[serde(default)]
+    pub lock_error: Option<String>,
     /// `Some` only on the event that created a Cobot check-in.
     pub check_in: Option<CheckInStatus>,
 }
@@ -91,8 +100,13 @@ pub struct NewEvent {
     pub decision_id: String,
     /// The reader that sent the credential, for card events.
     pub reader: Option<String>,
+    /// Whether the door opened (see [`EventRecord::opened`]).
+    pub opened: bool,
+    /// Why a granted door did not open (see [`EventRecord::lock_error`]).
+    pub lock_error: Option<String>,
     /// The site-local day when this granted entry should create a Cobot check-in (the caller
-    /// decides whether check-ins are on). Ignored for denied events and events without a member.
+    /// decides whether check-ins are on, and that the door opened or has no lock). Ignored for
+    /// denied events and events without a member.
     pub check_in_day: Option<NaiveDate>,
 }
 
@@ -170,6 +184,8 @@ impl Store {
                     reason: e.reason.clone(),
                     decision_id: e.decision_id.clone(),
                     reader: e.reader.clone(),
+                    opened: e.opened,
+                    lock_error: e.lock_error.clone(),
                     check_in,
                 };
                 events.insert(&seq_key(seq), encode("event", &record).map_err(abort)?)?;

@@ -29,6 +29,8 @@ pub(crate) fn entry(
         reason: "member m1 holds full_time".into(),
         decision_id: format!("d-{member}-{}", time.timestamp()),
         reader: Some("front_reader".into()),
+        opened: true,
+        lock_error: None,
         check_in_day,
     }
 }
@@ -293,4 +295,28 @@ async fn an_acknowledged_event_survives_the_process_being_killed() {
         (1..=20).collect::<Vec<u64>>()
     );
     assert_eq!(store.outbox_depth().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn the_door_outcome_is_stored_with_the_event_and_old_events_read_as_not_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let mut shut = entry("m1", None, at(0));
+    shut.opened = false;
+    shut.lock_error = Some("unreachable".into());
+    let stored = store.append_event(shut).await.unwrap();
+    assert!(!stored.opened);
+    assert_eq!(stored.lock_error.as_deref(), Some("unreachable"));
+    let read = store.events_after(0, 10).unwrap();
+    assert_eq!(read, vec![stored]);
+
+    // A record written before `opened` and `lock_error` existed.
+    let old = serde_json::json!({
+        "seq": 2, "time": at(1), "unit": "front_door", "member": "m1",
+        "credential_kind": "card", "granted": true, "reason": "r", "decision_id": "d",
+        "reader": null, "check_in": null
+    });
+    let old: EventRecord = serde_json::from_value(old).unwrap();
+    assert!(!old.opened);
+    assert_eq!(old.lock_error, None);
 }

@@ -1,3 +1,5 @@
+#![allow(dead_code)] // reason: each test binary uses a different part of the harness
+
 //! Running `portier run` as a child process the way systemd does: with a `NOTIFY_SOCKET` we
 //! read `READY=1`, `STATUS=`, `WATCHDOG=1` and `STOPPING=1` from.
 

@@ -27,6 +27,8 @@ pub struct Mosquitto {
     /// The port it listens on (127.0.0.1).
     pub port: u16,
     dir: tempfile::TempDir,
+    /// Lines appended to the broker's configuration (e.g. the shipped drop-in).
+    extra: String,
 }
 
 impl Mosquitto {
@@ -36,6 +38,18 @@ impl Mosquitto {
         Self::start_on(port).await
     }
 
+    /// Starts a broker on a free port with `extra` appended to its configuration.
+    pub async fn start_with(extra: &str) -> Mosquitto {
+        let mut broker = Mosquitto {
+            child: None,
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            extra: extra.to_owned(),
+        };
+        broker.restart().await;
+        broker
+    }
+
     /// Starts a broker on `port` (e.g. again after [`Mosquitto::stop`]).
     pub async fn start_on(port: u16) -> Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -43,6 +57,7 @@ impl Mosquitto {
             child: None,
             port,
             dir,
+            extra: String::new(),
         };
         broker.restart().await;
         broker
@@ -63,11 +78,13 @@ impl Mosquitto {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 
-    /// Client options for this broker (clean session, 5 s keep-alive).
+    /// Client options for this broker (clean session, 5 s keep-alive, packets up to 4 MiB so
+    /// tests can publish oversized payloads).
     pub fn options(&self, client_id: &str) -> MqttOptions {
         let mut options = MqttOptions::new(client_id, "127.0.0.1", self.port);
         options.set_keep_alive(Duration::from_secs(5));
         options.set_clean_session(true);
+        options.set_max_packet_size(4 << 20, 4 << 20);
         options
     }
 
@@ -83,9 +100,10 @@ impl Mosquitto {
     pub async fn restart(&mut self) {
         self.stop();
         let config = format!(
-            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file {}\n",
+            "listener {} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest file {}\n{}\n",
             self.port,
-            self.log_path().display()
+            self.log_path().display(),
+            self.extra
         );
         std::fs::write(self.config_path(), config).expect("write mosquitto.conf");
         let child = Command::new(MOSQUITTO)
