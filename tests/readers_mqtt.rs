@@ -173,12 +173,27 @@ async fn a_reader_message_dated_in_the_future_is_denied_as_clock_skew_and_hostil
     let reader = s.publisher("test-reader").await;
     let now = portier::clock::now().timestamp();
     let cases: Vec<(String, &str)> = vec![
-        (format!(r#"{{"credential":"{ADA_CARD}","ts":{}}}"#, now + 3600), "clock skew"),
-        (format!(r#"{{"credential":"{ADA_CARD}","ts":{}}}"#, i64::MAX), "clock skew"),
-        (format!(r#"{{"credential":"{ADA_CARD}","ts":1e300}}"#), "clock skew"),
-        (format!(r#"{{"credential":"{ADA_CARD}","ts":{}}}"#, now - 3600), "stale"),
+        (
+            format!(r#"{{"credential":"{ADA_CARD}","ts":{}}}"#, now + 3600),
+            "clock skew",
+        ),
+        (
+            format!(r#"{{"credential":"{ADA_CARD}","ts":{}}}"#, i64::MAX),
+            "clock skew",
+        ),
+        (
+            format!(r#"{{"credential":"{ADA_CARD}","ts":1e300}}"#),
+            "clock skew",
+        ),
+        (
+            format!(r#"{{"credential":"{ADA_CARD}","ts":{}}}"#, now - 3600),
+            "stale",
+        ),
         (format!(r#"{{"credential":"{ADA_CARD}","ts":-1}}"#), "stale"),
-        (format!(r#"{{"credential":"{ADA_CARD}","ts":1e400}}"#), "malformed"),
+        (
+            format!(r#"{{"credential":"{ADA_CARD}","ts":1e400}}"#),
+            "malformed",
+        ),
     ];
     for (payload, why) in &cases {
         reader
@@ -228,7 +243,12 @@ async fn a_card_id_that_only_matches_under_unicode_case_folding_is_malformed() {
     let (_result_client, mut results) = s.broker.subscriber("test-results", RESULT_TOPIC).await;
     let reader = s.publisher("test-reader").await;
     // 'ſ' (long s) upper-cases to 'S' under Unicode rules.
-    for card in ["HANſ0001", "ｈａｎｓ0001", "HANS\u{a0}0001", &"A".repeat(129)] {
+    for card in [
+        "HANſ0001",
+        "ｈａｎｓ0001",
+        "HANS\u{a0}0001",
+        &"A".repeat(129),
+    ] {
         reader
             .publish(READER_TOPIC, QoS::AtLeastOnce, false, card)
             .await
@@ -266,10 +286,22 @@ async fn a_check_in_token_that_is_not_a_card_id_is_a_member_error() {
     let errors = barbara["errors"].to_string();
     assert!(errors.contains("BARBARA_01"), "{errors}");
     assert!(errors.contains("not a card id"), "{errors}");
-    site.portier(&["explain", "--credential", "BARBARA_01", "--unit", "front_door"])
-        .await
-        .expect_code(2);
-    site.portier(&["explain", "--credential", "hans0001", "--unit", "front_door"])
-        .await
-        .expect_code(0);
+    site.portier(&[
+        "explain",
+        "--credential",
+        "BARBARA_01",
+        "--unit",
+        "front_door",
+    ])
+    .await
+    .expect_code(2);
+    site.portier(&[
+        "explain",
+        "--credential",
+        "hans0001",
+        "--unit",
+        "front_door",
+    ])
+    .await
+    .expect_code(0);
 }

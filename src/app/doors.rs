@@ -313,9 +313,7 @@ impl Doors {
             unit: decided.unit.clone(),
         };
         let actuation = self.actuate(permit.as_ref(), &command).await;
-        let check_in_day = decided
-            .check_in_day
-            .filter(|_| actuation.counts_as_entry());
+        let check_in_day = decided.check_in_day.filter(|_| actuation.counts_as_entry());
         let event = self
             .daemon
             .store

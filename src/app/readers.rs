@@ -258,25 +258,42 @@ mod tests {
         for ts in far_future {
             let payload = format!(r#"{{"credential":"04A1","ts":{ts}}}"#);
             assert!(
-                matches!(parse_payload(payload.as_bytes(), now()), ReaderPayload::ClockSkew(_)),
+                matches!(
+                    parse_payload(payload.as_bytes(), now()),
+                    ReaderPayload::ClockSkew(_)
+                ),
                 "{ts}"
             );
         }
-        for ts in [i64::MIN.to_string(), "-1".into(), "0".into(), "-1e300".into()] {
+        for ts in [
+            i64::MIN.to_string(),
+            "-1".into(),
+            "0".into(),
+            "-1e300".into(),
+        ] {
             let payload = format!(r#"{{"credential":"04A1","ts":{ts}}}"#);
             assert!(
-                matches!(parse_payload(payload.as_bytes(), now()), ReaderPayload::Stale(_)),
+                matches!(
+                    parse_payload(payload.as_bytes(), now()),
+                    ReaderPayload::Stale(_)
+                ),
                 "{ts}"
             );
         }
         for ts in ["1e400", "true", "[1]", "{}", "\"1795000000\""] {
             let payload = format!(r#"{{"credential":"04A1","ts":{ts}}}"#);
             assert!(
-                matches!(parse_payload(payload.as_bytes(), now()), ReaderPayload::Malformed(_)),
+                matches!(
+                    parse_payload(payload.as_bytes(), now()),
+                    ReaderPayload::Malformed(_)
+                ),
                 "{ts}"
             );
         }
-        let float = format!(r#"{{"credential":"04A1","ts":{}.75}}"#, now().timestamp() - 2);
+        let float = format!(
+            r#"{{"credential":"04A1","ts":{}.75}}"#,
+            now().timestamp() - 2
+        );
         assert_eq!(
             parse_payload(float.as_bytes(), now()),
             ReaderPayload::Card("04A1".into())

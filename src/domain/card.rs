@@ -99,17 +99,27 @@ mod tests {
         assert_eq!(normalize_card("HANſ0001"), Err(MalformedCard::BadCharacter));
         assert_eq!(normalize_card("ıd01"), Err(MalformedCard::BadCharacter));
         assert_eq!(normalize_card("ÄÖ-ü"), Err(MalformedCard::BadCharacter));
-        assert_eq!(normalize_card("04\u{a0}A1"), Err(MalformedCard::BadCharacter));
+        assert_eq!(
+            normalize_card("04\u{a0}A1"),
+            Err(MalformedCard::BadCharacter)
+        );
     }
 
     #[test]
     fn empty_long_and_odd_card_ids_are_malformed() {
         assert_eq!(normalize_card(""), Err(MalformedCard::Empty));
         assert_eq!(normalize_card(" :-: "), Err(MalformedCard::Empty));
-        assert_eq!(normalize_card(&"A".repeat(129)), Err(MalformedCard::TooLong));
+        assert_eq!(
+            normalize_card(&"A".repeat(129)),
+            Err(MalformedCard::TooLong)
+        );
         assert!(normalize_card(&"A".repeat(128)).is_ok());
         for odd in ["04_A1", "04.A1", "04/A1", "04\0A1", "{\"x\"}", "04+A1"] {
-            assert_eq!(normalize_card(odd), Err(MalformedCard::BadCharacter), "{odd}");
+            assert_eq!(
+                normalize_card(odd),
+                Err(MalformedCard::BadCharacter),
+                "{odd}"
+            );
         }
     }
 

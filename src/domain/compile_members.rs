@@ -246,9 +246,9 @@ fn compile_cards(s: &mut Snapshot, data: &CobotData) {
             Err(e) => {
                 let shown: String = t.token.escape_default().take(64).collect();
                 if let Some(member) = s.members.get_mut(m as usize) {
-                    member
-                        .errors
-                        .push(format!("check-in token \"{shown}\" is not a card id: {e}; it opens nothing"));
+                    member.errors.push(format!(
+                        "check-in token \"{shown}\" is not a card id: {e}; it opens nothing"
+                    ));
                 }
                 continue;
             }

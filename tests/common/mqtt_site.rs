@@ -67,8 +67,14 @@ impl MqttSite {
 
     /// `site` on `broker`, with `extra` TOML appended; its config is checked.
     pub async fn on(site: Site, broker: Mosquitto, extra: &str) -> MqttSite {
+        let text = config(&broker, extra);
+        Self::with_config(site, broker, &text).await
+    }
+
+    /// `site` on `broker` with the configuration `text` (see [`config`]); it is checked.
+    pub async fn with_config(site: Site, broker: Mosquitto, text: &str) -> MqttSite {
         let port = free_port();
-        site.write_config(&config(&broker, extra), port);
+        site.write_config(text, port);
         site.portier(&["check-config"]).await.expect_code(0);
         MqttSite { site, broker, port }
     }
@@ -108,9 +114,11 @@ pub async fn events(d: &Daemon) -> Vec<Value> {
 /// Waits until at least `n` events are stored (or 10 s pass) and returns them all.
 pub async fn wait_events(d: &Daemon, n: usize) -> Vec<Value> {
     let (_, body) = d
-        .poll("/v1/events?after=0&limit=1000", Duration::from_secs(10), |_, b| {
-            b["events"].as_array().is_some_and(|e| e.len() >= n)
-        })
+        .poll(
+            "/v1/events?after=0&limit=1000",
+            Duration::from_secs(10),
+            |_, b| b["events"].as_array().is_some_and(|e| e.len() >= n),
+        )
         .await;
     body["events"].as_array().cloned().unwrap_or_default()
 }
