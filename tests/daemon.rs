@@ -142,6 +142,7 @@ async fn a_card_opens_the_door_is_recorded_answered_and_checked_in_once() {
     assert!(payload.contains("UNLOCK"), "{payload}");
     let result: Value = serde_json::from_slice(&results.next().await.payload).unwrap();
     assert_eq!(result["granted"], true, "{result}");
+    assert_eq!(result["opened"], true, "{result}");
     assert_eq!(result["unit"], "front_door");
     let decision = result["decision_id"].as_str().unwrap().to_owned();
     assert!(
@@ -157,6 +158,7 @@ async fn a_card_opens_the_door_is_recorded_answered_and_checked_in_once() {
     assert_eq!(recorded[0]["member"], ADA);
     assert_eq!(recorded[0]["credential_kind"], "card");
     assert_eq!(recorded[0]["granted"], true);
+    assert_eq!(recorded[0]["opened"], true);
     assert_eq!(recorded[0]["decision_id"], decision.as_str());
     assert_eq!(
         wait_check_ins(&s.site, ADA, 1, Duration::from_secs(10)).await,
@@ -194,6 +196,7 @@ async fn a_card_opens_the_door_is_recorded_answered_and_checked_in_once() {
         .unwrap();
     let malformed: Value = serde_json::from_slice(&results.next().await.payload).unwrap();
     assert_eq!(malformed["granted"], false);
+    assert_eq!(malformed["opened"], false);
     assert!(malformed["reason"].as_str().unwrap().contains("malformed"));
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
@@ -308,8 +311,10 @@ async fn app_opens_check_the_token_with_cobot_and_fall_back_to_the_cache() {
         .await;
     assert_eq!(code, 403, "{body}");
     assert_eq!(body["granted"], false);
-    let (code, _) = d.post("/v1/units/lobby/open", Some(&ada)).await;
+    let (code, body) = d.post("/v1/units/lobby/open", Some(&ada)).await;
     assert_eq!(code, 409);
+    assert_eq!(body["opened"], false, "{body}");
+    assert_eq!(body["lock_error"], "no_lock", "{body}");
 
     // Cobot unreachable: a token seen before still opens, an unseen one does not.
     s.site.cobot.set_fault("/api/user", Fault::Status(503));
