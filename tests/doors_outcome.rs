@@ -27,12 +27,16 @@ const OFFICE_READER: &str = "portier/readers/office";
 /// The MQTT site, with the office's lock on Modbus TCP at a port nothing listens on, a reader
 /// at the office, and a lobby without a lock.
 async fn site() -> MqttSite {
+    site_with_office_lock_at(free_port()).await
+}
+
+/// The same, with the office's Modbus lock at `port` on loopback.
+async fn site_with_office_lock_at(dead: u16) -> MqttSite {
     let broker = Mosquitto::start().await;
     let extra = format!(
         "[[reader]]\nid = \"office_reader\"\nunit = \"office\"\ntopic = \"{OFFICE_READER}\"\n\n\
          [[unit]]\nid = \"lobby\"\nparent = \"building\"\n"
     );
-    let dead = free_port();
     let text = mqtt_site::config(&broker, &extra).replace(
         "[[lock]]\nid = \"office_lock\"\ndriver = \"log\"",
         &format!(
@@ -72,10 +76,14 @@ async fn a_grant_whose_lock_is_unreachable_says_the_door_stayed_shut_and_makes_n
     let reader = s.publisher("test-reader").await;
 
     // Ada may open the office, but its lock's server is gone.
-    reader
-        .publish(OFFICE_READER, QoS::AtLeastOnce, false, ADA_CARD)
-        .await
-        .unwrap();
+    // The same card twice: the second arrives while the first still waits at the lock, and
+    // gets the first one's answer once that is known.
+    for _ in 0..2 {
+        reader
+            .publish(OFFICE_READER, QoS::AtLeastOnce, false, ADA_CARD)
+            .await
+            .unwrap();
+    }
     let shut = json_of(&office_results.next().await.payload);
     assert_eq!(shut["granted"], true, "{shut}");
     assert_eq!(shut["opened"], false, "{shut}");
@@ -186,4 +194,55 @@ async fn http_opens_say_whether_the_door_opened() {
     assert_eq!(recorded[0]["check_in"], Value::Null);
     assert!(recorded[2]["check_in"].is_object(), "{recorded:?}");
     assert_eq!(recorded[3]["check_in"], Value::Null);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_that_never_answers_times_out_and_the_result_says_so_also_to_a_repeat() {
+    // A Modbus "device" that accepts the connection and then says nothing.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let (held_tx, mut held) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = silent.accept().await {
+            let _ = held_tx.send(socket);
+        }
+    });
+    let s = site_with_office_lock_at(port).await;
+    let d = s.start_daemon().await;
+    let (_office_client, mut office_results) = s
+        .broker
+        .subscriber("test-office-results", &format!("{OFFICE_READER}/result"))
+        .await;
+    let reader = s.publisher("test-reader").await;
+    // The same card twice: the second arrives while the first still waits at the lock, and
+    // gets the first one's answer once that is known.
+    for _ in 0..2 {
+        reader
+            .publish(OFFICE_READER, QoS::AtLeastOnce, false, ADA_CARD)
+            .await
+            .unwrap();
+    }
+    let shut = json_of(
+        &office_results
+            .next_within(Duration::from_secs(10))
+            .await
+            .unwrap()
+            .payload,
+    );
+    assert!(held.try_recv().is_ok(), "the lock was asked");
+    assert_eq!(shut["granted"], true, "{shut}");
+    assert_eq!(shut["opened"], false, "{shut}");
+    assert_eq!(shut["lock_error"], "timeout", "{shut}");
+    let again = json_of(
+        &office_results
+            .next_within(Duration::from_secs(10))
+            .await
+            .unwrap()
+            .payload,
+    );
+    assert_eq!(again, shut);
+    let recorded = events(&d).await;
+    assert_eq!(recorded.len(), 1, "{recorded:?}");
+    assert_eq!(recorded[0]["lock_error"], "timeout");
+    assert_eq!(recorded[0]["check_in"], Value::Null);
 }
