@@ -146,6 +146,14 @@ impl Doors {
         }
     }
 
+    /// Records the time a stage of the pipeline took, from `started` until now
+    /// (`portier_stage_seconds`).
+    pub(crate) fn record_stage(&self, stage: &'static str, started: std::time::Instant) {
+        self.daemon
+            .metrics
+            .stage(stage, started.elapsed().as_secs_f64());
+    }
+
     /// Decides a request at `unit` now.
     pub(crate) fn decide(
         &self,
@@ -230,6 +238,7 @@ impl Doors {
         let elapsed = started.elapsed().as_secs_f64();
         let metrics = &self.daemon.metrics;
         metrics.decision_seconds.observe(elapsed);
+        metrics.stage("decide", elapsed);
         metrics
             .decisions
             .get_or_create(&ResultLabel {
@@ -314,6 +323,7 @@ impl Doors {
         };
         let actuation = self.actuate(permit.as_ref(), &command).await;
         let check_in_day = decided.check_in_day.filter(|_| actuation.counts_as_entry());
+        let persisting = crate::clock::instant();
         let event = self
             .daemon
             .store
@@ -331,6 +341,7 @@ impl Doors {
                 check_in_day,
             })
             .await;
+        self.record_stage("persist", persisting);
         match &event {
             Ok(record) => {
                 self.daemon.saw_event(record.time);
@@ -354,7 +365,9 @@ impl Doors {
             return AtTheLock::NoLock;
         };
         let started = crate::clock::instant();
-        match self.locks.unlock(permit, command).await {
+        let outcome = self.locks.unlock(permit, command).await;
+        self.record_stage("actuate", started);
+        match outcome {
             Ok(done) => {
                 self.daemon
                     .metrics

@@ -98,6 +98,7 @@ impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<Arc<
         api: &Arc<Api>,
     ) -> Result<Self, Response> {
         if !is_admin(&api.daemon, &parts.headers) {
+            api.daemon.auth_failed("admin", parts.uri.path());
             return Err(unauthorized());
         }
         Query::<T>::try_from_uri(&parts.uri)
@@ -125,21 +126,19 @@ async fn status(State(api): State<Arc<Api>>) -> Response {
     Json(state::status(daemon, clock::now())).into_response()
 }
 
-async fn metrics(State(api): State<Arc<Api>>) -> Response {
+/// Classic Prometheus text by default and for `Accept: text/plain`; OpenMetrics when the
+/// scraper asks for it. The gauges are read from the daemon's state now.
+async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
     let daemon = &api.daemon;
-    // The outbox lives in the store; its depth is read when someone asks.
-    if let Ok(depth) = daemon.store.outbox_depth() {
-        daemon
-            .metrics
-            .outbox_depth
-            .set(i64::try_from(depth).unwrap_or(i64::MAX));
-    }
+    let format = super::metrics::Format::from_accept(
+        headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
+    daemon.metrics.refresh(daemon, clock::now());
     (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        daemon.metrics.render(),
+        [(header::CONTENT_TYPE, format.content_type())],
+        daemon.metrics.render(format),
     )
         .into_response()
 }

@@ -191,6 +191,8 @@ pub(crate) async fn app_open(
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .failed(ip, Instant::now());
+        api.daemon
+            .auth_failed("app", &format!("/v1/units/{unit}/open"));
         return error(
             StatusCode::UNAUTHORIZED,
             "unknown or missing Cobot token: log in to the app again",
@@ -218,6 +220,8 @@ pub(crate) async fn admin_open(
     body: Bytes,
 ) -> Response {
     if !is_admin(&api.daemon, &headers) {
+        api.daemon
+            .auth_failed("admin", &format!("/v1/admin/units/{unit}/open"));
         return unauthorized();
     }
     let body: AdminOpenBody = if body.iter().all(u8::is_ascii_whitespace) {

@@ -1,18 +1,30 @@
-//! `/metrics`: Prometheus text for the operator's monitoring (pull only).
+//! `/metrics`: Prometheus metrics for the operator's monitoring (pull only).
 //!
-//! Decisions by result, decision and actuation latency, sync duration and results, outbox
-//! depth, lock errors. Built on `prometheus-client`.
+//! Every family exists from the start, with its label values created at zero, so a daemon that
+//! never synced or never decided anything shows zeros rather than nothing. Counters are
+//! counted where things happen; gauges (health, members, locks, broker, clock, outbox) are
+//! read from the daemon's state when someone scrapes ([`Metrics::refresh`]). Built on
+//! `prometheus-client`, which writes OpenMetrics; [`Format::Classic`] turns that into the
+//! classic text format 0.0.4 that `promtool check metrics` and older scrapers read.
 
 use std::sync::Mutex;
 use std::sync::PoisonError;
+use std::sync::atomic::AtomicU64;
 
+use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+
+use super::state::{self, Daemon, HealthStatus};
+use crate::domain::ClockTrust;
+
+/// The door pipeline's stages, in order (`portier_stage_seconds{stage}`).
+pub(crate) const STAGES: [&str; 5] = ["receive", "decide", "actuate", "persist", "publish"];
 
 /// A `result` label.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -28,6 +40,57 @@ pub(crate) struct LockLabel {
     pub lock: String,
 }
 
+/// A `stage` label (one of [`STAGES`]).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct StageLabel {
+    stage: &'static str,
+}
+
+/// An `endpoint` label: `admin` (the admin token) or `app` (a Cobot user token).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct EndpointLabel {
+    endpoint: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: &'static str,
+}
+
+type StageHistograms = Family<StageLabel, Histogram, fn() -> Histogram>;
+
+fn stage_histogram() -> Histogram {
+    // 50 µs … ~3.3 s.
+    Histogram::new(exponential_buckets(5e-5, 3.0, 11))
+}
+
+/// The exposition format a scraper asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Prometheus text 0.0.4 (the default, and for `Accept: text/plain`).
+    Classic,
+    /// OpenMetrics 1.0 (`Accept: application/openmetrics-text`).
+    OpenMetrics,
+}
+
+impl Format {
+    /// The format for an `Accept` header: OpenMetrics only when the scraper names it.
+    pub(crate) fn from_accept(accept: Option<&str>) -> Format {
+        match accept {
+            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
+            _ => Format::Classic,
+        }
+    }
+
+    /// The `Content-Type` of an answer in this format.
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            Format::Classic => "text/plain; version=0.0.4; charset=utf-8",
+            Format::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
 /// The daemon's metrics.
 pub(crate) struct Metrics {
     registry: Mutex<Registry>,
@@ -37,6 +100,8 @@ pub(crate) struct Metrics {
     pub decision_seconds: Histogram,
     /// Seconds from decision to lock command sent.
     pub actuation_seconds: Histogram,
+    /// Seconds each stage of the door pipeline took.
+    stage_seconds: StageHistograms,
     /// Syncs by result.
     pub syncs: Family<ResultLabel, Counter>,
     /// Seconds a sync took.
@@ -45,61 +110,288 @@ pub(crate) struct Metrics {
     pub outbox_depth: Gauge,
     /// Lock command failures by lock.
     pub lock_errors: Family<LockLabel, Counter>,
+    auth_failures: Family<EndpointLabel, Counter>,
+    health_status: Gauge,
+    last_sync_success: Gauge<f64, AtomicU64>,
+    members: Gauge,
+    lock_up: Family<LockLabel, Gauge>,
+    mqtt_connected: Gauge,
+    clock_trusted: Gauge,
+    outbox_oldest: Gauge<f64, AtomicU64>,
+    lockdown: Gauge,
 }
 
 impl Metrics {
-    /// Creates and registers every metric.
-    pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("portier");
+    /// Creates and registers every family, with its known label values at zero (`locks`: the
+    /// configured lock ids).
+    pub fn new<'a>(locks: impl IntoIterator<Item = &'a str>) -> Self {
+        let mut r = Registry::with_prefix("portier");
+        let build_info = Family::<VersionLabel, Gauge>::default();
+        build_info
+            .get_or_create(&VersionLabel {
+                version: env!("CARGO_PKG_VERSION"),
+            })
+            .set(1);
+        r.register("build_info", "The running version (always 1)", build_info);
+        let health_status = Gauge::default();
+        r.register(
+            "health_status",
+            "Health as /healthz says: 0 ok, 1 degraded, 2 failing",
+            health_status.clone(),
+        );
+        let last_sync_success = Gauge::<f64, AtomicU64>::default();
+        r.register(
+            "last_sync_success_timestamp_seconds",
+            "Unix time of the last successful sync; 0 when none ever succeeded",
+            last_sync_success.clone(),
+        );
+        let syncs = Family::<ResultLabel, Counter>::default();
+        for result in ["applied", "held", "failed"] {
+            drop(syncs.get_or_create(&ResultLabel { result }));
+        }
+        r.register("syncs", "Cobot syncs by result", syncs.clone());
+        let sync_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 12));
+        r.register(
+            "sync_seconds",
+            "Duration of successful Cobot syncs",
+            sync_seconds.clone(),
+        );
+        let members = Gauge::default();
+        r.register(
+            "members",
+            "Synced members in the snapshot in force",
+            members.clone(),
+        );
         let decisions = Family::<ResultLabel, Counter>::default();
-        registry.register("decisions", "Door decisions by result", decisions.clone());
+        for result in ["granted", "denied"] {
+            drop(decisions.get_or_create(&ResultLabel { result }));
+        }
+        r.register("decisions", "Door decisions by result", decisions.clone());
+        let stage_seconds: StageHistograms = Family::new_with_constructor(stage_histogram);
+        for stage in STAGES {
+            drop(stage_seconds.get_or_create(&StageLabel { stage }));
+        }
+        r.register(
+            "stage_seconds",
+            "Time each stage of a door request took (receive, decide, actuate, persist, publish)",
+            stage_seconds.clone(),
+        );
         let decision_seconds = Histogram::new(exponential_buckets(1e-6, 4.0, 12));
-        registry.register(
+        r.register(
             "decision_seconds",
             "Time from request to decision",
             decision_seconds.clone(),
         );
         let actuation_seconds = Histogram::new(exponential_buckets(1e-4, 3.0, 12));
-        registry.register(
+        r.register(
             "actuation_seconds",
             "Time from decision to lock command sent",
             actuation_seconds.clone(),
         );
-        let syncs = Family::<ResultLabel, Counter>::default();
-        registry.register("syncs", "Cobot syncs by result", syncs.clone());
-        let sync_seconds = Histogram::new(exponential_buckets(0.05, 2.0, 12));
-        registry.register(
-            "sync_seconds",
-            "Duration of Cobot syncs",
-            sync_seconds.clone(),
+        let lock_up = Family::<LockLabel, Gauge>::default();
+        let lock_errors = Family::<LockLabel, Counter>::default();
+        for lock in locks {
+            let label = LockLabel {
+                lock: lock.to_owned(),
+            };
+            drop(lock_up.get_or_create(&label));
+            drop(lock_errors.get_or_create(&label));
+        }
+        r.register(
+            "lock_up",
+            "1 when the lock's last command and probe succeeded, else 0",
+            lock_up.clone(),
+        );
+        r.register("lock_errors", "Failed lock commands", lock_errors.clone());
+        let mqtt_connected = Gauge::default();
+        r.register(
+            "mqtt_connected",
+            "1 while the MQTT broker connection is up (0 also when no broker is configured)",
+            mqtt_connected.clone(),
+        );
+        let clock_trusted = Gauge::default();
+        r.register(
+            "clock_trusted",
+            "1 when the system clock is trusted (not before the build, not jumped back)",
+            clock_trusted.clone(),
+        );
+        let auth_failures = Family::<EndpointLabel, Counter>::default();
+        for endpoint in ["admin", "app"] {
+            drop(auth_failures.get_or_create(&EndpointLabel { endpoint }));
+        }
+        r.register(
+            "auth_failures",
+            "Requests refused for a missing or wrong token, by endpoint (admin or app)",
+            auth_failures.clone(),
         );
         let outbox_depth = Gauge::default();
-        registry.register(
+        r.register(
             "outbox_depth",
             "Check-ins waiting to be sent to Cobot",
             outbox_depth.clone(),
         );
-        let lock_errors = Family::<LockLabel, Counter>::default();
-        registry.register("lock_errors", "Failed lock commands", lock_errors.clone());
+        let outbox_oldest = Gauge::<f64, AtomicU64>::default();
+        r.register(
+            "outbox_oldest_seconds",
+            "Age of the oldest check-in waiting to be sent to Cobot; 0 when none waits",
+            outbox_oldest.clone(),
+        );
+        let lockdown = Gauge::default();
+        r.register("lockdown", "1 while lockdown is on", lockdown.clone());
         Self {
-            registry: Mutex::new(registry),
+            registry: Mutex::new(r),
             decisions,
             decision_seconds,
             actuation_seconds,
+            stage_seconds,
             syncs,
             sync_seconds,
             outbox_depth,
             lock_errors,
+            auth_failures,
+            health_status,
+            last_sync_success,
+            members,
+            lock_up,
+            mqtt_connected,
+            clock_trusted,
+            outbox_oldest,
+            lockdown,
         }
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// Records how long a stage of the door pipeline took.
+    pub fn stage(&self, stage: &'static str, seconds: f64) {
+        self.stage_seconds
+            .get_or_create(&StageLabel { stage })
+            .observe(seconds);
+    }
+
+    /// Counts a request refused for a missing or wrong token (`endpoint`: `admin` or `app`).
+    pub fn auth_failed(&self, endpoint: &'static str) {
+        self.auth_failures
+            .get_or_create(&EndpointLabel { endpoint })
+            .inc();
+    }
+
+    /// Reads the gauges from the daemon's state at `now` (called on every scrape).
+    pub fn refresh(&self, daemon: &Daemon, now: DateTime<Utc>) {
+        let health = state::health(daemon, now);
+        self.health_status.set(match health.status {
+            HealthStatus::Ok => 0,
+            HealthStatus::Degraded => 1,
+            HealthStatus::Failing => 2,
+        });
+        let cloud = daemon.cloud();
+        self.last_sync_success.set(
+            cloud
+                .sync
+                .last_success
+                .map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0),
+        );
+        self.members.set(
+            daemon
+                .current()
+                .map_or(0, |s| i64::try_from(s.report().members).unwrap_or(i64::MAX)),
+        );
+        for (lock, health) in daemon.locks.health() {
+            self.lock_up
+                .get_or_create(&LockLabel { lock })
+                .set(i64::from(health.ok));
+        }
+        self.mqtt_connected
+            .set(i64::from(daemon.mqtt.as_ref().is_some_and(|l| l.is_up())));
+        self.clock_trusted.set(i64::from(matches!(
+            daemon.clock_trust(now),
+            ClockTrust::Trusted
+        )));
+        let outbox = state::outbox(daemon, now);
+        self.outbox_depth
+            .set(i64::try_from(outbox.depth).unwrap_or(i64::MAX));
+        self.outbox_oldest.set(
+            outbox
+                .oldest_age
+                .map_or(0.0, |age| age.num_milliseconds().max(0) as f64 / 1000.0),
+        );
+        self.lockdown.set(0);
+    }
+
+    /// The exposition in `format`.
+    pub fn render(&self, format: Format) -> String {
         let mut text = String::new();
         let registry = self.registry.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(e) = encode(&mut text, &registry) {
+        let encoded = encode_registry(&mut text, &registry).and_then(|()| match format {
+            Format::OpenMetrics => encode_eof(&mut text),
+            Format::Classic => Ok(()),
+        });
+        if let Err(e) = encoded {
             tracing::warn!(error = %e, "cannot encode metrics");
         }
-        text
+        match format {
+            Format::OpenMetrics => text,
+            Format::Classic => classic(&text),
+        }
+    }
+}
+
+/// OpenMetrics text (without `# EOF`) → Prometheus text 0.0.4: a counter family is named with
+/// its `_total` suffix in `# HELP` and `# TYPE`, and `# UNIT` lines go.
+fn classic(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        match renamed {
+            Some(line) => out.push_str(&line),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_classic_format_names_counters_with_total_and_has_no_eof() {
+        let metrics = Metrics::new(["front"]);
+        let text = metrics.render(Format::Classic);
+        assert!(text.contains("# TYPE portier_syncs_total counter\n"), "{text}");
+        assert!(text.contains("# HELP portier_syncs_total Cobot syncs"), "{text}");
+        assert!(text.contains("portier_syncs_total{result=\"applied\"} 0\n"), "{text}");
+        assert!(text.contains("portier_lock_up{lock=\"front\"} 0\n"), "{text}");
+        assert!(!text.contains("# EOF"), "{text}");
+        let open = metrics.render(Format::OpenMetrics);
+        assert!(open.contains("# TYPE portier_syncs counter\n"), "{open}");
+        assert!(open.ends_with("# EOF\n"), "{open}");
+    }
+
+    #[test]
+    fn only_a_scraper_that_names_openmetrics_gets_it() {
+        assert_eq!(Format::from_accept(None), Format::Classic);
+        assert_eq!(Format::from_accept(Some("text/plain")), Format::Classic);
+        assert_eq!(Format::from_accept(Some("*/*")), Format::Classic);
+        assert_eq!(
+            Format::from_accept(Some(
+                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+            )),
+            Format::OpenMetrics
+        );
     }
 }

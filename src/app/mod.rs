@@ -8,6 +8,7 @@
 
 mod decider;
 mod doors;
+mod health;
 mod http;
 mod http_doors;
 mod metrics;
@@ -41,17 +42,65 @@ pub fn run(config: Config) -> Result<(), String> {
     runtime.block_on(serve(config))
 }
 
-fn read_admin_token(config: &Config) -> Option<String> {
-    let file = config.http.admin_token_file.as_ref()?;
-    match crate::config::read_secret(file) {
-        Ok(token) if !token.is_empty() => Some(token),
-        Ok(_) => {
-            tracing::warn!(file = %file.display(), "admin token file is empty: admin endpoints answer 401");
-            None
-        }
-        Err(e) => {
-            tracing::warn!(error = %e, "no admin token: admin endpoints answer 401");
-            None
+/// How often every lock is probed (Modbus read, broker connection, Bluetooth adapter).
+const PROBE_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The admin token, or why the configured file cannot be used (a health reason). No
+/// `admin_token_file` key is no problem: admin endpoints then answer 401.
+fn read_admin_token(config: &Config) -> Result<Option<String>, String> {
+    let Some(file) = config.http.admin_token_file.as_ref() else {
+        return Ok(None);
+    };
+    let problem = match crate::config::read_secret(file) {
+        Ok(token) if !token.is_empty() => return Ok(Some(token)),
+        Ok(_) => "the file is empty".to_owned(),
+        Err(e) => e.to_string(),
+    };
+    tracing::warn!(file = %file.display(), %problem, "admin token unusable: admin endpoints answer 401");
+    Err(format!(
+        "http.admin_token_file ({}) cannot be used: {problem}; admin endpoints answer 401 until \
+         it is fixed (then send SIGHUP)",
+        file.display()
+    ))
+}
+
+/// Sets the admin token and its health reason from `config`.
+fn apply_admin_token(daemon: &Daemon, config: &Config) {
+    let (token, problem) = match read_admin_token(config) {
+        Ok(token) => (token, None),
+        Err(problem) => (None, Some(problem)),
+    };
+    *daemon
+        .admin_token
+        .write()
+        .unwrap_or_else(PoisonError::into_inner) = token;
+    daemon.update_problems(|p| p.admin_token = problem);
+}
+
+/// Settings a SIGHUP does not apply: the state directory and the HTTP listener and TLS.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if old.site.state_dir != new.site.state_dir {
+        changed.push("site.state_dir");
+    }
+    if old.http.listen != new.http.listen {
+        changed.push("http.listen");
+    }
+    if old.http.tls_cert_file != new.http.tls_cert_file
+        || old.http.tls_key_file != new.http.tls_key_file
+    {
+        changed.push("http.tls_cert_file/tls_key_file");
+    }
+    changed
+}
+
+/// Probes every lock now and then every [`PROBE_INTERVAL`], until shutdown.
+async fn probe_task(locks: Arc<crate::locks::Locks>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        locks.probe_all().await;
+        tokio::select! {
+            () = tokio::time::sleep(PROBE_INTERVAL) => {}
+            _ = shutdown.changed() => return,
         }
     }
 }
@@ -113,8 +162,12 @@ async fn serve(config: Config) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     let readers = Arc::new(config.readers.clone());
 
+    let lock_ids: Vec<&str> = config.locks.iter().map(|l| l.id.as_str()).collect();
+    let metrics = metrics::Metrics::new(lock_ids);
     let daemon = Arc::new(Daemon {
-        admin_token: RwLock::new(read_admin_token(&config)),
+        admin_token: RwLock::new(None),
+        problems: Mutex::new(state::ConfigProblems::default()),
+        mqtt: mqtt.as_ref().map(|(link, _)| link.clone()),
         config: RwLock::new(Arc::new(config)),
         snapshot: snapshot_tx,
         store: Arc::clone(&store),
@@ -123,10 +176,11 @@ async fn serve(config: Config) -> Result<(), String> {
             sync: sync_status,
             ..CloudState::default()
         }),
-        metrics: metrics::Metrics::new(),
+        metrics,
         last_event: Mutex::new(last_event),
         locks: Arc::clone(&locks),
     });
+    apply_admin_token(&daemon, &daemon.config());
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
     let doors = Arc::new(doors::Doors::new(
         Arc::clone(&daemon),
@@ -148,6 +202,7 @@ async fn serve(config: Config) -> Result<(), String> {
         shutdown_rx.clone(),
     ));
     tasks.spawn(retention_task(Arc::clone(&daemon), shutdown_rx.clone()));
+    tasks.spawn(probe_task(Arc::clone(&locks), shutdown_rx.clone()));
     // The task that decides card swipes answers the watchdog's self-checks.
     match mqtt {
         Some((link, eventloop)) => {
@@ -327,12 +382,27 @@ fn reload(daemon: &Daemon) {
     match Config::load(&path) {
         Err(errors) => {
             tracing::error!(file = %path.display(), errors = %errors, "new configuration is invalid; keeping the old one");
+            daemon.update_problems(|p| {
+                p.reload_rejected = Some(format!(
+                    "the configuration reloaded on SIGHUP was rejected, the previous one still \
+                     runs: {errors}; fix {} and send SIGHUP again",
+                    path.display()
+                ));
+            });
         }
         Ok(config) => {
-            *daemon
-                .admin_token
-                .write()
-                .unwrap_or_else(PoisonError::into_inner) = read_admin_token(&config);
+            apply_admin_token(daemon, &config);
+            let restart = needs_restart(&daemon.config(), &config);
+            daemon.update_problems(|p| {
+                p.reload_rejected = None;
+                p.restart_needed = (!restart.is_empty()).then(|| {
+                    format!(
+                        "{} changed in {}: restart portier to apply (a reload does not)",
+                        restart.join(", "),
+                        path.display()
+                    )
+                });
+            });
             let recompiled = match daemon.store.load_snapshot() {
                 Ok(stored) => stored.map(|s| Arc::new(sync::compile_stored(&s, &config.policy))),
                 Err(e) => {

@@ -32,6 +32,8 @@ struct ReaderMessage {
     reader: usize,
     payload: Vec<u8>,
     retained: bool,
+    /// When the event loop took it from the broker (the receive stage starts).
+    received: std::time::Instant,
 }
 
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
@@ -81,6 +83,7 @@ pub(crate) async fn run_event_loop(
                     reader,
                     payload: publish.payload.to_vec(),
                     retained: publish.retain,
+                    received: crate::clock::instant(),
                 };
                 if tx.send(message).await.is_err() {
                     break;
@@ -160,7 +163,9 @@ async fn run_readers(
             });
             continue;
         }
-        let mut decided = match parse_payload(&message.payload, crate::clock::now()) {
+        let parsed = parse_payload(&message.payload, crate::clock::now());
+        doors.record_stage("receive", message.received);
+        let mut decided = match parsed {
             ReaderPayload::Card(card) => {
                 match doors.decide(&reader.unit, Presenter::Card(&card), Some(&reader.id)) {
                     Ok(d) => d,
@@ -192,7 +197,9 @@ async fn run_readers(
                 lock_error: carried.lock_error().map(str::to_owned),
             };
             answer.send_replace(Some(result.clone()));
+            let publishing = crate::clock::instant();
             publish_result(&client, &result_topic, &result);
+            doors.record_stage("publish", publishing);
         });
         // Reap finished tasks so the set does not grow.
         while in_flight.try_join_next().is_some() {}

@@ -54,6 +54,21 @@ pub(crate) struct Daemon {
     pub last_event: Mutex<Option<DateTime<Utc>>>,
     /// The site's locks (for their health).
     pub locks: Arc<crate::locks::Locks>,
+    /// The broker connection, when `[mqtt]` is configured (for its health).
+    pub mqtt: Option<crate::locks::MqttLink>,
+    /// Configuration trouble found at start or on SIGHUP.
+    pub problems: Mutex<ConfigProblems>,
+}
+
+/// Configuration trouble that makes health degraded, each a sentence saying what to do.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct ConfigProblems {
+    /// The file reloaded on SIGHUP was rejected (the old configuration runs).
+    pub reload_rejected: Option<String>,
+    /// A reload changed settings that only a restart applies.
+    pub restart_needed: Option<String>,
+    /// `http.admin_token_file` is set but cannot be used.
+    pub admin_token: Option<String>,
 }
 
 impl Daemon {
@@ -101,6 +116,25 @@ impl Daemon {
         crate::clock::trust(now, last)
     }
 
+    /// A copy of the configuration problems.
+    pub fn problems(&self) -> ConfigProblems {
+        self.problems
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Changes the configuration problems.
+    pub fn update_problems(&self, f: impl FnOnce(&mut ConfigProblems)) {
+        f(&mut self.problems.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+
+    /// Counts and logs a request refused for a missing or wrong token (never the token).
+    pub fn auth_failed(&self, endpoint: &'static str, path: &str) {
+        tracing::warn!(endpoint, path, "refused: missing or wrong token");
+        self.metrics.auth_failed(endpoint);
+    }
+
     /// The admin token, if configured.
     pub fn admin_token(&self) -> Option<String> {
         self.admin_token
@@ -110,116 +144,7 @@ impl Daemon {
     }
 }
 
-/// `ok`, `degraded` or `failing`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub(crate) enum HealthStatus {
-    /// Everything works.
-    Ok,
-    /// Decisions are served, but something needs attention.
-    Degraded,
-    /// No snapshot: everything is denied.
-    Failing,
-}
-
-/// `/healthz`.
-#[derive(Debug, Clone, Serialize)]
-pub(crate) struct Health {
-    /// The verdict.
-    pub status: HealthStatus,
-    /// What is wrong and what to do, one sentence each.
-    pub reasons: Vec<String>,
-}
-
-/// When the offline ladder is in force at `now`: how old the snapshot is.
-pub(crate) fn offline_ladder_active(
-    config: &Config,
-    snapshot: &Snapshot,
-    now: DateTime<Utc>,
-) -> Option<chrono::Duration> {
-    let max_age = chrono::Duration::from_std(config.policy.offline.max_age?).ok()?;
-    let age = now - snapshot.synced_at();
-    (age > max_age).then_some(age)
-}
-
-fn human(d: chrono::Duration) -> String {
-    let secs = d.num_seconds().max(0) as u64;
-    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
-}
-
-/// Health at `now`: failing only without a snapshot; any other trouble is degraded.
-pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
-    let config = daemon.config();
-    let cloud = daemon.cloud();
-    let mut reasons = Vec::new();
-    let snapshot = daemon.current();
-    let failing = snapshot.is_none();
-    if failing {
-        reasons.push(
-            "no snapshot yet: every request is denied until the first sync succeeds \
-             (check the Cobot token and the network, then POST /v1/sync or run portier sync)"
-                .to_owned(),
-        );
-    }
-    if let Some(problem) = &cloud.token_problem {
-        reasons.push(problem.clone());
-    }
-    if let Some(error) = &cloud.sync.last_error {
-        let since = cloud
-            .sync
-            .last_success
-            .map_or("never".to_owned(), |t| t.to_rfc3339());
-        reasons.push(format!(
-            "last sync failed: {error}; the cached snapshot stays in force (last success: {since}); \
-             retrying"
-        ));
-    }
-    if let GuardState::Held {
-        revoked,
-        granted_before,
-    } = cloud.sync.guard
-    {
-        reasons.push(format!(
-            "the last sync was held: it would remove access from {revoked} of {granted_before} \
-             granted members; check Cobot, then run portier sync --accept-revocations \
-             (or POST /v1/sync?accept_revocations=true)"
-        ));
-    }
-    if let Some(age) = snapshot
-        .as_ref()
-        .and_then(|s| offline_ladder_active(&config, s, now))
-    {
-        {
-            reasons.push(format!(
-                "the last successful sync was {} ago, more than offline.max_age: only the groups \
-                 in offline.keep_groups are granted until a sync succeeds",
-                human(age)
-            ));
-        }
-    }
-    match daemon.clock_trust(now) {
-        ClockTrust::Trusted => {}
-        ClockTrust::Untrusted(crate::domain::ClockProblem::BeforeBuild) => reasons.push(format!(
-            "the system clock ({}) is before this build ({}): schedule-limited grants are \
-             refused until the clock is set (check NTP)",
-            now.to_rfc3339(),
-            crate::clock::build_time().date_naive()
-        )),
-        ClockTrust::Untrusted(crate::domain::ClockProblem::JumpedBack) => reasons.push(format!(
-            "the system clock ({}) is behind the last recorded event: it jumped back; \
-             schedule-limited grants are refused until the clock is right (check NTP)",
-            now.to_rfc3339()
-        )),
-    }
-    let status = if failing {
-        HealthStatus::Failing
-    } else if reasons.is_empty() {
-        HealthStatus::Ok
-    } else {
-        HealthStatus::Degraded
-    };
-    Health { status, reasons }
-}
+pub(crate) use super::health::{Health, HealthStatus, health, outbox};
 
 /// `/v1/status`: counts only, no names, emails or card ids (it is public).
 #[derive(Debug, Serialize)]

@@ -196,24 +196,39 @@ where
 }
 
 /// Logs go to the journal when systemd runs the daemon (it sets `JOURNAL_STREAM`), else to
-/// stderr. `RUST_LOG` overrides the level: `info` for the daemon, `warn` for commands.
+/// stderr: plain text, with colours only when stderr is a terminal, or one JSON object per
+/// line with `PORTIER_LOG_FORMAT=json` (which also replaces the journal). `RUST_LOG` overrides
+/// the level: `info` for the daemon, `warn` for commands.
 fn init_tracing(daemon: bool) {
+    use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::prelude::*;
 
     let default = if daemon { "info" } else { "warn" };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    let journald = if daemon && std::env::var_os("JOURNAL_STREAM").is_some() {
+    let json = match std::env::var("PORTIER_LOG_FORMAT").as_deref() {
+        Ok("json") => true,
+        Ok("text") | Ok("") | Err(_) => false,
+        Ok(other) => {
+            eprintln!("portier: PORTIER_LOG_FORMAT={other:?} is not text or json; logging text");
+            false
+        }
+    };
+    let journald = if daemon && !json && std::env::var_os("JOURNAL_STREAM").is_some() {
         tracing_journald::layer().ok()
     } else {
         None
     };
     let registry = tracing_subscriber::registry().with(filter);
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     // A second initialisation (tests calling in-process) keeps the first subscriber.
-    let _ = match journald {
-        Some(layer) => registry.with(layer).try_init(),
-        None => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+    let _ = match (journald, json) {
+        (Some(layer), _) => registry.with(layer).try_init(),
+        (None, true) => registry
+            .with(stderr.json().with_current_span(false).with_span_list(false))
+            .try_init(),
+        (None, false) => registry
+            .with(stderr.with_ansi(std::io::stderr().is_terminal()))
             .try_init(),
     };
 }

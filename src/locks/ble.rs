@@ -47,6 +47,12 @@ pub trait BleBackend: Send + Sync {
         characteristic: Uuid,
         payload: &'a [u8],
     ) -> BoxFuture<'a, Result<(), BleError>>;
+
+    /// Whether the radio is there (the health probe: a Bluetooth adapter is present). The
+    /// default says yes, for backends without an adapter to look for.
+    fn adapter_present(&self) -> BoxFuture<'_, Result<(), BleError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 /// The BlueZ backend: the default adapter of the system's bluetoothd, over D-Bus.
@@ -128,6 +134,20 @@ impl BluerBackend {
 }
 
 impl BleBackend for BluerBackend {
+    fn adapter_present(&self) -> BoxFuture<'_, Result<(), BleError>> {
+        Box::pin(async move {
+            tokio::time::timeout(super::IO_TIMEOUT, self.adapter())
+                .await
+                .map_err(|_| {
+                    BleError::NotWritten(format!(
+                        "bluetoothd did not answer within {:?}",
+                        super::IO_TIMEOUT
+                    ))
+                })?
+                .map(drop)
+        })
+    }
+
     fn write<'a>(
         &'a self,
         device: Address,
@@ -346,6 +366,20 @@ impl Actuator for BleActuator {
                 None => Ok(()),
             }
         })
+    }
+
+    fn probe(&self) -> Option<BoxFuture<'_, Result<(), LockError>>> {
+        Some(Box::pin(async move {
+            self.backend
+                .adapter_present()
+                .await
+                .map_err(|e| LockError::Transport {
+                    lock: self.id.clone(),
+                    detail: match e {
+                        BleError::NotWritten(d) | BleError::Refused(d) | BleError::Unknown(d) => d,
+                    },
+                })
+        }))
     }
 }
 

@@ -160,12 +160,17 @@ pub enum Actuation {
 /// One lock's health, as shown in `/v1/status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LockHealth {
-    /// The last command (unlock or relock) succeeded, or none was sent yet.
+    /// Nothing is wrong: the last command did not fail, the last probe did not fail, and (for
+    /// a driver with a probe) a command or a probe has succeeded at least once.
     pub ok: bool,
+    /// Why it is not ok, one sentence (`None` when ok).
+    pub problem: Option<String>,
     /// The most recent error, kept after a later success so operators can see flapping.
     pub last_error: Option<String>,
     /// When a command last succeeded.
     pub last_success: Option<DateTime<Utc>>,
+    /// When a probe last succeeded (Modbus read, broker connected, Bluetooth adapter present).
+    pub last_probe: Option<DateTime<Utc>>,
 }
 
 /// A lock driver. Trait objects rather than an enum: the registry is built once, a virtual
@@ -190,6 +195,12 @@ pub trait LockDriver: Send + Sync {
 
     /// The lock's health.
     fn health(&self) -> LockHealth;
+
+    /// Checks the device without actuating it and records the outcome in the health; the
+    /// daemon calls it periodically. Drivers without a device to check do nothing.
+    fn probe(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// Every configured lock, by id.
@@ -304,6 +315,13 @@ impl Locks {
             }
         }
         failures
+    }
+
+    /// Probes every lock (one after another; each applies its own timeout).
+    pub async fn probe_all(&self) {
+        for driver in self.drivers.values() {
+            driver.probe().await;
+        }
     }
 
     /// Every lock's health, by id.

@@ -5,11 +5,12 @@
 //! error, so the next command reconnects. tokio-modbus has no timeouts of its own: every
 //! connect and every write here is wrapped in [`IO_TIMEOUT`]. A Modbus exception is the device
 //! refusing (`Refused`, the connection is kept); I/O and protocol errors are `Transport`.
+//! The health probe reads the same coil or register over the same connection.
 
 use std::time::Duration;
 
 use tokio::net::TcpStream;
-use tokio_modbus::client::{Context, Writer, rtu, tcp};
+use tokio_modbus::client::{Context, Reader, Writer, rtu, tcp};
 use tokio_modbus::{ExceptionCode, Slave};
 use tokio_serial::SerialPortBuilderExt;
 
@@ -132,6 +133,32 @@ impl ModbusActuator {
         }
     }
 
+    /// Reads the coil or register (the probe), connecting first if needed. An answer of any
+    /// kind, a Modbus exception included, shows the device is there.
+    async fn read(&self) -> Result<(), LockError> {
+        let mut conn = self.conn.lock().await;
+        let mut ctx = match conn.take() {
+            Some(ctx) => ctx,
+            None => self.connect().await?,
+        };
+        let call = async {
+            match self.target {
+                ModbusTarget::Coil(coil) => ctx.read_coils(coil, 1).await.map(drop),
+                ModbusTarget::Register { register, .. } => {
+                    ctx.read_holding_registers(register, 1).await.map(drop)
+                }
+            }
+        };
+        match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => Err(self.timed_out()),
+            Ok(Err(e)) => Err(self.transport(e)),
+            Ok(Ok(())) => {
+                *conn = Some(ctx);
+                Ok(())
+            }
+        }
+    }
+
     fn refused(&self, exception: ExceptionCode) -> LockError {
         LockError::Refused {
             lock: self.id.clone(),
@@ -151,6 +178,10 @@ impl Actuator for ModbusActuator {
 
     fn close(&self) -> BoxFuture<'_, Result<(), LockError>> {
         Box::pin(self.write(false))
+    }
+
+    fn probe(&self) -> Option<BoxFuture<'_, Result<(), LockError>>> {
+        Some(Box::pin(self.read()))
     }
 }
 

@@ -375,6 +375,20 @@ impl Actuator for MqttActuator {
     fn pulse_intact(&self) -> bool {
         self.opened_in.load(Ordering::SeqCst) == self.link.epoch()
     }
+
+    fn probe(&self) -> Option<BoxFuture<'_, Result<(), LockError>>> {
+        let up = self.link.is_up();
+        Some(Box::pin(async move {
+            if up {
+                Ok(())
+            } else {
+                Err(LockError::Transport {
+                    lock: self.id.clone(),
+                    detail: "the MQTT broker is not connected".into(),
+                })
+            }
+        }))
+    }
 }
 
 /// Fills `{decision_id}` and `{unit}` into a payload template, in one pass (a value that

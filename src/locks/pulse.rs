@@ -34,6 +34,13 @@ pub(crate) trait Actuator: Send + Sync + 'static {
     }
     /// Told when a grant only extended an open pulse (nothing is sent).
     fn extended(&self, _cmd: &Command) {}
+    /// Checks, without actuating, that the device can be reached (a Modbus read, the broker
+    /// connection, the Bluetooth adapter); `None` when there is no device to check (the log
+    /// lock), which is then healthy from the start. A driver with a probe is not healthy
+    /// until a command or a probe has succeeded.
+    fn probe(&self) -> Option<BoxFuture<'_, Result<(), LockError>>> {
+        None
+    }
 }
 
 /// One lock's pulse state around its actuator.
@@ -47,7 +54,47 @@ struct Inner<A> {
     /// Held across device I/O so a lock runs one command at a time (tokio's mutex: it is held
     /// across `.await`).
     state: tokio::sync::Mutex<State>,
-    health: Mutex<LockHealth>,
+    health: Mutex<Checks>,
+}
+
+/// What the lock's health is derived from.
+#[derive(Default)]
+struct Checks {
+    /// The driver has a probe: until something succeeded its state is unknown.
+    probed: bool,
+    /// The most recent error, of a command or a probe.
+    last_error: Option<String>,
+    last_success: Option<chrono::DateTime<chrono::Utc>>,
+    last_probe: Option<chrono::DateTime<chrono::Utc>>,
+    /// The last command failed: `Some(retryable)`. A later successful probe clears a
+    /// retryable (transport) failure, since the device is reachable again; a refusal or an
+    /// unknown outcome stays until a command succeeds.
+    command_failed: Option<(bool, String)>,
+    /// The last probe failed, with why.
+    probe_failed: Option<String>,
+}
+
+impl Checks {
+    fn health(&self, id: &str) -> LockHealth {
+        let problem = if let Some(why) = &self.probe_failed {
+            Some(why.clone())
+        } else if let Some((_, why)) = &self.command_failed {
+            Some(why.clone())
+        } else if self.probed && self.last_success.is_none() && self.last_probe.is_none() {
+            Some(format!(
+                "lock \"{id}\" is not checked yet: no command or probe has succeeded so far"
+            ))
+        } else {
+            None
+        };
+        LockHealth {
+            ok: problem.is_none(),
+            problem,
+            last_error: self.last_error.clone(),
+            last_success: self.last_success,
+            last_probe: self.last_probe,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -61,15 +108,15 @@ struct State {
 impl<A: Actuator> Pulse<A> {
     /// Wraps an actuator for the lock `id`.
     pub(crate) fn new(id: &str, actuator: A) -> Self {
+        let actuator_has_probe = actuator.probe().is_some();
         Pulse {
             inner: Arc::new(Inner {
                 id: id.to_owned(),
                 actuator,
                 state: tokio::sync::Mutex::new(State::default()),
-                health: Mutex::new(LockHealth {
-                    ok: true,
-                    last_error: None,
-                    last_success: None,
+                health: Mutex::new(Checks {
+                    probed: actuator_has_probe,
+                    ..Checks::default()
                 }),
             }),
         }
@@ -138,21 +185,50 @@ impl<A: Actuator> Pulse<A> {
             .health
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+            .health(&self.inner.id)
+    }
+
+    /// Runs the driver's probe (if it has one) and records its outcome in the health.
+    pub(crate) async fn probe(&self) {
+        let Some(check) = self.inner.actuator.probe() else {
+            return;
+        };
+        let result = check.await;
+        let mut checks = self
+            .inner
+            .health
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match result {
+            Ok(()) => {
+                checks.last_probe = Some(crate::clock::now());
+                checks.probe_failed = None;
+                if checks.command_failed.as_ref().is_some_and(|(retry, _)| *retry) {
+                    checks.command_failed = None;
+                }
+            }
+            Err(e) => {
+                if checks.probe_failed.is_none() {
+                    tracing::warn!(lock = %self.inner.id, error = %e, "lock probe failed");
+                }
+                checks.last_error = Some(e.to_string());
+                checks.probe_failed = Some(e.to_string());
+            }
+        }
     }
 }
 
 impl<A> Inner<A> {
     fn record(&self, result: &Result<(), LockError>) {
-        let mut health = self.health.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut checks = self.health.lock().unwrap_or_else(PoisonError::into_inner);
         match result {
             Ok(()) => {
-                health.ok = true;
-                health.last_success = Some(crate::clock::now());
+                checks.command_failed = None;
+                checks.last_success = Some(crate::clock::now());
             }
             Err(e) => {
-                health.ok = false;
-                health.last_error = Some(e.to_string());
+                checks.command_failed = Some((e.is_retryable(), e.to_string()));
+                checks.last_error = Some(e.to_string());
             }
         }
     }
@@ -239,6 +315,10 @@ macro_rules! lock_driver_via_pulse {
 
             fn health(&self) -> $crate::locks::LockHealth {
                 self.pulse.health()
+            }
+
+            fn probe(&self) -> $crate::locks::BoxFuture<'_, ()> {
+                Box::pin(self.pulse.probe())
             }
         }
     };

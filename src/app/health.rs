@@ -1,0 +1,228 @@
+//! `/healthz`: what is wrong with the daemon right now, each reason a sentence saying what to
+//! do. Failing only without a snapshot (nothing but admin opens works then); any other trouble
+//! is degraded (DESIGN.md "Health and metrics" lists every reason). Health is computed when
+//! someone asks, from the daemon's state and the locks' last commands and probes; nothing here
+//! does I/O beyond reading the store.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::state::Daemon;
+use crate::config::Config;
+use crate::domain::{ClockTrust, Snapshot};
+use crate::store::GuardState;
+
+/// A check-in waiting longer than this makes health degraded.
+const OUTBOX_STALE: chrono::Duration = chrono::Duration::hours(1);
+/// No successful sync for this many sync intervals makes health degraded.
+const OFFLINE_INTERVALS: i32 = 3;
+
+/// `ok`, `degraded` or `failing`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum HealthStatus {
+    /// Everything works.
+    Ok,
+    /// Decisions are served, but something needs attention.
+    Degraded,
+    /// No snapshot: everything is denied.
+    Failing,
+}
+
+/// `/healthz`.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Health {
+    /// The verdict.
+    pub status: HealthStatus,
+    /// What is wrong and what to do, one sentence each.
+    pub reasons: Vec<String>,
+}
+
+/// When the offline ladder is in force at `now`: how old the snapshot is.
+pub(crate) fn offline_ladder_active(
+    config: &Config,
+    snapshot: &Snapshot,
+    now: DateTime<Utc>,
+) -> Option<chrono::Duration> {
+    let max_age = chrono::Duration::from_std(config.policy.offline.max_age?).ok()?;
+    let age = now - snapshot.synced_at();
+    (age > max_age).then_some(age)
+}
+
+fn human(d: chrono::Duration) -> String {
+    let secs = d.num_seconds().max(0) as u64;
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}
+
+/// Health at `now`: failing only without a snapshot; any other trouble is degraded.
+pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
+    let config = daemon.config();
+    let cloud = daemon.cloud();
+    let mut reasons = Vec::new();
+    let snapshot = daemon.current();
+    let failing = snapshot.is_none();
+    if failing {
+        reasons.push(
+            "no snapshot yet: every request is denied until the first sync succeeds \
+             (check the Cobot token and the network, then POST /v1/sync or run portier sync)"
+                .to_owned(),
+        );
+    }
+    if let Some(problem) = &cloud.token_problem {
+        reasons.push(problem.clone());
+    }
+    if let Some(error) = &cloud.sync.last_error {
+        let since = cloud
+            .sync
+            .last_success
+            .map_or("never".to_owned(), |t| t.to_rfc3339());
+        reasons.push(format!(
+            "last sync failed: {error}; the cached snapshot stays in force (last success: {since}); \
+             retrying"
+        ));
+    }
+    if let GuardState::Held {
+        revoked,
+        granted_before,
+    } = cloud.sync.guard
+    {
+        reasons.push(format!(
+            "the last sync was held: it would remove access from {revoked} of {granted_before} \
+             granted members; check Cobot, then run portier sync --accept-revocations \
+             (or POST /v1/sync?accept_revocations=true)"
+        ));
+    }
+    if let Some(age) = snapshot
+        .as_ref()
+        .and_then(|s| offline_ladder_active(&config, s, now))
+    {
+        {
+            reasons.push(format!(
+                "the last successful sync was {} ago, more than offline.max_age: only the groups \
+                 in offline.keep_groups are granted until a sync succeeds",
+                human(age)
+            ));
+        }
+    }
+    match daemon.clock_trust(now) {
+        ClockTrust::Trusted => {}
+        ClockTrust::Untrusted(crate::domain::ClockProblem::BeforeBuild) => reasons.push(format!(
+            "the system clock ({}) is before this build ({}): schedule-limited grants are \
+             refused until the clock is set (check NTP)",
+            now.to_rfc3339(),
+            crate::clock::build_time().date_naive()
+        )),
+        ClockTrust::Untrusted(crate::domain::ClockProblem::JumpedBack) => reasons.push(format!(
+            "the system clock ({}) is behind the last recorded event: it jumped back; \
+             schedule-limited grants are refused until the clock is right (check NTP)",
+            now.to_rfc3339()
+        )),
+    }
+    lock_and_broker_reasons(daemon, &config, &mut reasons);
+    let problems = daemon.problems();
+    reasons.extend(
+        [
+            problems.reload_rejected,
+            problems.restart_needed,
+            problems.admin_token,
+        ]
+        .into_iter()
+        .flatten(),
+    );
+    if let Some(reason) = offline_reason(&config, &cloud.sync, snapshot.as_deref(), now) {
+        reasons.push(reason);
+    }
+    if let Some(age) = outbox(daemon, now)
+        .oldest_age
+        .filter(|age| *age > OUTBOX_STALE)
+    {
+        reasons.push(format!(
+            "the oldest Cobot check-in has waited {} (more than 1 h): check the network and the \
+             Cobot token; check-ins are kept and sent once Cobot answers",
+            human(age)
+        ));
+    }
+    let status = if failing {
+        HealthStatus::Failing
+    } else if reasons.is_empty() {
+        HealthStatus::Ok
+    } else {
+        HealthStatus::Degraded
+    };
+    Health { status, reasons }
+}
+
+
+/// Failing locks and an unreachable broker.
+fn lock_and_broker_reasons(daemon: &Daemon, config: &Config, reasons: &mut Vec<String>) {
+    if let (Some(mqtt), Some(link)) = (&config.mqtt, &daemon.mqtt) {
+        if !link.is_up() {
+            reasons.push(format!(
+                "the MQTT broker ({}) is not connected: readers and MQTT locks do not work until \
+                 it is back; check that it runs and that mqtt.url is right (reconnecting)",
+                mqtt.url
+            ));
+        }
+    }
+    for (id, lock) in daemon.locks.health() {
+        if let Some(problem) = lock.problem.filter(|_| !lock.ok) {
+            reasons.push(if problem.starts_with("lock \"") {
+                problem
+            } else {
+                format!("lock \"{id}\": {problem}")
+            });
+        }
+    }
+}
+
+/// No successful sync for more than [`OFFLINE_INTERVALS`] sync intervals.
+fn offline_reason(
+    config: &Config,
+    sync: &crate::store::SyncStatus,
+    snapshot: Option<&Snapshot>,
+    now: DateTime<Utc>,
+) -> Option<String> {
+    let last = sync.last_success.or(snapshot.map(Snapshot::synced_at))?;
+    let interval = chrono::Duration::from_std(config.cobot.sync_interval).ok()?;
+    let age = now - last;
+    (age > interval * OFFLINE_INTERVALS).then(|| {
+        format!(
+            "no successful sync for {} (more than {OFFLINE_INTERVALS} sync intervals of {}): \
+             decisions use the cached snapshot; check the network and Cobot",
+            human(age),
+            human(interval)
+        )
+    })
+}
+
+/// The check-in outbox at a glance.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct OutboxState {
+    /// Check-ins waiting.
+    pub depth: usize,
+    /// How long the oldest one has waited (since its entry), if any waits.
+    pub oldest_age: Option<chrono::Duration>,
+}
+
+/// Reads the outbox: its depth and the age of its oldest check-in (the time of the event that
+/// caused it). A store error reads as an empty outbox and is logged.
+pub(crate) fn outbox(daemon: &Daemon, now: DateTime<Utc>) -> OutboxState {
+    let read = || -> Result<OutboxState, crate::store::StoreError> {
+        let pending = daemon.store.pending_check_ins()?;
+        let Some(oldest_seq) = pending.iter().map(|t| t.event_seq).min() else {
+            return Ok(OutboxState::default());
+        };
+        let event = daemon.store.events_after(oldest_seq.saturating_sub(1), 1)?;
+        Ok(OutboxState {
+            depth: pending.len(),
+            oldest_age: event
+                .first()
+                .filter(|e| e.seq == oldest_seq)
+                .map(|e| now - e.time),
+        })
+    };
+    read().unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "cannot read the check-in outbox");
+        OutboxState::default()
+    })
+}
