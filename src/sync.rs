@@ -93,7 +93,16 @@ pub fn fetch_options(
     let horizon = chrono::Duration::from_std(booking_horizon).unwrap_or(chrono::Duration::days(30));
     FetchOptions {
         custom_fields: policy.additional_groups_field.is_some(),
-        bookings: needs_bookings.then(|| (now - chrono::Duration::days(1), now + horizon)),
+        bookings: needs_bookings.then(|| {
+            // Checked: a horizon from the configuration must not panic the sync.
+            let from = now
+                .checked_sub_signed(chrono::Duration::days(1))
+                .unwrap_or(now);
+            let to = now
+                .checked_add_signed(horizon)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            (from, to)
+        }),
     }
 }
 

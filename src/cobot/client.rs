@@ -127,15 +127,24 @@ fn transport_error(e: reqwest::Error, path: &str) -> CobotError {
     CobotError::Unreachable { path, detail }
 }
 
+/// The longest `Retry-After` Portier honours. A longer one is ignored (the normal backoff
+/// applies): a glitch or a hostile answer must not stop syncs or strand check-ins for days.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// Reads `Retry-After` as seconds, or as an HTTP date relative to the answer's `Date` header.
+/// Bounded here, where the number enters: a value over [`MAX_RETRY_AFTER`], negative (a date in
+/// the past) or unreadable gives `None`, so nothing downstream ever sees an absurd wait.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = DateTime::parse_from_rfc2822(value).ok()?;
-    let now = DateTime::parse_from_rfc2822(headers.get(DATE)?.to_str().ok()?).ok()?;
-    (at - now).to_std().ok()
+    let wait = if value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 fails to parse, which is "ignored" too.
+        Duration::from_secs(value.parse::<u64>().ok()?)
+    } else {
+        let at = DateTime::parse_from_rfc2822(value).ok()?;
+        let now = DateTime::parse_from_rfc2822(headers.get(DATE)?.to_str().ok()?).ok()?;
+        at.signed_duration_since(now).to_std().ok()?
+    };
+    (wait <= MAX_RETRY_AFTER).then_some(wait)
 }
 
 fn status_error(status: StatusCode, headers: &HeaderMap, path: &str) -> CobotError {
