@@ -177,12 +177,15 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
     if let GuardState::Held {
         revoked,
         granted_before,
+        plan_lost,
+        plan_known_before,
     } = cloud.sync.guard
     {
         reasons.push(format!(
             "the last sync was held: it would remove access from {revoked} of {granted_before} \
-             granted members; check Cobot, then run portier sync --accept-revocations \
-             (or POST /v1/sync?accept_revocations=true)"
+             granted members and take the plan from {plan_lost} of {plan_known_before} members \
+             whose plan was known; check Cobot's memberships and plans, then run portier sync \
+             --accept-revocations (or POST /v1/sync?accept_revocations=true)"
         ));
     }
     if let Some(age) = snapshot

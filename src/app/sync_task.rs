@@ -118,11 +118,13 @@ async fn attempt(daemon: &Daemon, accept_revocations: bool) -> Result<SyncSummar
         retry: Retry::NextInterval,
     })?;
     let started = clock::instant();
+    let current = daemon.current();
     let result = sync::sync_once(
         &config,
         &daemon.store,
         &client,
         accept_revocations,
+        current.as_deref(),
         clock::now,
     )
     .await;
