@@ -188,6 +188,15 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
              --accept-revocations (or POST /v1/sync?accept_revocations=true)"
         ));
     }
+    if let Some(problem) = snapshot
+        .as_ref()
+        .and_then(|s| s.report().fallback_problem.as_ref())
+    {
+        reasons.push(format!(
+            "{problem}; members whose plan is unknown get no groups; set cobot.fallback_plan to \
+             a Cobot plan id or exact name that has an [[assignment]], then reload (SIGHUP)"
+        ));
+    }
     if let Some(age) = snapshot
         .as_ref()
         .and_then(|s| offline_ladder_active(&config, s, now))
