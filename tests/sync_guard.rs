@@ -5,9 +5,15 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // reason: tests fail loudly
 
 mod common;
+#[path = "common/daemon.rs"]
+#[allow(dead_code)] // reason: this binary uses part of the daemon harness
+mod daemon;
 
 use chrono::{Datelike, Days, NaiveDate, Weekday};
-use common::{Site, berlin};
+use std::time::Duration;
+
+use common::{Site, berlin, free_port, site_config};
+use daemon::Daemon;
 use portier::cobot::fake::Fault;
 use portier::cobot::fixtures::*;
 use serde_json::Value;
@@ -78,15 +84,7 @@ async fn plans_left_out_of_the_list_hold_the_sync_and_nobody_gains_the_fallback_
     );
 
     // Cobot answers with only the part-time plan: Full Time and Flex are gone.
-    let plans = site.cobot.fixture().plans;
-    let short: Vec<Value> = plans
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["id"] == PLAN_PART_TIME)
-        .cloned()
-        .collect();
-    site.cobot.set_plans(Value::Array(short));
+    site.cobot.set_plans(part_time_only(&site));
 
     let run = site.portier(&["sync", "--json"]).await;
     run.expect_code(0);
@@ -116,15 +114,7 @@ async fn plans_left_out_of_the_list_hold_the_sync_and_nobody_gains_the_fallback_
 async fn accept_revocations_applies_a_fresh_sync_after_a_plan_loss_hold() {
     let site = Site::start().await;
     site.portier(&["sync"]).await.expect_code(0);
-    let plans = site.cobot.fixture().plans;
-    let short: Vec<Value> = plans
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| p["id"] == PLAN_PART_TIME)
-        .cloned()
-        .collect();
-    site.cobot.set_plans(Value::Array(short));
+    site.cobot.set_plans(part_time_only(&site));
     let held = site.portier(&["sync", "--json"]).await;
     held.expect_code(0);
     assert_eq!(held.json()["applied"], false);
@@ -201,4 +191,67 @@ async fn max_plan_loss_ratio_is_a_share_and_a_lower_one_holds_a_smaller_loss() {
     let run = site.portier(&["sync", "--json"]).await;
     run.expect_code(0);
     assert_eq!(run.json()["applied"], false, "1 of 6 is more than 10 %");
+}
+
+/// Cobot's plans without Full Time and Flex.
+fn part_time_only(site: &Site) -> Value {
+    let plans = site.cobot.fixture().plans;
+    let short: Vec<Value> = plans
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["id"] == PLAN_PART_TIME)
+        .cloned()
+        .collect();
+    Value::Array(short)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plan_loss_held_by_the_daemon_degrades_health_until_accepted() {
+    let site = Site::start().await;
+    let port = free_port();
+    site.write_config(&site_config(), port);
+    let mut d = Daemon::start(&site.config(), site.dir.path(), port, None);
+    assert!(d.wait_for_notify("READY=1", Duration::from_secs(10)).await);
+    let (_, status) = d
+        .poll("/v1/status", Duration::from_secs(15), |_, s| {
+            s["snapshot"]["version"].as_u64().is_some()
+        })
+        .await;
+    let version = status["snapshot"]["version"].clone();
+
+    site.cobot.set_plans(part_time_only(&site));
+    let (code, summary) = d
+        .post("/v1/sync?wait=true", Some(&d.admin_token.clone()))
+        .await;
+    assert_eq!(code, 200, "{summary}");
+    assert_eq!(summary["applied"], false, "{summary}");
+    assert_eq!(summary["plan_lost"], 3, "{summary}");
+    let (_, health) = d
+        .poll("/healthz", Duration::from_secs(1), |_, _| true)
+        .await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(
+        health["reasons"]
+            .to_string()
+            .contains("take the plan from 3 of 6"),
+        "{health}"
+    );
+    let (_, status) = d
+        .poll("/v1/status", Duration::from_secs(1), |_, _| true)
+        .await;
+    assert_eq!(status["snapshot"]["version"], version, "nothing applied");
+
+    let (code, summary) = d
+        .post(
+            "/v1/sync?wait=true&accept_revocations=true",
+            Some(&d.admin_token.clone()),
+        )
+        .await;
+    assert_eq!(code, 200, "{summary}");
+    assert_eq!(summary["applied"], true, "{summary}");
+    let (_, health) = d
+        .poll("/healthz", Duration::from_secs(1), |_, _| true)
+        .await;
+    assert!(!health["reasons"].to_string().contains("held"), "{health}");
 }
