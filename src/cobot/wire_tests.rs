@@ -264,3 +264,21 @@ fn two_records_with_one_membership_id_fail_the_whole_answer_naming_it() {
     let error = parse_memberships(body).unwrap_err();
     assert!(error.contains("m1") && error.contains("twice"), "{error}");
 }
+
+#[test]
+fn deeply_nested_or_huge_values_fail_or_skip_without_a_panic() {
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert!(parse_memberships(&deep).is_ok_and(|p| p.items.is_empty()));
+    let deep_record = format!(
+        "[{{\"id\": \"m1\", \"x\": {}{}}}]",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    // An unknown field is skipped, however deep.
+    assert!(parse_memberships(&deep_record).is_ok_and(|p| p.items.len() == 1));
+    let deep_object = format!("[{}1{}]", "{\"a\":".repeat(50_000), "}".repeat(50_000));
+    assert!(parse_plans(&deep_object).is_ok_and(|p| p.items.is_empty()));
+    let huge = r#"[{"id": 1e999999}, {"id": -0.0}, {"id": 18446744073709551616}, {"id": "p"}]"#;
+    let parsed = parse_plans(huge);
+    assert!(parsed.is_err() || parsed.is_ok_and(|p| !p.items.is_empty()));
+}
