@@ -116,13 +116,14 @@ fn sync_command(config: &Config, args: &SyncArgs) -> Result<(), Failure> {
                     &store,
                     &client,
                     args.accept_revocations,
+                    None,
                     clock::now,
                 ))
                 .map_err(|e| Failure::Runtime(e.to_string()))?
                 .summary
         }
     };
-    output::print_sync(&summary, args.json, config.cobot.max_revoke_ratio);
+    output::print_sync(&summary, args.json, &config.cobot);
     Ok(())
 }
 

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::config::CobotConfig;
 use crate::domain::MemberView;
 use crate::sync::SyncSummary;
 use crate::views::ExplainView;
@@ -13,7 +14,7 @@ fn print_json<T: Serialize>(value: &T) {
     }
 }
 
-pub(crate) fn print_sync(summary: &SyncSummary, json: bool, max_ratio: f64) {
+pub(crate) fn print_sync(summary: &SyncSummary, json: bool, cobot: &CobotConfig) {
     if json {
         print_json(summary);
         return;
@@ -27,16 +28,25 @@ pub(crate) fn print_sync(summary: &SyncSummary, json: bool, max_ratio: f64) {
     }
     if summary.applied {
         println!(
-            "applied: snapshot version {} ({} of {} previously granted members lose access)",
-            summary.version, summary.revoked, summary.granted_before
+            "applied: snapshot version {} ({} of {} previously granted members lose access, \
+             {} of {} lose their plan)",
+            summary.version,
+            summary.revoked,
+            summary.granted_before,
+            summary.plan_lost,
+            summary.plan_known_before
         );
     } else {
         println!(
-            "NOT applied: it would remove access from {} of {} granted members (more than {:.0}%); \
+            "NOT applied: it would remove access from {} of {} granted members (limit {:.0}%) \
+             and take the plan from {} of {} members whose plan was known (limit {:.0}%); \
              snapshot version {} stays in force. If this is intended, run: portier sync --accept-revocations",
             summary.revoked,
             summary.granted_before,
-            max_ratio * 100.0,
+            cobot.max_revoke_ratio * 100.0,
+            summary.plan_lost,
+            summary.plan_known_before,
+            cobot.max_plan_loss_ratio * 100.0,
             summary.version
         );
     }

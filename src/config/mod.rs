@@ -106,6 +106,8 @@ pub struct CobotConfig {
     pub check_ins: bool,
     /// A sync revoking more than this share of granted members is held (default 0.5).
     pub max_revoke_ratio: f64,
+    /// A sync taking the known plan from more than this share of members is held (default 0.2).
+    pub max_plan_loss_ratio: f64,
     /// Bookings are fetched from yesterday to this far ahead (default 30 days).
     pub booking_horizon: Duration,
     /// App tokens seen online keep working offline this long (default 30 days).

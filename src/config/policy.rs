@@ -2,8 +2,9 @@
 //! overrides, `[offline]` and the access-shaping keys of `[cobot]`.
 //!
 //! Every reference must resolve (a group named by an assignment, permission, override or
-//! `keep_groups`; a unit's parent and lock; the fallback plan's assignment), ids are unique,
-//! and the unit tree has no cycle. A broken reference is reported at the key that refers.
+//! `keep_groups`; a unit's parent and lock), ids are unique, and the unit tree has no cycle. A
+//! broken reference is reported at the key that refers. The fallback plan is the exception: it
+//! names a Cobot plan, which compile resolves against Cobot's plan list.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -52,17 +53,13 @@ pub(crate) fn policy(
     let permissions = permissions(ck, input.permissions, &group_ids, &unit_ids);
 
     let cobot = KeyPath::root("cobot");
-    let fallback_plan = input.cobot.fallback_plan.clone().map(|plan| {
-        let key = cobot.key("fallback_plan");
-        let plan = ck.non_empty(plan, &key);
-        if !assignments.iter().any(|a| a.plan == plan) {
-            ck.report.error(
-                &key,
-                format!("no [[assignment]] for plan \"{plan}\" (the fallback plan's groups come from its assignment)"),
-            );
-        }
-        plan
-    });
+    // The fallback names a Cobot plan (id or exact name) that only Cobot's plan list resolves,
+    // so it is resolved at compile time; an unresolved one is reported there, never refused here.
+    let fallback_plan = input
+        .cobot
+        .fallback_plan
+        .clone()
+        .map(|plan| ck.non_empty(plan, &cobot.key("fallback_plan")));
     let additional_groups_field = input
         .cobot
         .additional_groups_field

@@ -318,9 +318,15 @@ fn a_missing_file_is_an_error_naming_the_path() {
 }
 
 #[test]
+fn a_fallback_plan_without_an_assignment_of_that_name_is_left_to_cobots_plan_list() {
+    let config = load(&format!("{BASE}fallback_plan = \"Part Time\"\n")).expect("valid");
+    assert_eq!(config.policy.fallback_plan.as_deref(), Some("Part Time"));
+}
+
+#[test]
 fn references_ids_and_values_are_all_checked_at_once() {
     let text = format!(
-        "{BASE}fallback_plan = \"Nope\"\nmax_revoke_ratio = 1.5\nrequest_timeout = \"soon\"\n\n\
+        "{BASE}fallback_plan = \"\"\nmax_revoke_ratio = 1.5\nrequest_timeout = \"soon\"\n\n\
          [offline]\nkeep_groups = [\"ghost\"]\n\n\
          [[group]]\nid = \"Full Time\"\n\n[[group]]\nid = \"g\"\n\n[[group]]\nid = \"g\"\n\n\
          [[assignment]]\nplan = \"P\"\ngroups = [\"x\"]\n\n\

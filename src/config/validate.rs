@@ -242,13 +242,18 @@ impl<'a, 'i> Checker<'a, 'i> {
             raw.www_url.as_deref().unwrap_or(DEFAULT_WWW_URL),
             &key.key("www_url"),
         );
-        let max_revoke_ratio = raw.max_revoke_ratio.unwrap_or(0.5);
-        if !(0.0..=1.0).contains(&max_revoke_ratio) {
-            self.report.error(
-                &key.key("max_revoke_ratio"),
-                format!("{max_revoke_ratio} is not a share between 0 and 1"),
-            );
-        }
+        let mut share = |name: &str, value: Option<f64>, default: f64| {
+            let value = value.unwrap_or(default);
+            if !(0.0..=1.0).contains(&value) {
+                self.report.error(
+                    &key.key(name),
+                    format!("{value} is not a share between 0 and 1"),
+                );
+            }
+            value
+        };
+        let max_revoke_ratio = share("max_revoke_ratio", raw.max_revoke_ratio, 0.5);
+        let max_plan_loss_ratio = share("max_plan_loss_ratio", raw.max_plan_loss_ratio, 0.2);
         let client_id = raw
             .client_id
             .clone()
@@ -296,6 +301,7 @@ impl<'a, 'i> Checker<'a, 'i> {
             request_timeout,
             check_ins: raw.check_ins.unwrap_or(true),
             max_revoke_ratio,
+            max_plan_loss_ratio,
             booking_horizon,
             token_cache_ttl,
         })
