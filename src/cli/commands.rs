@@ -22,6 +22,10 @@ pub(super) fn run(cli: Cli) -> Result<(), Failure> {
         Command::CheckConfig => check_config(&cli.config),
         Command::Run => {
             let config = load_config(&cli.config)?;
+            if let Some(problem) = config.check_admin_token() {
+                eprintln!("{problem}");
+                return Err(Failure::Reported(64));
+            }
             crate::app::run(config).map_err(Failure::Runtime)
         }
         Command::Sync(args) => sync_command(&load_config(&cli.config)?, &args),
