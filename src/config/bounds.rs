@@ -76,7 +76,7 @@ fn show(d: Duration) -> String {
     }
     let units = [(YEAR, "y"), (DAY, "d"), (HOUR, "h"), (MINUTE, "m")];
     for (size, suffix) in units {
-        if secs % size == 0 {
+        if secs.is_multiple_of(size) {
             return format!("{}{suffix}", secs / size);
         }
     }
