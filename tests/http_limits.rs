@@ -61,11 +61,7 @@ fn start_daemon(site: &Site) -> tokio::process::Child {
         .expect("spawn portier run")
 }
 
-async fn healthz(base: &str) -> Result<u16, String> {
-    let client = reqwest::Client::builder()
-        .timeout(PATIENCE)
-        .build()
-        .expect("client");
+async fn healthz(client: &reqwest::Client, base: &str) -> Result<u16, String> {
     let response = client
         .get(format!("{base}/healthz"))
         .send()
@@ -74,22 +70,31 @@ async fn healthz(base: &str) -> Result<u16, String> {
     Ok(response.status().as_u16())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn healthz_answers_past_a_thousand_idle_connections_and_they_are_closed_after_the_header_timeout()
- {
+/// A daemon with `http` added to its `[http]` section, reached through `client` at `base`
+/// (`{port}` filled in): opens [`IDLE`] idle connections and checks health and their closing.
+async fn idle_connections_neither_starve_health_nor_stay(
+    http: &str,
+    scheme: &str,
+    client: reqwest::Client,
+    prepare: impl FnOnce(&Site),
+) {
     allow_open_files(IDLE as u64 + 512);
     let site = Site::start().await;
+    prepare(&site);
     let port = free_port();
-    site.write_config(&site_config(), port);
+    site.write_config(
+        &site_config().replace("[http]\n", &format!("[http]\n{http}")),
+        port,
+    );
     let _daemon = start_daemon(&site);
-    let base = format!("http://127.0.0.1:{port}");
+    let base = format!("{scheme}://127.0.0.1:{port}");
     let started = tokio::time::Instant::now();
-    while healthz(&base).await.is_err() {
+    while healthz(&client, &base).await.is_err() {
         assert!(started.elapsed() < PATIENCE, "the daemon did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    // Half send nothing at all, half stop in the middle of their headers.
+    // Half send nothing at all, half stop in the middle of their headers (or handshake).
     let mut idle = Vec::with_capacity(IDLE);
     for i in 0..IDLE {
         let connect = TcpStream::connect(("127.0.0.1", port));
@@ -105,10 +110,9 @@ async fn healthz_answers_past_a_thousand_idle_connections_and_they_are_closed_af
         }
         idle.push(stream);
     }
-
-    eprintln!("opened after {:?}", started.elapsed());
-    let status = healthz(&base).await;
-    eprintln!("healthz after {:?}", started.elapsed());
+    eprintln!("{IDLE} idle connections open after {:?}", started.elapsed());
+    let status = healthz(&client, &base).await;
+    eprintln!("/healthz answered after {:?}", started.elapsed());
     assert_eq!(
         status,
         Ok(200),
@@ -133,7 +137,63 @@ async fn healthz_answers_past_a_thousand_idle_connections_and_they_are_closed_af
         while reads.join_next().await.is_some() {}
     })
     .await;
-    eprintln!("closed after {:?}", started.elapsed());
+    eprintln!("all closed after {:?}", started.elapsed());
     assert!(closed.is_ok(), "idle connections were left open");
-    assert_eq!(healthz(&base).await, Ok(200));
+    assert_eq!(healthz(&client, &base).await, Ok(200));
+}
+
+fn patient_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .build()
+        .expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthz_answers_past_a_thousand_idle_connections_and_they_are_closed_after_the_header_timeout()
+ {
+    idle_connections_neither_starve_health_nor_stay("", "http", patient_client(), |_| {}).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_https_idle_connections_are_closed_after_the_handshake_timeout_and_health_answers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=portier.local"])
+        .args(["-addext", "subjectAltName=DNS:portier.local"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let pem = std::fs::read(&cert).expect("certificate");
+    let client = reqwest::Client::builder()
+        .timeout(PATIENCE)
+        .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).expect("pem"))
+        .danger_accept_invalid_hostnames(true)
+        .build()
+        .expect("client");
+    let http = "tls_cert_file = \"tls.crt\"\ntls_key_file = \"tls.key\"\n";
+    idle_connections_neither_starve_health_nor_stay(http, "https", client, |site| {
+        std::fs::copy(&cert, site.path("tls.crt")).expect("copy certificate");
+        let key_text = std::fs::read_to_string(&key).expect("key");
+        common::write_secret(&site.path("tls.key"), &key_text);
+    })
+    .await;
 }
