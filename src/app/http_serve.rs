@@ -311,3 +311,60 @@ impl Slots {
         Look::Wait
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+
+    use super::*;
+
+    fn fill(slots: &Arc<Slots>) -> Vec<Slot> {
+        (0..MAX_CONNECTIONS)
+            .map(|_| match slots.look() {
+                Look::Taken(slot) => slot,
+                Look::Wait => panic!("a free slot was refused"),
+            })
+            .collect()
+    }
+
+    fn asked_to_close(slot: &Slot) -> bool {
+        slot.evict.notified().now_or_never().is_some()
+    }
+
+    #[test]
+    fn when_every_slot_is_taken_the_oldest_idle_connection_gives_up_its_slot() {
+        let slots = Arc::new(Slots::default());
+        let mut open = fill(&slots);
+        let _request = Busy::new(Arc::clone(&slots), open[0].id);
+        assert!(matches!(slots.look(), Look::Wait));
+        assert!(
+            !asked_to_close(&open[0]),
+            "a connection with a request in flight stays"
+        );
+        assert!(
+            asked_to_close(&open[1]),
+            "the oldest idle one is asked to close"
+        );
+        // One eviction at a time: looking again does not close a second connection.
+        assert!(matches!(slots.look(), Look::Wait));
+        assert!(!asked_to_close(&open[2]));
+        drop(open.remove(1));
+        assert!(matches!(slots.look(), Look::Taken(_)));
+    }
+
+    #[test]
+    fn when_every_connection_has_a_request_in_flight_a_new_one_waits() {
+        let slots = Arc::new(Slots::default());
+        let open = fill(&slots);
+        let requests: Vec<Busy> = open
+            .iter()
+            .map(|slot| Busy::new(Arc::clone(&slots), slot.id))
+            .collect();
+        assert!(matches!(slots.look(), Look::Wait));
+        assert!(open.iter().all(|slot| !asked_to_close(slot)));
+        // The first request to finish leaves an idle connection, which then makes room.
+        drop(requests);
+        assert!(matches!(slots.look(), Look::Wait));
+        assert!(asked_to_close(&open[0]));
+    }
+}
