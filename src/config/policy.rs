@@ -14,6 +14,7 @@ use crate::domain::model::{
 };
 use crate::domain::schedule::Schedule;
 
+use super::bounds::Bounds;
 use super::error::KeyPath;
 use super::raw::{
     RawAssignment, RawCobot, RawGroup, RawHoliday, RawOffline, RawOverride, RawPermission, RawUnit,
@@ -69,7 +70,7 @@ pub(crate) fn policy(
         input.cobot.booking_grace.as_deref(),
         &cobot.key("booking_grace"),
         DEFAULT_BOOKING_GRACE,
-        false,
+        Bounds::BOOKING_GRACE,
     );
 
     let holidays = input
@@ -92,7 +93,7 @@ pub(crate) fn policy(
                 Some(text),
                 &offline_key.key("max_age"),
                 Duration::ZERO,
-                true,
+                Bounds::OFFLINE_MAX_AGE,
             )
         }),
         keep_groups: resolve_groups(
@@ -224,7 +225,7 @@ fn units(ck: &mut Checker<'_, '_>, raw: Vec<RawUnit>, lock_ids: &HashSet<&str>) 
             unit.open_for.as_deref(),
             &key.key("open_for"),
             DEFAULT_OPEN_FOR,
-            true,
+            Bounds::OPEN_FOR,
         );
         units.push((
             i,

@@ -14,6 +14,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use toml::de::DeTable;
 
+use super::bounds::{Bounds, parse_duration};
 use super::error::{ConfigError, KeyPath, Locator, Report, file_error, span_error};
 use super::raw::{RawCobot, RawConfig, RawHttp, RawLock, RawMqtt, RawReader, RawSite};
 use super::{CobotConfig, Config, EventsConfig, HttpConfig, MqttConfig, SiteConfig, locks, policy};
@@ -97,7 +98,7 @@ impl<'a, 'i> Checker<'a, 'i> {
                 raw.events.and_then(|e| e.retention).as_deref(),
                 &KeyPath::root("events").key("retention"),
                 Duration::from_secs(90 * DAY),
-                true,
+                Bounds::EVENTS_RETENTION,
             ),
         };
         let locks = locks::locks(&mut self, &raw.locks);
@@ -270,25 +271,25 @@ impl<'a, 'i> Checker<'a, 'i> {
             raw.sync_interval.as_deref(),
             &key.key("sync_interval"),
             Duration::from_secs(5 * MINUTE),
-            true,
+            Bounds::SYNC_INTERVAL,
         );
         let request_timeout = self.duration(
             raw.request_timeout.as_deref(),
             &key.key("request_timeout"),
             Duration::from_secs(30),
-            true,
+            Bounds::REQUEST_TIMEOUT,
         );
         let booking_horizon = self.duration(
             raw.booking_horizon.as_deref(),
             &key.key("booking_horizon"),
             Duration::from_secs(30 * DAY),
-            false,
+            Bounds::BOOKING_HORIZON,
         );
         let token_cache_ttl = self.duration(
             raw.token_cache_ttl.as_deref(),
             &key.key("token_cache_ttl"),
             Duration::from_secs(30 * DAY),
-            false,
+            Bounds::TOKEN_CACHE_TTL,
         );
         Some(CobotConfig {
             subdomain,
@@ -382,30 +383,22 @@ impl<'a, 'i> Checker<'a, 'i> {
         value
     }
 
-    /// A duration like `30s`, `5m`, `2h`, `7d`; `default` when absent.
+    /// A duration like `30s`, `5m`, `2h`, `7d` within `bounds`; `default` when absent. Every
+    /// duration key goes through here (see `bounds`).
     pub(crate) fn duration(
         &mut self,
         value: Option<&str>,
         key: &KeyPath,
         default: Duration,
-        positive: bool,
+        bounds: Bounds,
     ) -> Duration {
         let Some(text) = value else {
             return default;
         };
-        match humantime::parse_duration(text) {
-            Ok(d) if positive && d.is_zero() => {
-                self.report.error(key, "must be longer than 0s");
-                default
-            }
+        match parse_duration(text, bounds) {
             Ok(d) => d,
-            Err(e) => {
-                self.report.error(
-                    key,
-                    format!(
-                        "\"{text}\" is not a duration like \"30s\", \"5m\", \"2h\" or \"7d\" ({e})"
-                    ),
-                );
+            Err(message) => {
+                self.report.error(key, message);
                 default
             }
         }
@@ -421,14 +414,26 @@ impl<'a, 'i> Checker<'a, 'i> {
         date
     }
 
-    /// An `http://` or `https://` URL.
+    /// An `https://` URL, or an `http://` one to a loopback address (the test fakes): app
+    /// tokens and the Cobot token travel on it, so plain HTTP over a network is refused.
     fn http_url(&mut self, text: &str, key: &KeyPath) -> Option<url::Url> {
         match url::Url::parse(text) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
+            Ok(url) if url.scheme() == "https" && url.has_host() => Some(url),
+            Ok(url) if url.scheme() == "http" && url.host().is_some_and(is_loopback) => Some(url),
+            Ok(url) if url.scheme() == "http" && url.has_host() => {
+                self.report.error(
+                    key,
+                    format!(
+                        "\"{text}\" must be https:// (http:// only to a loopback address: \
+                         127.0.0.0/8, ::1 or localhost)"
+                    ),
+                );
+                None
+            }
             _ => {
                 self.report.error(
                     key,
-                    format!("\"{text}\" is not an http(s) URL like \"https://co-up.cobot.me\""),
+                    format!("\"{text}\" is not an https URL like \"https://co-up.cobot.me\""),
                 );
                 None
             }
@@ -461,5 +466,14 @@ impl<'a, 'i> Checker<'a, 'i> {
             return Some(dir.join(text));
         }
         Some(self.base.join(text))
+    }
+}
+
+/// True for `localhost`, 127.0.0.0/8 and `::1`.
+fn is_loopback(host: url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
     }
 }
