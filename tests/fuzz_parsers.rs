@@ -465,9 +465,7 @@ fn json_value() -> impl Strategy<Value = Value> {
                 ),
                 0..6
             )
-            .prop_map(|kv| Value::Object(
-                kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
-            )),
+            .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())),
         ]
     })
 }
@@ -568,7 +566,9 @@ fn byte_edit() -> impl Strategy<Value = ByteEdit> {
         (any::<usize>(), any::<u8>()).prop_map(|(i, b)| ByteEdit::Set(i, b)),
         (
             any::<usize>(),
-            prop::sample::select(vec!["{", "}", "[", "]", ",", "\"", "\\u", "null", ":", "1e999"])
+            prop::sample::select(vec![
+                "{", "}", "[", "]", ",", "\"", "\\u", "null", ":", "1e999"
+            ])
         )
             .prop_map(|(i, s)| ByteEdit::Insert(i, s.to_owned())),
     ]
