@@ -61,7 +61,7 @@ fn config(broker: &Mosquitto) -> String {
 }
 
 struct Rig {
-    _broker: Mosquitto,
+    broker: Mosquitto,
     _site: Site,
     daemon: Daemon,
     reader: AsyncClient,
@@ -91,7 +91,7 @@ fn rig() -> Rig {
         (broker, site, d, reader, results)
     });
     Rig {
-        _broker: broker,
+        broker,
         _site: site,
         daemon,
         reader,
@@ -173,8 +173,10 @@ fn every_reader_payload_is_answered_and_recorded_and_never_stops_the_daemon() {
                 .next_within(Duration::from_secs(5))
                 .await;
             let Some(result) = received else {
+                let log = std::fs::read_to_string(rig.broker.log_path()).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(8).collect();
                 return Err(TestCaseError::fail(format!(
-                    "no answer within 5 s to {} bytes: {:?}",
+                    "no answer within 20 s to {} bytes: {:?}\nbroker log (last lines first): {tail:#?}",
                     payload.len(),
                     String::from_utf8_lossy(&payload[..payload.len().min(200)])
                 )));
@@ -206,6 +208,13 @@ fn every_reader_payload_is_answered_and_recorded_and_never_stops_the_daemon() {
     if let Err(e) = outcome {
         panic!("{e}");
     }
+    let log = std::fs::read_to_string(rig.broker.log_path()).unwrap_or_default();
+    for line in log
+        .lines()
+        .filter(|l| l.contains("portier-fuzz") || l.contains("rror"))
+    {
+        eprintln!("broker: {line}");
+    }
     // Still alive, still opening.
     rig.rt.block_on(async {
         rig.reader
@@ -224,13 +233,29 @@ fn every_reader_payload_is_answered_and_recorded_and_never_stops_the_daemon() {
 }
 
 /// One HTTP request: method, path with query, headers, body.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct HttpCase {
     method: &'static str,
     path: String,
     bearer: Option<String>,
     content_type: Option<&'static str>,
     body: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpCase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = &self.body[..self.body.len().min(80)];
+        write!(
+            f,
+            "{} {} bearer={:?} content-type={:?} body ({} bytes) {:?}",
+            self.method,
+            self.path,
+            self.bearer,
+            self.content_type,
+            self.body.len(),
+            String::from_utf8_lossy(shown)
+        )
+    }
 }
 
 fn http_case() -> impl Strategy<Value = HttpCase> {
@@ -291,7 +316,10 @@ fn http_case() -> impl Strategy<Value = HttpCase> {
         1 => (1usize..200_000).prop_map(|n| vec![b' '; n]),
     ];
     (
-        prop::sample::select(vec!["POST", "POST", "POST", "GET", "PUT"]),
+        prop_oneof![
+            9 => Just(None),
+            1 => prop::sample::select(vec!["POST", "GET", "PUT", "DELETE"]).prop_map(Some),
+        ],
         path,
         prop_oneof![
             4 => Just(Some("test-admin-token".to_owned())),
@@ -308,7 +336,12 @@ fn http_case() -> impl Strategy<Value = HttpCase> {
         body,
     )
         .prop_map(|(method, path, bearer, content_type, body)| HttpCase {
-            method,
+            // Mostly the method the endpoint takes, sometimes another one.
+            method: method.unwrap_or(if path.contains("/open") || path.starts_with("/v1/sync") {
+                "POST"
+            } else {
+                "GET"
+            }),
             path,
             bearer,
             content_type,
@@ -318,9 +351,26 @@ fn http_case() -> impl Strategy<Value = HttpCase> {
 
 #[test]
 fn arbitrary_http_requests_never_get_a_server_error_nor_stop_the_daemon() {
+    fuzz_http(false);
+}
+
+#[test]
+#[ignore = "defect (issue 6, item 6): some 4xx answers under /v1/ are plain text, not \
+            {\"error\": ...}: POST /v1/admin/units/%FF/open with the admin token answers 400 \
+            `Invalid URL: Invalid UTF-8 in `unit`` as text"]
+fn every_error_answer_under_v1_is_json_with_an_error_field() {
+    fuzz_http(true);
+}
+
+fn fuzz_http(strict_json: bool) {
     let rig = rig();
-    let client = reqwest::Client::new();
-    let mut runner = runner(600);
+    // A fresh connection per request: a pooled connection the server has just closed (after
+    // answering without reading a body) would look like a lost answer.
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+    let mut runner = runner(3_000);
     let statuses = std::cell::RefCell::new(std::collections::BTreeMap::<u16, usize>::new());
     let outcome = runner.run(&http_case(), |case| {
         rig.rt.block_on(async {
@@ -338,6 +388,7 @@ fn arbitrary_http_requests_never_get_a_server_error_nor_stop_the_daemon() {
             let response = match request.send().await {
                 Ok(r) => r,
                 Err(e) => {
+                    eprintln!("NO ANSWER: {case:?}: {e:?}");
                     return Err(TestCaseError::fail(format!("{case:?}: no answer: {e}")));
                 }
             };
@@ -345,6 +396,18 @@ fn arbitrary_http_requests_never_get_a_server_error_nor_stop_the_daemon() {
             let text = response.text().await.unwrap_or_default();
             *statuses.borrow_mut().entry(status).or_default() += 1;
             let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            if status >= 500 {
+                eprintln!("SERVER ERROR: {case:?} → {status} {text}");
+            }
+            if strict_json && status >= 400 {
+                prop_assert!(
+                    body["error"].is_string(),
+                    "{:?} → {} without a JSON error: {:?}",
+                    case,
+                    status,
+                    text
+                );
+            }
             prop_assert!(
                 status < 500 || (status == 502 && body["granted"] == true),
                 "{:?} → {} {}",
@@ -366,4 +429,46 @@ fn arbitrary_http_requests_never_get_a_server_error_nor_stop_the_daemon() {
         assert_eq!(code, 200, "{health}");
     });
     eprintln!("statuses: {:?}", statuses.borrow());
+}
+
+#[test]
+#[ignore = "defect (issue 6, item 3): a reader payload over ~10 KiB exceeds the MQTT client's \
+            packet limit: the daemon's broker connection drops, the payload is never answered \
+            and swipes right after it are lost (publish 16 KiB on the reader topic, then a card)"]
+fn an_oversized_reader_payload_is_answered_and_the_next_card_still_opens() {
+    let rig = rig();
+    rig.rt.block_on(async {
+        for size in [1_025usize, 10 * 1024, 16 * 1024, 1024 * 1024] {
+            rig.reader
+                .publish(READER_TOPIC, QoS::AtLeastOnce, false, vec![b'A'; size])
+                .await
+                .unwrap();
+            let received = rig
+                .results
+                .lock()
+                .await
+                .next_within(Duration::from_secs(10))
+                .await;
+            let answer: Value =
+                serde_json::from_slice(&received.expect("an answer").payload).unwrap();
+            assert_eq!(answer["granted"], false, "{size} bytes: {answer}");
+            assert!(
+                answer["reason"].as_str().unwrap().contains("malformed"),
+                "{answer}"
+            );
+            rig.reader
+                .publish(READER_TOPIC, QoS::AtLeastOnce, false, ADA_CARD)
+                .await
+                .unwrap();
+            let received = rig
+                .results
+                .lock()
+                .await
+                .next_within(Duration::from_secs(10))
+                .await;
+            let answer: Value =
+                serde_json::from_slice(&received.expect("the card is answered").payload).unwrap();
+            assert_eq!(answer["granted"], true, "after {size} bytes: {answer}");
+        }
+    });
 }

@@ -77,7 +77,8 @@ fn check_config(text: &str) {
     match Config::parse(text, path, None) {
         Ok(config) => {
             // A valid configuration compiles and decides without panicking.
-            let snapshot = compile(&CobotData::default(), &config.policy, 1, Utc::now());
+            let synced = Utc.with_ymd_and_hms(2026, 3, 28, 12, 0, 0).unwrap();
+            let snapshot = compile(&CobotData::default(), &config.policy, 1, synced);
             let at = Moment::trusted(Utc.with_ymd_and_hms(2026, 3, 29, 1, 30, 0).unwrap());
             for unit in snapshot.unit_ids().collect::<Vec<_>>() {
                 let u = snapshot.unit(unit).unwrap();
@@ -541,11 +542,11 @@ fn apply_json(mut doc: Value, edits: &[JsonEdit]) -> Value {
                 }
             }
             JsonEdit::DuplicateRecord(i) => {
-                if let Value::Array(a) = &mut doc {
-                    if !a.is_empty() {
-                        let r = a[i % a.len()].clone();
-                        a.push(r);
-                    }
+                if let Value::Array(a) = &mut doc
+                    && !a.is_empty()
+                {
+                    let r = a[i % a.len()].clone();
+                    a.push(r);
                 }
             }
         }
