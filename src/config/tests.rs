@@ -529,3 +529,29 @@ proptest::proptest! {
         let _ = Config::parse(&text[..cut], Path::new("p.toml"), None);
     }
 }
+
+#[test]
+fn a_file_with_no_settings_asks_to_be_edited_in_one_line() {
+    let (_dir, path) = write_config(&installed_template_text());
+    let ConfigErrors(errors) = Config::load_with(&path, None).expect_err("template is refused");
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let line = errors[0].to_string();
+    assert!(
+        line.contains(&format!("edit {}", path.display())),
+        "the message names the file to edit: {line}"
+    );
+    assert!(line.contains("examples/portier.toml"), "{line}");
+}
+
+#[test]
+fn a_file_with_one_setting_gets_the_ordinary_errors_not_the_edit_message() {
+    let errors = errors("[site]\n");
+    assert!(errors.iter().all(|e| !e.message.contains("edit ")), "{errors:#?}");
+    error_for(&errors, "site.timezone");
+}
+
+/// The file the package installs as `/etc/portier/portier.toml`.
+fn installed_template_text() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/portier.template.toml");
+    fs::read_to_string(path).expect("config/portier.template.toml is readable")
+}

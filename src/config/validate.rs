@@ -36,6 +36,9 @@ pub(crate) fn validate(
 ) -> Result<Config, Vec<ConfigError>> {
     let root = DeTable::parse(text)
         .map_err(|e| vec![span_error(file, text, e.span(), String::new(), e.message())])?;
+    if root.get_ref().is_empty() {
+        return Err(vec![not_edited_yet(file)]);
+    }
     let locator = Locator::new(text, root.into_inner());
     let mut unknown = Vec::new();
     let parsed = toml::Deserializer::parse(text).and_then(|de| {
@@ -64,6 +67,19 @@ pub(crate) fn validate(
         }
     };
     checker.config(raw, file)
+}
+
+/// The one error for a file with no settings at all (the package installs such a template, so
+/// that a fresh install drives no hardware until the installer describes the site).
+fn not_edited_yet(file: &Path) -> ConfigError {
+    file_error(
+        file,
+        format!(
+            "no settings yet: edit {} (every key is documented in \
+             /usr/share/doc/portier/examples/portier.toml), then run `portier check-config`",
+            file.display()
+        ),
+    )
 }
 
 /// Validation state: the report plus what path resolution needs.
