@@ -546,7 +546,10 @@ fn a_file_with_no_settings_asks_to_be_edited_in_one_line() {
 #[test]
 fn a_file_with_one_setting_gets_the_ordinary_errors_not_the_edit_message() {
     let errors = errors("[site]\n");
-    assert!(errors.iter().all(|e| !e.message.contains("edit ")), "{errors:#?}");
+    assert!(
+        errors.iter().all(|e| !e.message.contains("edit ")),
+        "{errors:#?}"
+    );
     error_for(&errors, "site.timezone");
 }
 
