@@ -17,7 +17,6 @@
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // reason: tests fail loudly
 
 mod common;
-#[allow(dead_code)] // reason: the harness has more than this test uses
 #[path = "common/daemon.rs"]
 mod daemon;
 #[path = "common/mosquitto.rs"]

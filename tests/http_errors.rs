@@ -6,7 +6,6 @@
 
 mod common;
 #[path = "common/daemon.rs"]
-#[allow(dead_code)] // reason: this test uses only part of the daemon harness
 mod daemon;
 
 use std::time::Duration;

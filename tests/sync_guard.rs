@@ -6,7 +6,6 @@
 
 mod common;
 #[path = "common/daemon.rs"]
-#[allow(dead_code)] // reason: this binary uses part of the daemon harness
 mod daemon;
 
 use chrono::{Datelike, Days, NaiveDate, Weekday};

@@ -7,7 +7,6 @@
 
 mod common;
 #[path = "common/daemon.rs"]
-#[allow(dead_code)] // reason: this binary uses part of the daemon harness
 mod daemon;
 
 use std::time::Duration;
