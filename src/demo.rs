@@ -12,6 +12,7 @@ use std::path::Path;
 use chrono::{Datelike, Days, NaiveDate, TimeZone, Weekday};
 
 use crate::cli;
+use crate::cli::output::out;
 use crate::cobot::fake::{FakeCobot, Fixture};
 use crate::cobot::fixtures;
 
@@ -141,10 +142,10 @@ pub fn run(args: &crate::cli::DemoArgs) -> Result<(), String> {
     let wednesday = next(today, Weekday::Wed);
     let saturday = next(today, Weekday::Sat);
 
-    println!("Portier demo");
-    println!("============");
-    println!("A simulated Cobot space is serving on {api} with 9 memberships.");
-    println!(
+    out!("Portier demo");
+    out!("============");
+    out!("A simulated Cobot space is serving on {api} with 9 memberships.");
+    out!(
         "The site's configuration and cache live in {}.",
         dir.path().display()
     );
@@ -233,8 +234,8 @@ pub fn run(args: &crate::cli::DemoArgs) -> Result<(), String> {
         return serve(args, &config, &cobot);
     }
     runtime.block_on(async { drop(cobot) });
-    println!();
-    println!("--- The internet goes down: the simulated Cobot is stopped. ---");
+    out!();
+    out!("--- The internet goes down: the simulated Cobot is stopped. ---");
     step(
         &config,
         "A sync now fails, and the cached snapshot stays in force",
@@ -262,8 +263,8 @@ pub fn run(args: &crate::cli::DemoArgs) -> Result<(), String> {
             "front_door",
         ],
     );
-    println!();
-    println!("Demo finished; the temporary directory is removed now.");
+    out!();
+    out!("Demo finished; the temporary directory is removed now.");
     Ok(())
 }
 
@@ -291,28 +292,24 @@ fn serve(args: &crate::cli::DemoArgs, config: &Path, cobot: &FakeCobot) -> Resul
     let config = crate::config::Config::load(config).map_err(|e| e.to_string())?;
     let base = format!("http://{}", args.listen);
     let ada = fixtures::ADA;
-    println!();
-    println!("--- The daemon now runs on the demo site ({base}); Ctrl-C stops it. ---");
-    println!(
+    out!();
+    out!("--- The daemon now runs on the demo site ({base}); Ctrl-C stops it. ---");
+    out!(
         "The simulated Cobot keeps serving on {}. Try, in another terminal:",
         cobot.url()
     );
-    println!(
-        "  curl -s -X POST -H 'Authorization: Bearer app-{ada}' {base}/v1/units/front_door/open"
-    );
-    println!("  curl -s -X POST -H 'Authorization: Bearer wrong' {base}/v1/units/front_door/open");
-    println!("  curl -s {base}/healthz; curl -s {base}/v1/status");
-    println!("  curl -s -H 'Authorization: Bearer demo-admin-token' {base}/v1/events");
+    out!("  curl -s -X POST -H 'Authorization: Bearer app-{ada}' {base}/v1/units/front_door/open");
+    out!("  curl -s -X POST -H 'Authorization: Bearer wrong' {base}/v1/units/front_door/open");
+    out!("  curl -s {base}/healthz; curl -s {base}/v1/status");
+    out!("  curl -s -H 'Authorization: Bearer demo-admin-token' {base}/v1/events");
     if args.mqtt.is_some() {
-        println!("  mosquitto_sub -t 'portier/#' -v &");
-        println!(
+        out!("  mosquitto_sub -t 'portier/#' -v &");
+        out!(
             "  mosquitto_pub -t portier/readers/front -m {}",
             fixtures::ADA_CARD
         );
     }
-    println!(
-        "Doors opening show in the log below as \"lock opened\" (the office lock is log-only)."
-    );
+    out!("Doors opening show in the log below as \"lock opened\" (the office lock is log-only).");
     crate::app::run(config)
 }
 
@@ -336,9 +333,9 @@ fn step(config: &Path, title: &str, args: &[&str]) {
     for a in args {
         let _ = write!(shown, " {a}");
     }
-    println!();
-    println!("## {title}");
-    println!("{shown}");
+    out!();
+    out!("## {title}");
+    out!("{shown}");
     let mut argv = vec![
         "portier".to_owned(),
         "--config".to_owned(),
@@ -346,5 +343,5 @@ fn step(config: &Path, title: &str, args: &[&str]) {
     ];
     argv.extend(args.iter().map(|a| (*a).to_owned()));
     let code = cli::run_args(argv);
-    println!("(exit code {code})");
+    out!("(exit code {code})");
 }

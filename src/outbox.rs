@@ -7,7 +7,7 @@
 //! check-in found there counts as sent: Cobot never gets the same check-in twice. A final 4xx
 //! (other than 408/429) is recorded in the event and not retried. 5xx, 408, timeouts and
 //! connection errors back off exponentially with jitter (capped at 60 s); a 429 waits for its
-//! `Retry-After`. While one task is backing off the worker sends nothing else (Cobot is down or
+//! `Retry-After` (at most an hour; the client ignores a longer one). While one task is backing off the worker sends nothing else (Cobot is down or
 //! throttling us; hammering it with the rest of the queue would not help).
 //!
 //! It does not decide access, does not read the clock (it is given one) and does not touch
@@ -21,6 +21,7 @@ use chrono_tz::Tz;
 use rand::Rng;
 use tokio::sync::{Notify, watch};
 
+use crate::cobot::client::MAX_RETRY_AFTER;
 use crate::cobot::{CheckInOutcome, CobotClient, CobotError};
 use crate::store::{CheckInResult, CheckInTask, Store, StoreError};
 
@@ -158,7 +159,7 @@ where
             Ok(client) => client,
             Err(problem) => {
                 tracing::warn!(%problem, pending = tasks.len(), "cannot send check-ins to Cobot yet");
-                self.gate = Some(now + cap);
+                self.gate = Some(after(now, cap));
                 return Next::Wait(cap);
             }
         };
@@ -246,7 +247,7 @@ where
     ) -> Result<Tried, StoreError> {
         self.failures = self.failures.saturating_add(1);
         let cap = self.settings.backoff_cap;
-        let wait = if let Some(asked) = e.retry_after() {
+        let wait = if let Some(asked) = e.retry_after().filter(|d| *d <= MAX_RETRY_AFTER) {
             // At least the base wait, so a `Retry-After: 0` cannot make a tight loop.
             asked.max(self.settings.backoff_base)
         } else if e.is_retryable() {
@@ -256,13 +257,24 @@ where
             // 401 and the like: retrying soon cannot help, but the check-in must not be lost.
             cap
         };
-        let at = (self.clock)() + chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+        let at = after((self.clock)(), wait);
         tracing::warn!(member = %task.member, day = %task.day, error = %e, retry_in = ?wait, uncertain, "check-in not sent yet");
         self.store
             .finish_check_in(task, CheckInResult::Retry { at, uncertain })
             .await?;
         Ok(Tried::Paused(at))
     }
+}
+
+/// `now + wait`, checked: `now + cap` when the sum does not fit (`DateTime + TimeDelta` panics
+/// on overflow), and `now` itself at the very end of time.
+fn after(now: DateTime<Utc>, wait: Duration) -> DateTime<Utc> {
+    let sum = |d: Duration| {
+        chrono::Duration::from_std(d)
+            .ok()
+            .and_then(|d| now.checked_add_signed(d))
+    };
+    sum(wait).or_else(|| sum(BACKOFF_CAP)).unwrap_or(now)
 }
 
 /// How long from `now` until `at` (zero if it has passed).
@@ -274,7 +286,9 @@ fn until(now: DateTime<Utc>, at: DateTime<Utc>) -> Duration {
 fn backoff(base: Duration, cap: Duration, n: u32) -> Duration {
     let exp = base.saturating_mul(1u32 << n.saturating_sub(1).min(16));
     let factor = 1.0 + rand::rng().random_range(-0.25..=0.25);
-    exp.min(cap).mul_f64(factor).min(cap)
+    Duration::try_from_secs_f64(exp.min(cap).as_secs_f64() * factor)
+        .unwrap_or(cap)
+        .min(cap)
 }
 
 /// The start of a site-local day in UTC. A DST change at midnight can skip 00:00; the day then
@@ -292,11 +306,13 @@ fn local_midnight(tz: Tz, day: NaiveDate) -> DateTime<Utc> {
 /// The site-local day as a UTC interval `[from, to)`.
 fn day_bounds(tz: Tz, day: NaiveDate) -> (DateTime<Utc>, DateTime<Utc>) {
     let from = local_midnight(tz, day);
-    let to = day
-        .succ_opt()
-        .map_or(from + chrono::Duration::days(1), |next| {
-            local_midnight(tz, next)
-        });
+    let to = day.succ_opt().map_or_else(
+        || {
+            from.checked_add_signed(chrono::Duration::days(1))
+                .unwrap_or(DateTime::<Utc>::MAX_UTC)
+        },
+        |next| local_midnight(tz, next),
+    );
     (from, to)
 }
 
@@ -315,6 +331,25 @@ mod tests {
         for n in [7, 20, u32::MAX] {
             assert!(backoff(base, cap, n) <= cap);
         }
+    }
+
+    #[test]
+    fn retry_times_that_do_not_fit_a_date_fall_back_to_the_cap() {
+        let now = DateTime::<Utc>::MAX_UTC - chrono::Duration::days(1);
+        assert_eq!(
+            after(now, Duration::from_secs(5)),
+            now + chrono::Duration::seconds(5)
+        );
+        assert_eq!(
+            after(now, Duration::MAX),
+            now + chrono::Duration::seconds(60)
+        );
+        assert_eq!(
+            after(DateTime::<Utc>::MAX_UTC, Duration::MAX),
+            DateTime::<Utc>::MAX_UTC
+        );
+        let (_, to) = day_bounds(chrono_tz::UTC, NaiveDate::MAX);
+        assert_eq!(to, DateTime::<Utc>::MAX_UTC);
     }
 
     #[test]

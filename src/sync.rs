@@ -1,10 +1,11 @@
-//! One sync: fetch Cobot's data, compile it with the loaded policy, apply the mass-revocation
-//! guard, persist, and report what happened.
+//! One sync: fetch Cobot's data, compile it with the loaded policy, apply the mass-change
+//! guard (revocations and lost plans), persist, and report what happened.
 //!
 //! The sync is the only writer of snapshots. It replaces the stored snapshot only after a
 //! complete fetch and a successful compile, so a failed or partial sync never replaces a good
 //! snapshot. It does not retry: the command line tries once, the daemon wraps this in its own
-//! paced retries.
+//! paced retries. An empty plan list while memberships name a parent plan is a Cobot glitch, not
+//! a fact: that sync fails, as a malformed answer would.
 
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use thiserror::Error;
 use crate::cobot::{CobotClient, CobotError, FetchOptions};
 use crate::config::Config;
 use crate::domain::guard;
-use crate::domain::model::Policy;
+use crate::domain::model::{CobotData, Policy};
 use crate::domain::{Snapshot, compile};
 use crate::store::{GuardState, Store, StoreError, StoredSnapshot};
 
@@ -49,6 +50,12 @@ pub struct SyncSummary {
     pub revoked: usize,
     /// Members granted before the sync.
     pub granted_before: usize,
+    /// Members whose plan was known before and would be unknown after (fallback or none).
+    #[serde(default)]
+    pub plan_lost: usize,
+    /// Members whose plan was known before the sync (not those on the fallback plan).
+    #[serde(default)]
+    pub plan_known_before: usize,
     /// Things a space manager should look at (ambiguous plan names, malformed records, …).
     pub warnings: Vec<String>,
 }
@@ -93,7 +100,16 @@ pub fn fetch_options(
     let horizon = chrono::Duration::from_std(booking_horizon).unwrap_or(chrono::Duration::days(30));
     FetchOptions {
         custom_fields: policy.additional_groups_field.is_some(),
-        bookings: needs_bookings.then(|| (now - chrono::Duration::days(1), now + horizon)),
+        bookings: needs_bookings.then(|| {
+            // Checked: a horizon from the configuration must not panic the sync.
+            let from = now
+                .checked_sub_signed(chrono::Duration::days(1))
+                .unwrap_or(now);
+            let to = now
+                .checked_add_signed(horizon)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
+            (from, to)
+        }),
     }
 }
 
@@ -102,19 +118,56 @@ pub fn compile_stored(stored: &StoredSnapshot, policy: &Policy) -> Snapshot {
     compile(&stored.data, policy, stored.version, stored.synced_at)
 }
 
+/// Fails a fetch whose plan list is empty while memberships name a parent plan: Cobot did not
+/// lose every plan at once, and believing it would move every member to the fallback plan.
+fn check_plan_list(data: &CobotData) -> Result<(), CobotError> {
+    if !data.plans.is_empty() {
+        return Ok(());
+    }
+    let naming = data
+        .memberships
+        .iter()
+        .filter(|m| {
+            let current = m.plan.as_ref();
+            let upcoming = m.upcoming_plan.as_ref().map(|u| &u.plan);
+            [current, upcoming]
+                .into_iter()
+                .flatten()
+                .any(|p| p.parent_plan_id.is_some())
+        })
+        .count();
+    if naming == 0 {
+        return Ok(());
+    }
+    Err(CobotError::Malformed {
+        path: "/api/plans".into(),
+        detail: format!(
+            "the plan list is empty while {naming} memberships name a parent plan; \
+             the old snapshot stays in force"
+        ),
+    })
+}
+
 /// Runs one sync now. `now` is read through `clock` before and after the fetch.
+///
+/// `current` is the snapshot in force, which the guard compares against (the daemon has it in
+/// memory); `None` compiles the stored one with the loaded policy (the command line).
 pub async fn sync_once(
     config: &Config,
     store: &Store,
     client: &CobotClient,
     accept_revocations: bool,
+    current: Option<&Snapshot>,
     clock: impl Fn() -> DateTime<Utc>,
 ) -> Result<SyncResult, SyncError> {
     let started = clock();
     let mut status = store.sync_status()?;
     status.last_attempt = Some(started);
     let options = fetch_options(&config.policy, config.cobot.booking_horizon, started);
-    let data = match client.fetch(&options).await {
+    let data = match client.fetch(&options).await.and_then(|data| {
+        check_plan_list(&data)?;
+        Ok(data)
+    }) {
         Ok(data) => data,
         Err(e) => {
             status.last_error = Some(e.to_string());
@@ -123,24 +176,41 @@ pub async fn sync_once(
         }
     };
     let finished = clock();
-    let old = store.load_snapshot()?;
-    let version = old.as_ref().map_or(0, |o| o.version) + 1;
+    let compiled;
+    let old = match current {
+        Some(current) => Some(current),
+        None => match store.load_snapshot()? {
+            Some(stored) => {
+                compiled = compile_stored(&stored, &config.policy);
+                Some(&compiled)
+            }
+            None => None,
+        },
+    };
+    let version = old.map_or(0, Snapshot::version) + 1;
     let new = compile(&data, &config.policy, version, finished);
 
-    let (revoked, granted_before) = match &old {
-        Some(old) => {
-            let r = guard::revocation(&compile_stored(old, &config.policy), &new, finished);
-            (r.revoked, r.granted_before)
-        }
-        None => (0, 0),
+    let (revocation, plan_loss) = match old {
+        Some(old) => (
+            guard::revocation(old, &new, finished),
+            guard::plan_loss(old, &new, finished),
+        ),
+        None => (
+            guard::Revocation {
+                revoked: 0,
+                granted_before: 0,
+            },
+            guard::PlanLoss {
+                lost: 0,
+                known_before: 0,
+            },
+        ),
     };
-    let ratio = if granted_before == 0 {
-        0.0
-    } else {
-        revoked as f64 / granted_before as f64
-    };
+    let too_many = revocation.ratio() > config.cobot.max_revoke_ratio
+        || plan_loss.ratio() > config.cobot.max_plan_loss_ratio;
     // The first sync is never held: there is nothing to protect yet.
-    let held = old.is_some() && !accept_revocations && ratio > config.cobot.max_revoke_ratio;
+    let held = old.is_some() && !accept_revocations && too_many;
+    let (revoked, granted_before) = (revocation.revoked, revocation.granted_before);
 
     let report = new.report();
     let mut warnings = report.warnings.clone();
@@ -154,6 +224,8 @@ pub async fn sync_once(
         version,
         revoked,
         granted_before,
+        plan_lost: plan_loss.lost,
+        plan_known_before: plan_loss.known_before,
         warnings,
     };
 
@@ -164,12 +236,16 @@ pub async fn sync_once(
         status.guard = GuardState::Held {
             revoked,
             granted_before,
+            plan_lost: plan_loss.lost,
+            plan_known_before: plan_loss.known_before,
         };
         store.save_sync_status(&status)?;
         tracing::warn!(
             revoked,
             granted_before,
-            "sync held by the mass-revocation guard"
+            plan_lost = plan_loss.lost,
+            plan_known_before = plan_loss.known_before,
+            "sync held by the mass-change guard"
         );
         return Ok(SyncResult {
             summary,

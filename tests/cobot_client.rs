@@ -432,3 +432,22 @@ async fn ten_thousand_memberships_are_fetched_and_read() {
     assert!(data.malformed.is_empty());
     assert!(data.memberships.iter().all(|m| m.user_id.is_some()));
 }
+
+#[tokio::test]
+async fn an_answer_over_the_size_limit_fails_as_malformed_instead_of_filling_memory() {
+    let mut fixture = Fixture::empty();
+    fixture.plans = fixtures::plans();
+    fixture.memberships = fixtures::large(1_000);
+    let fake = FakeCobot::start(fixture).await.unwrap();
+    let limited = client(&fake).with_body_limit(64 * 1024);
+    match limited.fetch(&FetchOptions::default()).await {
+        Err(CobotError::Malformed { path, detail }) => {
+            assert_eq!(path, "/api/memberships?all=true");
+            assert!(detail.contains("larger than 65536 bytes"), "{detail}");
+        }
+        other => panic!("expected a malformed answer, got {other:?}"),
+    }
+    // The default limit reads the same answer.
+    let data = client(&fake).fetch(&FetchOptions::default()).await.unwrap();
+    assert_eq!(data.memberships.len(), 1_000);
+}

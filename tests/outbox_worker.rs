@@ -406,3 +406,27 @@ async fn the_worker_stops_promptly_even_while_waiting_for_cobot() {
         "an interrupted POST must be settled by asking first"
     );
 }
+
+#[tokio::test]
+async fn an_absurd_retry_after_is_ignored_and_the_check_in_arrives_after_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fake, store) = (fake().await, open(&dir));
+    let absurd = [
+        "18446744073709551615",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+        "99999999999",
+        "-1",
+        "soon",
+    ];
+    let faults = absurd.iter().map(|r| Fault::RateLimitedRaw {
+        retry_after: (*r).into(),
+    });
+    fake.queue_faults("/api/memberships/m1/work_sessions", faults);
+    let worker = Worker::start(&store, &fake, Duration::from_secs(2));
+    let first = append(&store, Some(&worker), "m1").await;
+    eventually("the check-in is sent", || sent(&store, first.seq)).await;
+    // `stop` fails the test if the worker panicked on the way.
+    worker.stop().await;
+    assert_eq!(count(&fake, POST_M1), absurd.len() + 1);
+    assert_eq!(fake.check_ins().len(), 1);
+}

@@ -84,12 +84,24 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
     if let GuardState::Held {
         revoked,
         granted_before,
+        plan_lost,
+        plan_known_before,
     } = cloud.sync.guard
     {
         reasons.push(format!(
             "the last sync was held: it would remove access from {revoked} of {granted_before} \
-             granted members; check Cobot, then run portier sync --accept-revocations \
-             (or POST /v1/sync?accept_revocations=true)"
+             granted members and take the plan from {plan_lost} of {plan_known_before} members \
+             whose plan was known; check Cobot's memberships and plans, then run portier sync \
+             --accept-revocations (or POST /v1/sync?accept_revocations=true)"
+        ));
+    }
+    if let Some(problem) = snapshot
+        .as_ref()
+        .and_then(|s| s.report().fallback_problem.as_ref())
+    {
+        reasons.push(format!(
+            "{problem}; members whose plan is unknown get no groups; set cobot.fallback_plan to \
+             a Cobot plan id or exact name that has an [[assignment]], then reload (SIGHUP)"
         ));
     }
     if let Some(age) = snapshot

@@ -1,7 +1,10 @@
 //! The daemon's HTTP API (axum): health and metrics for monitoring, the admin endpoints behind
 //! the admin bearer token.
 //!
-//! Bad input gets `400 {"error": "..."}`, never a panic. The admin token is compared in
+//! Bad input gets `400 {"error": "..."}`, never a panic. Every 4xx/5xx answer under `/v1/` is
+//! JSON with an `error` field: handlers write their own, and [`json_errors`] turns whatever else
+//! answers (axum's rejections of a path, query or body, an unknown route, a wrong method, a
+//! body over the limit) into one, so clients parse one shape. The admin token is compared in
 //! constant time; without a configured token every admin endpoint answers 401.
 
 use std::sync::Arc;
@@ -47,7 +50,55 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
         .route("/v1/units/{unit}/open", post(http_doors::app_open))
         .route("/v1/admin/units/{unit}/open", post(http_doors::admin_open))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(json_errors))
         .with_state(api)
+}
+
+/// The most of a plain-text error body that is kept as the message.
+const MAX_ERROR_TEXT: usize = 4096;
+
+/// Turns an error answer under `/v1/` that is not JSON into `{"error": "<its text>"}`, with
+/// the same status and headers (`Allow`, `Retry-After`). JSON answers pass unchanged, so open
+/// answers keep their other fields; `/healthz` and `/metrics` are not touched.
+async fn json_errors(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let api = request.uri().path().starts_with("/v1/");
+    let method = request.method().clone();
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !api || is_json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, MAX_ERROR_TEXT)
+        .await
+        .map(|bytes| String::from_utf8_lossy(&bytes).trim().to_owned())
+        .unwrap_or_default();
+    let message = if !text.is_empty() {
+        text
+    } else if status == StatusCode::METHOD_NOT_ALLOWED {
+        match parts
+            .headers
+            .get(header::ALLOW)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(allow) => format!("{method} is not allowed here (allowed: {allow})"),
+            None => format!("{method} is not allowed here"),
+        }
+    } else {
+        status.canonical_reason().unwrap_or("error").to_lowercase()
+    };
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    let body = serde_json::to_vec(&ErrorView { error: message }).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {

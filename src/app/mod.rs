@@ -11,6 +11,7 @@ mod doors;
 mod health;
 mod http;
 mod http_doors;
+mod http_serve;
 mod metrics;
 mod mqtt;
 mod notify;
@@ -228,7 +229,7 @@ async fn serve(config: Config) -> Result<(), String> {
         limiter: Mutex::new(http_doors::RateLimiter::default()),
         users,
     });
-    let app = http::router(api).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = http::router(api);
     let tls = {
         let config = daemon.config();
         config
@@ -237,7 +238,7 @@ async fn serve(config: Config) -> Result<(), String> {
             .clone()
             .zip(config.http.tls_key_file.clone())
     };
-    match tls {
+    let transport = match tls {
         // App tokens cross the LAN: with a certificate, Portier serves HTTPS itself.
         Some((cert, key)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
@@ -249,39 +250,16 @@ async fn serve(config: Config) -> Result<(), String> {
                         key.display()
                     )
                 })?;
-            let std_listener = listener
-                .into_std()
-                .map_err(|e| format!("cannot use the listener: {e}"))?;
-            let server = axum_server::from_tcp_rustls(std_listener, tls)
-                .map_err(|e| format!("cannot serve HTTPS: {e}"))?;
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            let mut http_shutdown = shutdown_rx.clone();
-            tasks.spawn(async move {
-                let _ = http_shutdown.wait_for(|stop| *stop).await;
-                stopper.graceful_shutdown(Some(Duration::from_secs(5)));
-            });
-            tasks.spawn(async move {
-                if let Err(e) = server.handle(handle).serve(app).await {
-                    tracing::error!(error = %e, "HTTPS server failed");
-                }
-            });
+            http_serve::Transport::Tls(tls)
         }
-        None => {
-            let mut http_shutdown = shutdown_rx.clone();
-            tasks.spawn(async move {
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(async move {
-                        // Either the flag turns true or the sender is gone: stop in both cases.
-                        let _ = http_shutdown.wait_for(|stop| *stop).await;
-                    })
-                    .await;
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "HTTP server failed");
-                }
-            });
-        }
-    }
+        None => http_serve::Transport::Plain,
+    };
+    tasks.spawn(http_serve::serve(
+        listener,
+        app,
+        transport,
+        shutdown_rx.clone(),
+    ));
 
     let listen = daemon.config().http.listen;
     tracing::info!(%listen, "portier is serving decisions");

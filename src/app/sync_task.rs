@@ -6,6 +6,11 @@
 //! `Retry-After`; a 401 or a missing token waits a whole interval, since retrying cannot help
 //! until someone reconnects. Cobot allows 6 membership requests a minute, and every sync makes
 //! one, so attempts are spaced at least 10 s apart (a request waits, it is never refused).
+//! A manual sync (`POST /v1/sync`) is taken at once, whatever backoff or `Retry-After` the
+//! periodic schedule is waiting for: only the spacing applies to it.
+//!
+//! Every wait is bounded (a `Retry-After` by the client at 1 h, here again) and every
+//! `Instant` sum is checked, so no number from Cobot or the configuration can panic the task.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +22,7 @@ use tokio::time::Instant;
 use super::state::{Daemon, SyncJob};
 use crate::clock;
 use crate::cobot::CobotError;
+use crate::cobot::client::MAX_RETRY_AFTER;
 use crate::sync::{self, SyncError, SyncSummary};
 
 /// Cobot's `/api/memberships` allows 6 requests a minute.
@@ -57,7 +63,7 @@ pub(crate) async fn run(
             _ = shutdown.changed() => return,
         };
         if let Some(previous) = last_attempt {
-            let earliest = previous + MEMBERSHIP_SPACING;
+            let earliest = later(previous, MEMBERSHIP_SPACING);
             tokio::select! {
                 () = tokio::time::sleep_until(earliest) => {}
                 _ = shutdown.changed() => return,
@@ -74,13 +80,13 @@ pub(crate) async fn run(
             Err(failed) => {
                 failures = failures.saturating_add(1);
                 match failed.retry {
-                    Retry::After(d) => d,
-                    Retry::Backoff => backoff(failures),
+                    Retry::After(d) if d <= MAX_RETRY_AFTER => d,
+                    Retry::After(_) | Retry::Backoff => backoff(failures),
                     Retry::NextInterval => interval,
                 }
             }
         };
-        next = Instant::now() + wait;
+        next = later(Instant::now(), wait);
         if let Some(reply) = job.reply {
             // The asker may have given up (client disconnected); nothing to do then.
             let _ = reply.send(outcome.map_err(|f| f.message));
@@ -112,11 +118,13 @@ async fn attempt(daemon: &Daemon, accept_revocations: bool) -> Result<SyncSummar
         retry: Retry::NextInterval,
     })?;
     let started = clock::instant();
+    let current = daemon.current();
     let result = sync::sync_once(
         &config,
         &daemon.store,
         &client,
         accept_revocations,
+        current.as_deref(),
         clock::now,
     )
     .await;
@@ -164,8 +172,35 @@ fn backoff(failures: u32) -> Duration {
     jitter(exp.min(BACKOFF_CAP), 0.25).min(BACKOFF_CAP)
 }
 
-/// `d` ± `fraction` at random, so many boxes do not hit Cobot in step.
+/// `d` ± `fraction` at random, so many boxes do not hit Cobot in step. Saturating: `d` itself
+/// when the product would not fit a `Duration` (`mul_f64` would panic).
 fn jitter(d: Duration, fraction: f64) -> Duration {
     let factor = 1.0 + rand::rng().random_range(-fraction..=fraction);
-    d.mul_f64(factor.max(0.0))
+    Duration::try_from_secs_f64(d.as_secs_f64() * factor.max(0.0)).unwrap_or(d)
+}
+
+/// `from + wait`, or the backoff cap from `from` when the sum does not fit an `Instant` (a
+/// checked sum: `Instant + Duration` panics on overflow).
+fn later(from: Instant, wait: Duration) -> Instant {
+    from.checked_add(wait)
+        .or_else(|| from.checked_add(BACKOFF_CAP))
+        .unwrap_or(from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_that_do_not_fit_an_instant_fall_back_to_the_cap() {
+        let now = Instant::now();
+        assert_eq!(later(now, Duration::MAX), now + BACKOFF_CAP);
+        assert_eq!(
+            later(now, Duration::from_secs(3)),
+            now + Duration::from_secs(3)
+        );
+        // `Duration::mul_f64` would panic here.
+        assert!(jitter(Duration::MAX, 0.1) > Duration::from_secs(u64::MAX / 2));
+        assert!(backoff(u32::MAX) <= BACKOFF_CAP);
+    }
 }

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::output;
+use super::output::{self, out};
 use super::remote::{self, Answer};
 use super::{Cli, CobotCommand, Command, ConnectArgs, ExplainArgs, Failure, MembersArgs, SyncArgs};
 use crate::clock;
@@ -22,6 +22,10 @@ pub(super) fn run(cli: Cli) -> Result<(), Failure> {
         Command::CheckConfig => check_config(&cli.config),
         Command::Run => {
             let config = load_config(&cli.config)?;
+            if let Some(problem) = config.check_admin_token() {
+                eprintln!("{problem}");
+                return Err(Failure::Reported(64));
+            }
             crate::app::run(config).map_err(Failure::Runtime)
         }
         Command::Sync(args) => sync_command(&load_config(&cli.config)?, &args),
@@ -49,7 +53,7 @@ fn check_config(path: &Path) -> Result<(), Failure> {
         return Err(Failure::Reported(64));
     }
     let policy = &config.policy;
-    println!(
+    out!(
         "{}: ok ({} groups, {} assignments, {} units, {} permissions, {} locks, {} readers)",
         path.display(),
         policy.groups.len(),
@@ -116,13 +120,14 @@ fn sync_command(config: &Config, args: &SyncArgs) -> Result<(), Failure> {
                     &store,
                     &client,
                     args.accept_revocations,
+                    None,
                     clock::now,
                 ))
                 .map_err(|e| Failure::Runtime(e.to_string()))?
                 .summary
         }
     };
-    output::print_sync(&summary, args.json, config.cobot.max_revoke_ratio);
+    output::print_sync(&summary, args.json, &config.cobot);
     Ok(())
 }
 
@@ -235,7 +240,7 @@ fn connect(config: &Config, args: &ConnectArgs) -> Result<(), Failure> {
             None => {
                 let (url, flow) = ConnectFlow::start(params).map_err(failed)?;
                 flow.save_pending(state_dir).map_err(failed)?;
-                println!("Open this address in a browser, log in as an admin of the space and approve:\n\n  {url}\n");
+                out!("Open this address in a browser, log in as an admin of the space and approve:\n\n  {url}\n");
                 let code = wait_for_code(&flow).await?;
                 (flow, code)
             }
@@ -243,8 +248,8 @@ fn connect(config: &Config, args: &ConnectArgs) -> Result<(), Failure> {
         let token = flow.finish(&code).await.map_err(failed)?;
         let path = store_token(state_dir, &token).map_err(failed)?;
         ConnectFlow::clear_pending(state_dir);
-        println!("Connected: a space-bound Cobot token is stored in {} (mode 0600).", path.display());
-        println!("Next: portier sync");
+        out!("Connected: a space-bound Cobot token is stored in {} (mode 0600).", path.display());
+        out!("Next: portier sync");
         Ok(())
     })
 }
@@ -256,14 +261,14 @@ async fn wait_for_code(flow: &crate::cobot::ConnectFlow) -> Result<String, Failu
 
     let listener = match flow.listen().await {
         Ok(listener) => {
-            println!(
+            out!(
                 "Waiting for the redirect. If the browser runs on another machine, paste the address \
                  it ends on here and press Enter (or run portier cobot connect --code CODE)."
             );
             Some(listener)
         }
         Err(e) => {
-            println!("{e}.\nPaste the address the browser ends on here and press Enter:");
+            out!("{e}.\nPaste the address the browser ends on here and press Enter:");
             None
         }
     };

@@ -5,7 +5,7 @@
 //! here means "denied", so parse failures are mapped to 64.
 
 mod commands;
-mod output;
+pub(crate) mod output;
 mod remote;
 
 use std::ffi::OsString;

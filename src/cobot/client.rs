@@ -55,6 +55,10 @@ pub enum CheckInOutcome {
     },
 }
 
+/// The largest answer read from Cobot. 10,000 memberships are about 15 MB; a bigger answer is
+/// a glitch or hostile, and reading it whole could exhaust a small box's memory.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
 /// A client for one Cobot space, holding the admin (sync) token.
 #[derive(Clone)]
 pub struct CobotClient {
@@ -63,6 +67,7 @@ pub struct CobotClient {
     www_url: Url,
     token: String,
     timeout: Duration,
+    max_body: usize,
 }
 
 impl fmt::Debug for CobotClient {
@@ -127,15 +132,24 @@ fn transport_error(e: reqwest::Error, path: &str) -> CobotError {
     CobotError::Unreachable { path, detail }
 }
 
+/// The longest `Retry-After` Portier honours. A longer one is ignored (the normal backoff
+/// applies): a glitch or a hostile answer must not stop syncs or strand check-ins for days.
+pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+
 /// Reads `Retry-After` as seconds, or as an HTTP date relative to the answer's `Date` header.
+/// Bounded here, where the number enters: a value over [`MAX_RETRY_AFTER`], negative (a date in
+/// the past) or unreadable gives `None`, so nothing downstream ever sees an absurd wait.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let value = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(secs) = value.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
-    }
-    let at = DateTime::parse_from_rfc2822(value).ok()?;
-    let now = DateTime::parse_from_rfc2822(headers.get(DATE)?.to_str().ok()?).ok()?;
-    (at - now).to_std().ok()
+    let wait = if value.bytes().all(|b| b.is_ascii_digit()) {
+        // Too many digits for a u64 fails to parse, which is "ignored" too.
+        Duration::from_secs(value.parse::<u64>().ok()?)
+    } else {
+        let at = DateTime::parse_from_rfc2822(value).ok()?;
+        let now = DateTime::parse_from_rfc2822(headers.get(DATE)?.to_str().ok()?).ok()?;
+        at.signed_duration_since(now).to_std().ok()?
+    };
+    (wait <= MAX_RETRY_AFTER).then_some(wait)
 }
 
 fn status_error(status: StatusCode, headers: &HeaderMap, path: &str) -> CobotError {
@@ -207,7 +221,14 @@ impl CobotClient {
             www_url,
             token: token.trim().to_owned(),
             timeout,
+            max_body: MAX_BODY_BYTES,
         })
+    }
+
+    /// The same client with another answer size limit (tests use a small one).
+    pub fn with_body_limit(mut self, bytes: usize) -> Self {
+        self.max_body = bytes;
+        self
     }
 
     /// The per-request timeout.
@@ -227,10 +248,29 @@ impl CobotClient {
 
     /// Sends one request and returns whatever status came back.
     async fn send_any(&self, req: RequestBuilder, path: &str) -> Result<Answer, CobotError> {
-        let resp = req.send().await.map_err(|e| transport_error(e, path))?;
+        let mut resp = req.send().await.map_err(|e| transport_error(e, path))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let body = resp.text().await.map_err(|e| transport_error(e, path))?;
+        let too_big = || {
+            malformed(
+                path,
+                format!("the answer is larger than {} bytes", self.max_body),
+            )
+        };
+        let announced = resp.content_length().unwrap_or(0);
+        if announced > self.max_body as u64 {
+            return Err(too_big());
+        }
+        // Read in chunks so an endless or huge answer stops at the limit, not at the memory's.
+        let mut bytes = Vec::with_capacity(usize::try_from(announced).unwrap_or(0));
+        while let Some(chunk) = resp.chunk().await.map_err(|e| transport_error(e, path))? {
+            if bytes.len().saturating_add(chunk.len()) > self.max_body {
+                return Err(too_big());
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let body = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
         tracing::debug!(path = %path, status = status.as_u16(), bytes = body.len(), "cobot answered");
         Ok(Answer {
             status,

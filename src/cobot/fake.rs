@@ -31,6 +31,12 @@ pub enum Fault {
         /// The `Retry-After` value in seconds.
         retry_after_secs: u64,
     },
+    /// Answer 429 with this `Retry-After` value as is (an HTTP date, garbage, a huge number)
+    /// and the fixture's `now` as `Date`.
+    RateLimitedRaw {
+        /// The `Retry-After` header's text.
+        retry_after: String,
+    },
     /// Answer 401, as for a revoked token.
     Unauthorized,
     /// Wait this long, then answer normally (longer than the client timeout = a timeout).
@@ -295,6 +301,20 @@ impl FakeCobot {
     pub fn set_fault_times(&self, path_prefix: &str, fault: Fault, times: u32) {
         if times > 0 {
             self.push_fault(path_prefix, fault, Some(times));
+        }
+    }
+
+    /// Answers the next requests under `path_prefix` with `faults`, one each in order, then
+    /// normally.
+    pub fn queue_faults(&self, path_prefix: &str, faults: impl IntoIterator<Item = Fault>) {
+        let mut state = lock(&self.shared);
+        state.faults.retain(|f| f.prefix != path_prefix);
+        for fault in faults {
+            state.faults.push(ActiveFault {
+                prefix: path_prefix.to_owned(),
+                fault,
+                remaining: Some(1),
+            });
         }
     }
 

@@ -89,6 +89,18 @@ async fn handle(
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             resp
         }
+        Some(Fault::RateLimitedRaw { retry_after }) => {
+            let now = lock(&shared).fixture.now;
+            let mut resp = error(StatusCode::TOO_MANY_REQUESTS, "Too many requests");
+            if let Ok(value) = HeaderValue::from_str(&retry_after) {
+                resp.headers_mut().insert(header::RETRY_AFTER, value);
+            }
+            let date = now.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+            if let Ok(value) = HeaderValue::from_str(&date) {
+                resp.headers_mut().insert(header::DATE, value);
+            }
+            resp
+        }
         Some(Fault::Unauthorized) => error(StatusCode::UNAUTHORIZED, "invalid token"),
         Some(Fault::Html) => {
             let page = "<!DOCTYPE html><html><body><h1>We'll be back soon</h1></body></html>";

@@ -5,11 +5,14 @@
 //! A record that fails is skipped and named in a "malformed" message; a body that is not JSON,
 //! is truncated, or is not an array fails the whole response. Unknown fields are ignored because
 //! Cobot adds fields over time. Dates are `"YYYY/MM/DD"` and times `"YYYY/MM/DD HH:MM:SS +0000"`;
-//! ISO 8601 / RFC 3339 forms are accepted too.
+//! ISO 8601 / RFC 3339 forms are accepted too. Dates and times are bounded where they enter:
+//! a year outside 1–9999 (Cobot's `YYYY`) makes the record malformed, so the domain's date
+//! arithmetic never meets the ends of chrono's range. Two records with one membership id fail
+//! the whole answer: which of them is right cannot be told, so nothing is guessed.
 
 use std::collections::HashMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use thiserror::Error;
@@ -186,16 +189,21 @@ pub struct CheckIn {
     pub valid_until: Option<DateTime<Utc>>,
 }
 
-/// Reads a day: `YYYY/MM/DD`, `YYYY-MM-DD`, or the date of an RFC 3339 time.
+/// The years Cobot's `YYYY` can write; anything else is not a date Portier accepts.
+const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
+
+/// Reads a day: `YYYY/MM/DD`, `YYYY-MM-DD`, or the date of an RFC 3339 time; years 1–9999.
 pub fn parse_date(s: &str) -> Option<NaiveDate> {
     let s = s.trim();
     NaiveDate::parse_from_str(s, "%Y/%m/%d")
         .or_else(|_| NaiveDate::parse_from_str(s, "%Y-%m-%d"))
         .ok()
         .or_else(|| DateTime::parse_from_rfc3339(s).ok().map(|t| t.date_naive()))
+        .filter(|d| YEARS.contains(&d.year()))
 }
 
-/// Reads a time: `YYYY/MM/DD HH:MM:SS +0000` (also with `-`, without seconds) or RFC 3339.
+/// Reads a time: `YYYY/MM/DD HH:MM:SS +0000` (also with `-`, without seconds) or RFC 3339;
+/// years 1–9999 in UTC.
 pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     const FORMATS: [&str; 4] = [
         "%Y/%m/%d %H:%M:%S %z",
@@ -209,6 +217,7 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
         .find_map(|f| DateTime::parse_from_str(s, f).ok())
         .or_else(|| DateTime::parse_from_rfc3339(s).ok())
         .map(|t| t.with_timezone(&Utc))
+        .filter(|t| YEARS.contains(&t.year()))
 }
 
 /// Formats a time as Cobot's query parameters want it: `YYYY-MM-DD HH:MM +0000`.
@@ -437,11 +446,19 @@ pub fn parse_plans(body: &str) -> Result<Parsed<CobotPlan>, String> {
     parse_list(body, "plan", |d: PlanDto| CobotPlan::try_from(d).map(Some))
 }
 
-/// `GET /api/memberships?all=true`.
+/// `GET /api/memberships?all=true`. Two records with one id fail the whole answer.
 pub fn parse_memberships(body: &str) -> Result<Parsed<CobotMembership>, String> {
-    parse_list(body, "membership", |d: MembershipDto| {
+    let parsed = parse_list(body, "membership", |d: MembershipDto| {
         CobotMembership::try_from(d).map(Some)
-    })
+    })?;
+    let mut seen = std::collections::HashSet::with_capacity(parsed.items.len());
+    if let Some(twice) = parsed.items.iter().find(|m| !seen.insert(m.id.as_str())) {
+        return Err(format!(
+            "membership {} is listed twice; which record is right cannot be told",
+            twice.id
+        ));
+    }
+    Ok(parsed)
 }
 
 /// `GET /api/custom_fields`.

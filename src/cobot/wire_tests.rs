@@ -225,3 +225,60 @@ fn query_times_use_cobots_format() {
     let t = Utc.with_ymd_and_hms(2025, 6, 14, 0, 0, 0).unwrap();
     assert_eq!(format_query_time(t), "2025-06-14 00:00 +0000");
 }
+
+#[test]
+fn dates_and_times_outside_four_digit_years_make_the_record_malformed() {
+    assert_eq!(parse_date("9999/12/31"), Some(day(9999, 12, 31)));
+    assert_eq!(parse_date("0001-01-01"), Some(day(1, 1, 1)));
+    for hostile in [
+        "+262142/12/31",
+        "-262143/01/01",
+        "+10000-01-01",
+        "0000/01/01",
+    ] {
+        assert_eq!(parse_date(hostile), None, "{hostile}");
+    }
+    assert!(parse_time("9999/12/31 23:59:59 +0000").is_some());
+    for hostile in [
+        "+262142/12/31 23:59:59 +0000",
+        "-262143/01/01 00:00:00 +0000",
+        "9999/12/31 23:59:59 -2359",
+        "0001/01/01 00:00:00 +2359",
+    ] {
+        assert_eq!(parse_time(hostile), None, "{hostile}");
+    }
+    let body = r#"[{"id": "far", "starts_at": "+262142/12/31"},
+                   {"id": "ok", "starts_at": "2025/06/02"}]"#;
+    let parsed = parse_memberships(body).unwrap();
+    assert_eq!(parsed.items.len(), 1);
+    assert!(
+        parsed.malformed[0].contains("membership far") && parsed.malformed[0].contains("starts_at"),
+        "{:?}",
+        parsed.malformed
+    );
+}
+
+#[test]
+fn two_records_with_one_membership_id_fail_the_whole_answer_naming_it() {
+    let body = r#"[{"id": "m1", "name": "A"}, {"id": "m2"}, {"id": " m1 ", "name": "B"}]"#;
+    let error = parse_memberships(body).unwrap_err();
+    assert!(error.contains("m1") && error.contains("twice"), "{error}");
+}
+
+#[test]
+fn deeply_nested_or_huge_values_fail_or_skip_without_a_panic() {
+    let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    assert!(parse_memberships(&deep).is_ok_and(|p| p.items.is_empty()));
+    let deep_record = format!(
+        "[{{\"id\": \"m1\", \"x\": {}{}}}]",
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
+    // An unknown field is skipped, however deep.
+    assert!(parse_memberships(&deep_record).is_ok_and(|p| p.items.len() == 1));
+    let deep_object = format!("[{}1{}]", "{\"a\":".repeat(50_000), "}".repeat(50_000));
+    assert!(parse_plans(&deep_object).is_ok_and(|p| p.items.is_empty()));
+    let huge = r#"[{"id": 1e999999}, {"id": -0.0}, {"id": 18446744073709551616}, {"id": "p"}]"#;
+    let parsed = parse_plans(huge);
+    assert!(parsed.is_err() || parsed.is_ok_and(|p| !p.items.is_empty()));
+}

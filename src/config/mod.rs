@@ -9,6 +9,7 @@
 //! [`read_secret`], the secret files it names; it never logs a secret's contents. It does not
 //! read the clock, open sockets or know the store.
 
+mod bounds;
 mod error;
 mod locks;
 mod policy;
@@ -18,6 +19,8 @@ mod validate;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_edges;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -106,6 +109,8 @@ pub struct CobotConfig {
     pub check_ins: bool,
     /// A sync revoking more than this share of granted members is held (default 0.5).
     pub max_revoke_ratio: f64,
+    /// A sync taking the known plan from more than this share of members is held (default 0.2).
+    pub max_plan_loss_ratio: f64,
     /// Bookings are fetched from yesterday to this far ahead (default 30 days).
     pub booking_horizon: Duration,
     /// App tokens seen online keep working offline this long (default 30 days).
@@ -290,6 +295,23 @@ impl Config {
                 })
             })
             .collect()
+    }
+
+    /// Checks `http.admin_token_file` alone, as [`Config::check_secrets`] would: the daemon
+    /// refuses to start with an admin token that others can read (an absent key is fine: the
+    /// admin endpoints then answer 401).
+    pub fn check_admin_token(&self) -> Option<ConfigError> {
+        let file = self.http.admin_token_file.as_deref()?;
+        let problem = read_secret(file).err()?;
+        let key = "http.admin_token_file";
+        let (line, col) = self.key_positions.get(key).copied().unwrap_or((0, 0));
+        Some(ConfigError {
+            file: self.path.clone(),
+            line,
+            col,
+            key: key.to_owned(),
+            message: problem.to_string(),
+        })
     }
 
     /// The secret files named by the configuration, with their keys.

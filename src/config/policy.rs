@@ -2,8 +2,9 @@
 //! overrides, `[offline]` and the access-shaping keys of `[cobot]`.
 //!
 //! Every reference must resolve (a group named by an assignment, permission, override or
-//! `keep_groups`; a unit's parent and lock; the fallback plan's assignment), ids are unique,
-//! and the unit tree has no cycle. A broken reference is reported at the key that refers.
+//! `keep_groups`; a unit's parent and lock), ids are unique, and the unit tree has no cycle. A
+//! broken reference is reported at the key that refers. The fallback plan is the exception: it
+//! names a Cobot plan, which compile resolves against Cobot's plan list.
 
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
@@ -13,6 +14,7 @@ use crate::domain::model::{
 };
 use crate::domain::schedule::Schedule;
 
+use super::bounds::Bounds;
 use super::error::KeyPath;
 use super::raw::{
     RawAssignment, RawCobot, RawGroup, RawHoliday, RawOffline, RawOverride, RawPermission, RawUnit,
@@ -52,17 +54,13 @@ pub(crate) fn policy(
     let permissions = permissions(ck, input.permissions, &group_ids, &unit_ids);
 
     let cobot = KeyPath::root("cobot");
-    let fallback_plan = input.cobot.fallback_plan.clone().map(|plan| {
-        let key = cobot.key("fallback_plan");
-        let plan = ck.non_empty(plan, &key);
-        if !assignments.iter().any(|a| a.plan == plan) {
-            ck.report.error(
-                &key,
-                format!("no [[assignment]] for plan \"{plan}\" (the fallback plan's groups come from its assignment)"),
-            );
-        }
-        plan
-    });
+    // The fallback names a Cobot plan (id or exact name) that only Cobot's plan list resolves,
+    // so it is resolved at compile time; an unresolved one is reported there, never refused here.
+    let fallback_plan = input
+        .cobot
+        .fallback_plan
+        .clone()
+        .map(|plan| ck.non_empty(plan, &cobot.key("fallback_plan")));
     let additional_groups_field = input
         .cobot
         .additional_groups_field
@@ -72,7 +70,7 @@ pub(crate) fn policy(
         input.cobot.booking_grace.as_deref(),
         &cobot.key("booking_grace"),
         DEFAULT_BOOKING_GRACE,
-        false,
+        Bounds::BOOKING_GRACE,
     );
 
     let holidays = input
@@ -95,7 +93,7 @@ pub(crate) fn policy(
                 Some(text),
                 &offline_key.key("max_age"),
                 Duration::ZERO,
-                true,
+                Bounds::OFFLINE_MAX_AGE,
             )
         }),
         keep_groups: resolve_groups(
@@ -227,7 +225,7 @@ fn units(ck: &mut Checker<'_, '_>, raw: Vec<RawUnit>, lock_ids: &HashSet<&str>) 
             unit.open_for.as_deref(),
             &key.key("open_for"),
             DEFAULT_OPEN_FOR,
-            true,
+            Bounds::OPEN_FOR,
         );
         units.push((
             i,

@@ -68,6 +68,7 @@ pub(crate) struct RawCobot {
     pub request_timeout: Option<String>,
     pub check_ins: Option<bool>,
     pub max_revoke_ratio: Option<f64>,
+    pub max_plan_loss_ratio: Option<f64>,
     pub booking_grace: Option<String>,
     pub booking_horizon: Option<String>,
     pub token_cache_ttl: Option<String>,

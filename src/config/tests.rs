@@ -318,9 +318,15 @@ fn a_missing_file_is_an_error_naming_the_path() {
 }
 
 #[test]
+fn a_fallback_plan_without_an_assignment_of_that_name_is_left_to_cobots_plan_list() {
+    let config = load(&format!("{BASE}fallback_plan = \"Part Time\"\n")).expect("valid");
+    assert_eq!(config.policy.fallback_plan.as_deref(), Some("Part Time"));
+}
+
+#[test]
 fn references_ids_and_values_are_all_checked_at_once() {
     let text = format!(
-        "{BASE}fallback_plan = \"Nope\"\nmax_revoke_ratio = 1.5\nrequest_timeout = \"soon\"\n\n\
+        "{BASE}fallback_plan = \"\"\nmax_revoke_ratio = 1.5\nrequest_timeout = \"soon\"\n\n\
          [offline]\nkeep_groups = [\"ghost\"]\n\n\
          [[group]]\nid = \"Full Time\"\n\n[[group]]\nid = \"g\"\n\n[[group]]\nid = \"g\"\n\n\
          [[assignment]]\nplan = \"P\"\ngroups = [\"x\"]\n\n\
@@ -522,4 +528,33 @@ proptest::proptest! {
         let cut = (0..=cut.min(text.len())).rev().find(|i| text.is_char_boundary(*i)).unwrap_or(0);
         let _ = Config::parse(&text[..cut], Path::new("p.toml"), None);
     }
+}
+
+#[test]
+fn a_file_with_no_settings_asks_to_be_edited_in_one_line() {
+    let (_dir, path) = write_config(&installed_template_text());
+    let ConfigErrors(errors) = Config::load_with(&path, None).expect_err("template is refused");
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let line = errors[0].to_string();
+    assert!(
+        line.contains(&format!("edit {}", path.display())),
+        "the message names the file to edit: {line}"
+    );
+    assert!(line.contains("examples/portier.toml"), "{line}");
+}
+
+#[test]
+fn a_file_with_one_setting_gets_the_ordinary_errors_not_the_edit_message() {
+    let errors = errors("[site]\n");
+    assert!(
+        errors.iter().all(|e| !e.message.contains("edit ")),
+        "{errors:#?}"
+    );
+    error_for(&errors, "site.timezone");
+}
+
+/// The file the package installs as `/etc/portier/portier.toml`.
+fn installed_template_text() -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/portier.template.toml");
+    fs::read_to_string(path).expect("config/portier.template.toml is readable")
 }

@@ -14,6 +14,7 @@ use std::time::Duration;
 use chrono::NaiveDate;
 use toml::de::DeTable;
 
+use super::bounds::{Bounds, parse_duration};
 use super::error::{ConfigError, KeyPath, Locator, Report, file_error, span_error};
 use super::raw::{RawCobot, RawConfig, RawHttp, RawLock, RawMqtt, RawReader, RawSite};
 use super::{CobotConfig, Config, EventsConfig, HttpConfig, MqttConfig, SiteConfig, locks, policy};
@@ -35,6 +36,9 @@ pub(crate) fn validate(
 ) -> Result<Config, Vec<ConfigError>> {
     let root = DeTable::parse(text)
         .map_err(|e| vec![span_error(file, text, e.span(), String::new(), e.message())])?;
+    if root.get_ref().is_empty() {
+        return Err(vec![not_edited_yet(file)]);
+    }
     let locator = Locator::new(text, root.into_inner());
     let mut unknown = Vec::new();
     let parsed = toml::Deserializer::parse(text).and_then(|de| {
@@ -63,6 +67,19 @@ pub(crate) fn validate(
         }
     };
     checker.config(raw, file)
+}
+
+/// The one error for a file with no settings at all (the package installs such a template, so
+/// that a fresh install drives no hardware until the installer describes the site).
+fn not_edited_yet(file: &Path) -> ConfigError {
+    file_error(
+        file,
+        format!(
+            "no settings yet: edit {} (every key is documented in \
+             /usr/share/doc/portier/examples/portier.toml), then run `portier check-config`",
+            file.display()
+        ),
+    )
 }
 
 /// Validation state: the report plus what path resolution needs.
@@ -97,7 +114,7 @@ impl<'a, 'i> Checker<'a, 'i> {
                 raw.events.and_then(|e| e.retention).as_deref(),
                 &KeyPath::root("events").key("retention"),
                 Duration::from_secs(90 * DAY),
-                true,
+                Bounds::EVENTS_RETENTION,
             ),
         };
         let locks = locks::locks(&mut self, &raw.locks);
@@ -242,13 +259,18 @@ impl<'a, 'i> Checker<'a, 'i> {
             raw.www_url.as_deref().unwrap_or(DEFAULT_WWW_URL),
             &key.key("www_url"),
         );
-        let max_revoke_ratio = raw.max_revoke_ratio.unwrap_or(0.5);
-        if !(0.0..=1.0).contains(&max_revoke_ratio) {
-            self.report.error(
-                &key.key("max_revoke_ratio"),
-                format!("{max_revoke_ratio} is not a share between 0 and 1"),
-            );
-        }
+        let mut share = |name: &str, value: Option<f64>, default: f64| {
+            let value = value.unwrap_or(default);
+            if !(0.0..=1.0).contains(&value) {
+                self.report.error(
+                    &key.key(name),
+                    format!("{value} is not a share between 0 and 1"),
+                );
+            }
+            value
+        };
+        let max_revoke_ratio = share("max_revoke_ratio", raw.max_revoke_ratio, 0.5);
+        let max_plan_loss_ratio = share("max_plan_loss_ratio", raw.max_plan_loss_ratio, 0.2);
         let client_id = raw
             .client_id
             .clone()
@@ -265,25 +287,25 @@ impl<'a, 'i> Checker<'a, 'i> {
             raw.sync_interval.as_deref(),
             &key.key("sync_interval"),
             Duration::from_secs(5 * MINUTE),
-            true,
+            Bounds::SYNC_INTERVAL,
         );
         let request_timeout = self.duration(
             raw.request_timeout.as_deref(),
             &key.key("request_timeout"),
             Duration::from_secs(30),
-            true,
+            Bounds::REQUEST_TIMEOUT,
         );
         let booking_horizon = self.duration(
             raw.booking_horizon.as_deref(),
             &key.key("booking_horizon"),
             Duration::from_secs(30 * DAY),
-            false,
+            Bounds::BOOKING_HORIZON,
         );
         let token_cache_ttl = self.duration(
             raw.token_cache_ttl.as_deref(),
             &key.key("token_cache_ttl"),
             Duration::from_secs(30 * DAY),
-            false,
+            Bounds::TOKEN_CACHE_TTL,
         );
         Some(CobotConfig {
             subdomain,
@@ -296,6 +318,7 @@ impl<'a, 'i> Checker<'a, 'i> {
             request_timeout,
             check_ins: raw.check_ins.unwrap_or(true),
             max_revoke_ratio,
+            max_plan_loss_ratio,
             booking_horizon,
             token_cache_ttl,
         })
@@ -376,30 +399,22 @@ impl<'a, 'i> Checker<'a, 'i> {
         value
     }
 
-    /// A duration like `30s`, `5m`, `2h`, `7d`; `default` when absent.
+    /// A duration like `30s`, `5m`, `2h`, `7d` within `bounds`; `default` when absent. Every
+    /// duration key goes through here (see `bounds`).
     pub(crate) fn duration(
         &mut self,
         value: Option<&str>,
         key: &KeyPath,
         default: Duration,
-        positive: bool,
+        bounds: Bounds,
     ) -> Duration {
         let Some(text) = value else {
             return default;
         };
-        match humantime::parse_duration(text) {
-            Ok(d) if positive && d.is_zero() => {
-                self.report.error(key, "must be longer than 0s");
-                default
-            }
+        match parse_duration(text, bounds) {
             Ok(d) => d,
-            Err(e) => {
-                self.report.error(
-                    key,
-                    format!(
-                        "\"{text}\" is not a duration like \"30s\", \"5m\", \"2h\" or \"7d\" ({e})"
-                    ),
-                );
+            Err(message) => {
+                self.report.error(key, message);
                 default
             }
         }
@@ -415,14 +430,26 @@ impl<'a, 'i> Checker<'a, 'i> {
         date
     }
 
-    /// An `http://` or `https://` URL.
+    /// An `https://` URL, or an `http://` one to a loopback address (the test fakes): app
+    /// tokens and the Cobot token travel on it, so plain HTTP over a network is refused.
     fn http_url(&mut self, text: &str, key: &KeyPath) -> Option<url::Url> {
         match url::Url::parse(text) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") && url.has_host() => Some(url),
+            Ok(url) if url.scheme() == "https" && url.has_host() => Some(url),
+            Ok(url) if url.scheme() == "http" && url.host().is_some_and(is_loopback) => Some(url),
+            Ok(url) if url.scheme() == "http" && url.has_host() => {
+                self.report.error(
+                    key,
+                    format!(
+                        "\"{text}\" must be https:// (http:// only to a loopback address: \
+                         127.0.0.0/8, ::1 or localhost)"
+                    ),
+                );
+                None
+            }
             _ => {
                 self.report.error(
                     key,
-                    format!("\"{text}\" is not an http(s) URL like \"https://co-up.cobot.me\""),
+                    format!("\"{text}\" is not an https URL like \"https://co-up.cobot.me\""),
                 );
                 None
             }
@@ -455,5 +482,14 @@ impl<'a, 'i> Checker<'a, 'i> {
             return Some(dir.join(text));
         }
         Some(self.base.join(text))
+    }
+}
+
+/// True for `localhost`, 127.0.0.0/8 and `::1`.
+fn is_loopback(host: url::Host<&str>) -> bool {
+    match host {
+        url::Host::Domain(name) => name.eq_ignore_ascii_case("localhost"),
+        url::Host::Ipv4(ip) => ip.is_loopback(),
+        url::Host::Ipv6(ip) => ip.is_loopback(),
     }
 }

@@ -3,7 +3,9 @@
 //! This module owns the policy side (groups, the unit tree, permissions, plans and their
 //! assignments, the fallback plan); `compile_members` owns the member side. Compile is pure and
 //! total: it never panics, and a reference that does not resolve is skipped and reported (as a
-//! warning, or as an error of the member concerned), never guessed.
+//! warning, or as an error of the member concerned), never guessed. The fallback plan names a
+//! Cobot plan, so only here can it be resolved: one that matches no plan, or a plan without an
+//! assignment, is the report's `fallback_problem` and an error of the members it would apply to.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -31,6 +33,14 @@ pub fn compile(
         }
     }
     let (plans, plan_by_id, fallback) = compile_plans(data, policy, &group_index, &mut warnings);
+    let (fallback, fallback_problem) = match fallback {
+        Fallback::None => (None, None),
+        Fallback::Plan(p) => (Some(p), None),
+        Fallback::Unresolved(problem) => {
+            warnings.push(problem.clone());
+            (None, Some(problem))
+        }
+    };
     let mut holidays = policy.holidays.clone();
     holidays.sort_unstable();
     holidays.dedup();
@@ -42,6 +52,7 @@ pub fn compile(
         report: CompileReport {
             plans: data.plans.len(),
             malformed: data.malformed.len(),
+            fallback_problem,
             ..CompileReport::default()
         },
         units,
@@ -236,13 +247,23 @@ fn compile_units(
     (units, index, perms)
 }
 
+/// How the configured fallback plan resolved against Cobot's plans.
+enum Fallback {
+    /// None is configured.
+    None,
+    /// This plan; its assignments apply.
+    Plan(u32),
+    /// It does not apply, for this reason (a sentence for sync, health and member errors).
+    Unresolved(String),
+}
+
 /// Plans, the plan index by id, and the fallback plan.
 fn compile_plans(
     data: &CobotData,
     policy: &Policy,
     groups: &GroupIndex,
     warnings: &mut Vec<String>,
-) -> (Vec<Plan>, HashMap<String, u32>, Option<u32>) {
+) -> (Vec<Plan>, HashMap<String, u32>, Fallback) {
     let mut plans: Vec<Plan> = data
         .plans
         .iter()
@@ -259,35 +280,27 @@ fn compile_plans(
         by_name.entry(p.name.as_str()).or_default().push(idx(i));
     }
 
-    // The fallback resolves like an assignment (id, then exact name). When Cobot has no such
-    // plan, a plan of that name stands in so the assignments naming it still apply.
+    // The fallback resolves like an assignment (id, then exact name), against Cobot's plans
+    // only: the configuration cannot know them, so a miss is reported here, never refused there.
     let fallback = policy.fallback_plan.as_deref().map(|f| {
         if let Some(&p) = by_id.get(f) {
-            return p;
+            return Ok(p);
         }
         match by_name.get(f).map(Vec::as_slice) {
-            Some([p]) => *p,
+            Some([p]) => Ok(*p),
             Some([p, ..]) => {
                 warnings.push(format!(
                     "fallback plan \"{f}\" matches several Cobot plans; the first one applies"
                 ));
-                *p
+                Ok(*p)
             }
-            _ => {
-                warnings.push(format!(
-                    "fallback plan \"{f}\" is not a Cobot plan; the assignments naming it apply"
-                ));
-                plans.push(Plan {
-                    name: f.to_owned(),
-                    groups: Vec::new(),
-                    booking: Vec::new(),
-                });
-                let p = idx(plans.len() - 1);
-                by_name.insert(f, vec![p]);
-                p
-            }
+            _ => Err(format!(
+                "the fallback plan \"{f}\" is unresolved: it matches no Cobot plan by id or \
+                 exact name"
+            )),
         }
     });
+    let mut assigned_plans = vec![false; plans.len()];
 
     for a in &policy.assignments {
         let targets: Vec<u32> = match by_id.get(&a.plan) {
@@ -308,6 +321,9 @@ fn compile_plans(
         let context = format!("assignment of plan \"{}\"", a.plan);
         let assigned = resolve_groups(&a.groups, groups, &context, warnings);
         for t in targets {
+            if let Some(flag) = assigned_plans.get_mut(t as usize) {
+                *flag = true;
+            }
             let Some(plan) = plans.get_mut(t as usize) else {
                 continue;
             };
@@ -325,6 +341,18 @@ fn compile_plans(
         plan.groups.sort_unstable();
         plan.groups.dedup();
     }
+    let fallback = match (policy.fallback_plan.as_deref(), fallback) {
+        (_, None) => Fallback::None,
+        (_, Some(Err(problem))) => Fallback::Unresolved(problem),
+        (Some(f), Some(Ok(p))) if !assigned_plans.get(p as usize).copied().unwrap_or(false) => {
+            let name = plans.get(p as usize).map_or("", |p| p.name.as_str());
+            Fallback::Unresolved(format!(
+                "the fallback plan \"{f}\" is unresolved: Cobot plan \"{name}\" has no \
+                 [[assignment]], so it would give no groups"
+            ))
+        }
+        (_, Some(Ok(p))) => Fallback::Plan(p),
+    };
     (plans, by_id, fallback)
 }
 

@@ -74,15 +74,67 @@ fn two_assignments_for_one_plan_give_the_union_and_a_plan_without_one_gives_noth
 }
 
 #[test]
-fn a_fallback_plan_that_is_no_cobot_plan_still_applies_its_assignments() {
+fn a_fallback_named_by_plan_name_applies_the_assignment_written_by_id_and_back() {
+    for (fallback, assigned) in [("Drop In", "p_drop"), ("p_drop", "Drop In")] {
+        let mut p = policy();
+        p.fallback_plan = Some(fallback.into());
+        p.assignments = vec![
+            assignment("Full Time", &["full_time"]),
+            assignment(assigned, &["drop_in"]),
+        ];
+        let s = snap(&data(vec![member("m1", Some("gone"))]), &p);
+        let view = &s.members_at(synced_at())[0];
+        assert_eq!(view.plan.as_deref(), Some("Drop In"), "{fallback}");
+        assert_eq!(view.groups, vec!["drop_in"], "{fallback}");
+        assert_eq!(view.errors, vec![crate::domain::PLAN_ERROR], "{fallback}");
+        assert_eq!(s.report().fallback_problem, None);
+    }
+}
+
+#[test]
+fn a_fallback_that_matches_no_cobot_plan_is_an_error_on_the_members_it_would_apply_to() {
     let mut p = policy();
     p.fallback_plan = Some("Guest".into());
     p.assignments.push(assignment("Guest", &["staff"]));
-    let s = snap(&data(vec![member("m1", None)]), &p);
-    let view = &s.members_at(synced_at())[0];
-    assert_eq!(view.plan.as_deref(), Some("Guest"));
-    assert_eq!(view.groups, vec!["staff"]);
+    let s = snap(
+        &data(vec![member("m1", None), member("m2", Some("p_full"))]),
+        &p,
+    );
+    let problem = s.report().fallback_problem.clone().expect("unresolved");
+    assert!(
+        problem.contains("\"Guest\"") && problem.contains("no Cobot plan"),
+        "{problem}"
+    );
+    assert!(s.report().warnings.contains(&problem));
+    let views = s.members_at(synced_at());
+    assert_eq!(views[0].plan, None);
+    assert!(views[0].groups.is_empty());
+    assert_eq!(
+        views[0].errors,
+        vec![crate::domain::PLAN_ERROR.to_owned(), problem]
+    );
+    assert!(views[1].errors.is_empty(), "{:?}", views[1].errors);
     assert_eq!(s.report().plans, 2);
+}
+
+#[test]
+fn a_fallback_plan_without_an_assignment_is_unresolved_too() {
+    let mut p = policy();
+    p.fallback_plan = Some("Bare".into());
+    let mut cobot = data(vec![member("m1", Some("gone"))]);
+    cobot.plans.push(CobotPlan {
+        id: "p_bare".into(),
+        name: "Bare".into(),
+        hidden: false,
+    });
+    let s = snap(&cobot, &p);
+    let problem = s.report().fallback_problem.clone().expect("unresolved");
+    assert!(problem.contains("[[assignment]]"), "{problem}");
+    let view = &s.members_at(synced_at())[0];
+    assert!(view.groups.is_empty());
+    assert!(view.errors.contains(&problem), "{:?}", view.errors);
+    let chain = ask(&s, "front_door", Credential::Member("m1"), synced_at()).chain(&s);
+    assert!(chain[0].contains(&problem), "{chain:?}");
 }
 
 #[test]

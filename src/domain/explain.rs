@@ -353,9 +353,12 @@ impl<'a> Render<'a> {
                 "{who}: {PLAN_ERROR}, so the fallback plan {} applies → {groups}",
                 self.s.plan_name(p)
             ),
-            PlanRef::Missing => {
-                format!("{who}: {PLAN_ERROR}, and no fallback plan is configured → {groups}")
-            }
+            PlanRef::Missing => match &self.s.report.fallback_problem {
+                Some(problem) => format!("{who}: {PLAN_ERROR}, and {problem} → {groups}"),
+                None => {
+                    format!("{who}: {PLAN_ERROR}, and no fallback plan is configured → {groups}")
+                }
+            },
         };
         if let Some(up) = m.upcoming.as_ref().filter(|u| u.starts > self.date()) {
             let next = up

@@ -42,6 +42,10 @@ pub struct CompileReport {
     pub malformed: usize,
     /// Problems of the configuration against Cobot's data (ambiguous plan names, ...).
     pub warnings: Vec<String>,
+    /// Why the configured fallback plan does not apply (it matches no Cobot plan, or a plan
+    /// without an assignment); also an error of each member it would apply to, and in health.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_problem: Option<String>,
 }
 
 impl CompileReport {
@@ -405,9 +409,10 @@ impl Snapshot {
             .collect();
         groups.sort_unstable();
         groups.dedup();
-        let mut errors = Vec::with_capacity(member.errors.len() + 1);
+        let mut errors = Vec::with_capacity(member.errors.len() + 2);
         if !matches!(plan, PlanRef::Known(_)) {
             errors.push(PLAN_ERROR.to_owned());
+            errors.extend(self.report.fallback_problem.iter().cloned());
         }
         errors.extend(member.errors.iter().cloned());
         Some(MemberView {

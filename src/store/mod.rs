@@ -102,12 +102,19 @@ pub struct StoredSnapshot {
 pub enum GuardState {
     /// The last sync was applied.
     Applied,
-    /// The last sync would have revoked too many members and was not applied.
+    /// The last sync would have revoked too many members, or taken the plan from too many, and
+    /// was not applied.
     Held {
         /// Members it would have revoked.
         revoked: usize,
         /// Members granted before it.
         granted_before: usize,
+        /// Members whose known plan it would have made unknown (absent in older stores: 0).
+        #[serde(default)]
+        plan_lost: usize,
+        /// Members whose plan was known before it.
+        #[serde(default)]
+        plan_known_before: usize,
     },
 }
 
@@ -403,6 +410,8 @@ mod tests {
             guard: GuardState::Held {
                 revoked: 6,
                 granted_before: 10,
+                plan_lost: 2,
+                plan_known_before: 10,
             },
             ..SyncStatus::default()
         };
