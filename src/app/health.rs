@@ -132,15 +132,8 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
     }
     lock_and_broker_reasons(daemon, &config, &mut reasons);
     let problems = daemon.problems();
-    reasons.extend(
-        [
-            problems.reload_rejected,
-            problems.restart_needed,
-            problems.admin_token,
-        ]
-        .into_iter()
-        .flatten(),
-    );
+    reasons.extend([problems.reload_rejected, problems.restart_needed].into_iter().flatten());
+    reasons.extend(admin_token_reason(daemon, &config));
     if let Some(reason) = offline_reason(&config, &cloud.sync, snapshot.as_deref(), now) {
         reasons.push(reason);
     }
@@ -184,6 +177,26 @@ fn lock_and_broker_reasons(daemon: &Daemon, config: &Config, reasons: &mut Vec<S
                 format!("lock \"{id}\": {problem}")
             });
         }
+    }
+}
+
+/// `http.admin_token_file` set but unusable now (missing, unreadable, readable by others,
+/// empty), or holding another token than the one the daemon uses (changed without a reload).
+/// No such key is not a reason: the admin endpoints then simply answer 401.
+fn admin_token_reason(daemon: &Daemon, config: &Config) -> Option<String> {
+    let file = config.http.admin_token_file.as_ref()?;
+    match crate::config::read_secret(file) {
+        Err(e) => Some(format!(
+            "the admin token file cannot be used: {e}; admin endpoints and the commands that go \
+             through the daemon are refused until it is fixed and the configuration reloaded \
+             (systemctl reload portier)"
+        )),
+        Ok(token) if daemon.admin_token().as_deref() != Some(token.as_str()) => Some(format!(
+            "the admin token file {} changed since the daemon read it: the daemon still expects \
+             the old token (or none); reload the configuration (systemctl reload portier)",
+            file.display()
+        )),
+        Ok(_) => None,
     }
 }
 

@@ -131,6 +131,15 @@ pub(crate) fn is_admin(daemon: &Daemon, headers: &HeaderMap) -> bool {
     }
 }
 
+/// Why a request failed the admin check, for the log (never the token).
+pub(crate) fn admin_refusal(daemon: &Daemon, headers: &HeaderMap) -> &'static str {
+    match (daemon.admin_token(), bearer(headers)) {
+        (None, _) => "no usable admin token is configured (http.admin_token_file)",
+        (Some(_), None) => "no bearer token",
+        (Some(_), Some(_)) => "wrong admin token",
+    }
+}
+
 pub(crate) fn unauthorized() -> Response {
     error(StatusCode::UNAUTHORIZED, "missing or wrong admin token")
 }
@@ -149,7 +158,14 @@ impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<Arc<
         api: &Arc<Api>,
     ) -> Result<Self, Response> {
         if !is_admin(&api.daemon, &parts.headers) {
-            api.daemon.auth_failed("admin", parts.uri.path());
+            // The admin routes with a query have no path parameters: the path is the route.
+            let endpoint = parts.uri.path();
+            let client = parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip());
+            api.daemon
+                .auth_failed(endpoint, client, admin_refusal(&api.daemon, &parts.headers));
             return Err(unauthorized());
         }
         Query::<T>::try_from_uri(&parts.uri)

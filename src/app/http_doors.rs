@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use super::doors::{AtTheLock, Carried, Decided, NotDecided, Presenter};
-use super::http::{AdminQuery, Api, bearer, error, is_admin, unauthorized};
+use super::http::{AdminQuery, Api, admin_refusal, bearer, error, is_admin, unauthorized};
 use crate::store::token_hash;
 
 /// Failed attempts allowed per client address and minute.
@@ -191,8 +191,13 @@ pub(crate) async fn app_open(
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .failed(ip, Instant::now());
+        let why = if bearer(&headers).is_some() {
+            "unknown Cobot token"
+        } else {
+            "no bearer token"
+        };
         api.daemon
-            .auth_failed("app", &format!("/v1/units/{unit}/open"));
+            .auth_failed("/v1/units/{unit}/open", Some(ip), why);
         return error(
             StatusCode::UNAUTHORIZED,
             "unknown or missing Cobot token: log in to the app again",
@@ -215,13 +220,17 @@ struct AdminOpenBody {
 /// `POST /v1/admin/units/{unit}/open`: a remote open by staff, optionally for a member.
 pub(crate) async fn admin_open(
     State(api): State<Arc<Api>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Path(unit): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     if !is_admin(&api.daemon, &headers) {
-        api.daemon
-            .auth_failed("admin", &format!("/v1/admin/units/{unit}/open"));
+        api.daemon.auth_failed(
+            "/v1/admin/units/{unit}/open",
+            Some(client.ip()),
+            admin_refusal(&api.daemon, &headers),
+        );
         return unauthorized();
     }
     let body: AdminOpenBody = if body.iter().all(u8::is_ascii_whitespace) {

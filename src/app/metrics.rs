@@ -46,7 +46,18 @@ pub(crate) struct StageLabel {
     stage: &'static str,
 }
 
-/// An `endpoint` label: `admin` (the admin token) or `app` (a Cobot user token).
+/// The routes that check a token, as `endpoint` labels of `portier_auth_failures_total`: the
+/// admin token on every admin route, a Cobot user's token on the app open.
+pub(crate) const AUTH_ENDPOINTS: [&str; 6] = [
+    "/v1/sync",
+    "/v1/explain",
+    "/v1/members",
+    "/v1/events",
+    "/v1/admin/units/{unit}/open",
+    "/v1/units/{unit}/open",
+];
+
+/// An `endpoint` label (one of [`AUTH_ENDPOINTS`], or `other`).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct EndpointLabel {
     endpoint: &'static str,
@@ -74,11 +85,32 @@ pub(crate) enum Format {
 }
 
 impl Format {
-    /// The format for an `Accept` header: OpenMetrics only when the scraper names it.
+    /// The format for an `Accept` header: OpenMetrics only when the scraper names it and
+    /// does not prefer the classic text (by `q`); anything else gets the classic text.
     pub(crate) fn from_accept(accept: Option<&str>) -> Format {
-        match accept {
-            Some(a) if a.contains("application/openmetrics-text") => Format::OpenMetrics,
-            _ => Format::Classic,
+        let Some(accept) = accept else {
+            return Format::Classic;
+        };
+        let (mut openmetrics, mut classic) = (0.0_f64, 0.0_f64);
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or_default().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.split_once('='))
+                .find(|(k, _)| k.trim().eq_ignore_ascii_case("q"))
+                .map_or(Some(1.0), |(_, v)| v.trim().parse::<f64>().ok())
+                .filter(|q| q.is_finite())
+                .unwrap_or(0.0);
+            match media.as_str() {
+                "application/openmetrics-text" => openmetrics = openmetrics.max(q),
+                "text/plain" => classic = classic.max(q),
+                _ => {}
+            }
+        }
+        if openmetrics > 0.0 && openmetrics >= classic {
+            Format::OpenMetrics
+        } else {
+            Format::Classic
         }
     }
 
@@ -216,12 +248,12 @@ impl Metrics {
             clock_trusted.clone(),
         );
         let auth_failures = Family::<EndpointLabel, Counter>::default();
-        for endpoint in ["admin", "app"] {
+        for endpoint in AUTH_ENDPOINTS {
             drop(auth_failures.get_or_create(&EndpointLabel { endpoint }));
         }
         r.register(
             "auth_failures",
-            "Requests refused for a missing or wrong token, by endpoint (admin or app)",
+            "Requests refused for a missing or wrong token (admin or Cobot user), by route",
             auth_failures.clone(),
         );
         let outbox_depth = Gauge::default();
@@ -267,11 +299,18 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// Counts a request refused for a missing or wrong token (`endpoint`: `admin` or `app`).
-    pub fn auth_failed(&self, endpoint: &'static str) {
+    /// Counts a request refused for a missing or wrong token at the route `endpoint`, and
+    /// returns the label it was counted under (a route not in [`AUTH_ENDPOINTS`] is `other`,
+    /// so the label set stays bounded).
+    pub fn auth_failed(&self, endpoint: &str) -> &'static str {
+        let endpoint = AUTH_ENDPOINTS
+            .into_iter()
+            .find(|known| *known == endpoint)
+            .unwrap_or("other");
         self.auth_failures
             .get_or_create(&EndpointLabel { endpoint })
             .inc();
+        endpoint
     }
 
     /// Reads the gauges from the daemon's state at `now` (called on every scrape).
@@ -387,11 +426,52 @@ mod tests {
         assert_eq!(Format::from_accept(None), Format::Classic);
         assert_eq!(Format::from_accept(Some("text/plain")), Format::Classic);
         assert_eq!(Format::from_accept(Some("*/*")), Format::Classic);
+        // What Prometheus sends by default.
         assert_eq!(
             Format::from_accept(Some(
-                "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+                "application/openmetrics-text;version=1.0.0,application/openmetrics-text;\
+                 version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
             )),
             Format::OpenMetrics
+        );
+        assert_eq!(
+            Format::from_accept(Some("application/openmetrics-text")),
+            Format::OpenMetrics
+        );
+        // A scraper that prefers the classic text, or refuses OpenMetrics, gets it.
+        assert_eq!(
+            Format::from_accept(Some(
+                "text/plain;version=0.0.4,application/openmetrics-text;version=1.0.0;q=0.5"
+            )),
+            Format::Classic
+        );
+        assert_eq!(
+            Format::from_accept(Some("application/openmetrics-text;q=0")),
+            Format::Classic
+        );
+        assert_eq!(
+            Format::from_accept(Some("application/openmetrics-text;q=bogus")),
+            Format::Classic
+        );
+    }
+
+    #[test]
+    fn auth_failures_are_counted_by_route_and_unknown_routes_share_one_label() {
+        let metrics = Metrics::new(["front"]);
+        assert_eq!(metrics.auth_failed("/v1/members"), "/v1/members");
+        assert_eq!(metrics.auth_failed("/v1/whatever/123"), "other");
+        let text = metrics.render(Format::Classic);
+        assert!(
+            text.contains("portier_auth_failures_total{endpoint=\"/v1/members\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("portier_auth_failures_total{endpoint=\"/v1/events\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("portier_auth_failures_total{endpoint=\"other\"} 1\n"),
+            "{text}"
         );
     }
 }

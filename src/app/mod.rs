@@ -46,51 +46,51 @@ pub fn run(config: Config) -> Result<(), String> {
 /// How often every lock is probed (Modbus read, broker connection, Bluetooth adapter).
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
-/// The admin token, or why the configured file cannot be used (a health reason). No
-/// `admin_token_file` key is no problem: admin endpoints then answer 401.
-fn read_admin_token(config: &Config) -> Result<Option<String>, String> {
-    let Some(file) = config.http.admin_token_file.as_ref() else {
-        return Ok(None);
-    };
-    let problem = match crate::config::read_secret(file) {
-        Ok(token) if !token.is_empty() => return Ok(Some(token)),
-        Ok(_) => "the file is empty".to_owned(),
-        Err(e) => e.to_string(),
-    };
-    tracing::warn!(file = %file.display(), %problem, "admin token unusable: admin endpoints answer 401");
-    Err(format!(
-        "http.admin_token_file ({}) cannot be used: {problem}; admin endpoints answer 401 until \
-         it is fixed (then send SIGHUP)",
-        file.display()
-    ))
+/// The admin token from `http.admin_token_file`, or `None` (admin endpoints then answer 401):
+/// no such key, or the file cannot be used (logged here; health says so while it lasts).
+fn read_admin_token(config: &Config) -> Option<String> {
+    let file = config.http.admin_token_file.as_ref()?;
+    match crate::config::read_secret(file) {
+        Ok(token) => Some(token),
+        Err(e) => {
+            tracing::warn!(error = %e, "admin token unusable: admin endpoints answer 401");
+            None
+        }
+    }
 }
 
-/// Sets the admin token and its health reason from `config`.
+/// Sets the admin token from `config`.
 fn apply_admin_token(daemon: &Daemon, config: &Config) {
-    let (token, problem) = match read_admin_token(config) {
-        Ok(token) => (token, None),
-        Err(problem) => (None, Some(problem)),
-    };
     *daemon
         .admin_token
         .write()
-        .unwrap_or_else(PoisonError::into_inner) = token;
-    daemon.update_problems(|p| p.admin_token = problem);
+        .unwrap_or_else(PoisonError::into_inner) = read_admin_token(config);
 }
 
-/// Settings a SIGHUP does not apply: the state directory and the HTTP listener and TLS.
-fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+/// Settings a SIGHUP does not apply, compared with the configuration the daemon started
+/// with: the state directory, the HTTP listener and TLS, and the connections and devices set
+/// up once at start (the broker, the locks, the readers).
+fn needs_restart(started: &Config, new: &Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
-    if old.site.state_dir != new.site.state_dir {
+    if started.site.state_dir != new.site.state_dir {
         changed.push("site.state_dir");
     }
-    if old.http.listen != new.http.listen {
+    if started.http.listen != new.http.listen {
         changed.push("http.listen");
     }
-    if old.http.tls_cert_file != new.http.tls_cert_file
-        || old.http.tls_key_file != new.http.tls_key_file
+    if started.http.tls_cert_file != new.http.tls_cert_file
+        || started.http.tls_key_file != new.http.tls_key_file
     {
         changed.push("http.tls_cert_file/tls_key_file");
+    }
+    if started.mqtt != new.mqtt {
+        changed.push("[mqtt]");
+    }
+    if started.locks != new.locks {
+        changed.push("[[lock]]");
+    }
+    if started.readers != new.readers {
+        changed.push("[[reader]]");
     }
     changed
 }
@@ -182,6 +182,7 @@ async fn serve(config: Config) -> Result<(), String> {
         locks: Arc::clone(&locks),
     });
     apply_admin_token(&daemon, &daemon.config());
+    let started = daemon.config();
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
     let doors = Arc::new(doors::Doors::new(
         Arc::clone(&daemon),
@@ -265,7 +266,7 @@ async fn serve(config: Config) -> Result<(), String> {
     tracing::info!(%listen, "portier is serving decisions");
     notify::ready(&status_line(&daemon));
 
-    wait_for_stop(&daemon).await;
+    wait_for_stop(&daemon, &started).await;
     notify::stopping();
     tracing::info!("stopping");
     // Nobody may still be listening; the tasks stop either way.
@@ -335,7 +336,7 @@ async fn retention_task(daemon: Arc<Daemon>, mut shutdown: watch::Receiver<bool>
 }
 
 /// Waits for SIGTERM or SIGINT, reloading the configuration on every SIGHUP meanwhile.
-async fn wait_for_stop(daemon: &Daemon) {
+async fn wait_for_stop(daemon: &Daemon, started: &Config) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -348,47 +349,56 @@ async fn wait_for_stop(daemon: &Daemon) {
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
-            _ = hup.recv() => reload(daemon),
+            _ = hup.recv() => reload(daemon, started),
         }
     }
 }
 
-/// Reloads the configuration file; an invalid file is reported and the old one kept.
-fn reload(daemon: &Daemon) {
+/// Reloads the configuration file; an invalid file is reported and the old one kept (a health
+/// reason until a reload succeeds). Settings only a restart applies are a health reason too.
+fn reload(daemon: &Daemon, started: &Config) {
     notify::reloading();
     let path = daemon.config().path.clone();
+    let rejected = |why: String| {
+        daemon.update_problems(|p| {
+            p.reload_rejected = Some(format!(
+                "the configuration reloaded on SIGHUP was rejected and the previous one still \
+                 runs: {why}; fix {} and reload again (systemctl reload portier)",
+                path.display()
+            ));
+        });
+    };
     match Config::load(&path) {
         Err(errors) => {
             tracing::error!(file = %path.display(), errors = %errors, "new configuration is invalid; keeping the old one");
-            daemon.update_problems(|p| {
-                p.reload_rejected = Some(format!(
-                    "the configuration reloaded on SIGHUP was rejected, the previous one still \
-                     runs: {errors}; fix {} and send SIGHUP again",
-                    path.display()
-                ));
-            });
+            rejected(errors.to_string());
         }
         Ok(config) => {
+            let recompiled = match daemon.store.load_snapshot() {
+                Ok(stored) => stored.map(|s| Arc::new(sync::compile_stored(&s, &config.policy))),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot read the cache; keeping the old configuration");
+                    rejected(format!("cannot read the cache: {e}"));
+                    notify::ready(&status_line(daemon));
+                    return;
+                }
+            };
             apply_admin_token(daemon, &config);
-            let restart = needs_restart(&daemon.config(), &config);
+            let restart = needs_restart(started, &config);
+            if !restart.is_empty() {
+                tracing::warn!(changed = %restart.join(", "), "these settings need a restart to apply");
+            }
             daemon.update_problems(|p| {
                 p.reload_rejected = None;
                 p.restart_needed = (!restart.is_empty()).then(|| {
                     format!(
-                        "{} changed in {}: restart portier to apply (a reload does not)",
+                        "{} changed in {} since the start: a reload does not apply this; restart \
+                         portier (systemctl restart portier)",
                         restart.join(", "),
                         path.display()
                     )
                 });
             });
-            let recompiled = match daemon.store.load_snapshot() {
-                Ok(stored) => stored.map(|s| Arc::new(sync::compile_stored(&s, &config.policy))),
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the cache; keeping the old configuration");
-                    notify::status(&status_line(daemon));
-                    return;
-                }
-            };
             *daemon
                 .config
                 .write()

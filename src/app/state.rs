@@ -67,8 +67,6 @@ pub(crate) struct ConfigProblems {
     pub reload_rejected: Option<String>,
     /// A reload changed settings that only a restart applies.
     pub restart_needed: Option<String>,
-    /// `http.admin_token_file` is set but cannot be used.
-    pub admin_token: Option<String>,
 }
 
 impl Daemon {
@@ -129,10 +127,17 @@ impl Daemon {
         f(&mut self.problems.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
-    /// Counts and logs a request refused for a missing or wrong token (never the token).
-    pub fn auth_failed(&self, endpoint: &'static str, path: &str) {
-        tracing::warn!(endpoint, path, "refused: missing or wrong token");
-        self.metrics.auth_failed(endpoint);
+    /// Logs and counts a request refused for its token (`portier_auth_failures_total`):
+    /// `endpoint` is the route (`/v1/members`, `/v1/units/{unit}/open`), `why` says what was
+    /// wrong. The token itself is never logged.
+    pub fn auth_failed(&self, endpoint: &str, client: Option<std::net::IpAddr>, why: &str) {
+        let endpoint = self.metrics.auth_failed(endpoint);
+        match client {
+            Some(client) => {
+                tracing::warn!(endpoint, %client, why, "request refused: authentication failed");
+            }
+            None => tracing::warn!(endpoint, why, "request refused: authentication failed"),
+        }
     }
 
     /// The admin token, if configured.
@@ -161,7 +166,11 @@ pub(crate) struct StatusView {
     pub offline_since: Option<DateTime<Utc>>,
     pub clock: &'static str,
     pub locks: std::collections::BTreeMap<String, LockStatus>,
+    /// Whether the MQTT broker connection is up; `None` without `[mqtt]`.
+    pub mqtt_connected: Option<bool>,
     pub outbox_depth: usize,
+    /// How long the oldest waiting check-in has waited; `None` when none waits.
+    pub outbox_oldest_seconds: Option<i64>,
 }
 
 /// The snapshot part of `/v1/status`.
@@ -198,6 +207,7 @@ pub(crate) fn status(daemon: &Daemon, now: DateTime<Utc>) -> StatusView {
             member_errors: report.members_with_errors,
         }
     });
+    let outbox = outbox(daemon, now);
     let offline_since = cloud
         .sync
         .last_error
@@ -232,6 +242,8 @@ pub(crate) fn status(daemon: &Daemon, now: DateTime<Utc>) -> StatusView {
                 })
                 .collect()
         },
-        outbox_depth: daemon.store.outbox_depth().unwrap_or(0),
+        mqtt_connected: daemon.mqtt.as_ref().map(crate::locks::MqttLink::is_up),
+        outbox_depth: outbox.depth,
+        outbox_oldest_seconds: outbox.oldest_age.map(|age| age.num_seconds().max(0)),
     }
 }

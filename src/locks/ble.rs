@@ -199,12 +199,14 @@ pub struct FakeBleWrite {
     pub payload: Vec<u8>,
 }
 
-/// A backend for tests: records writes, or fails every write with a chosen error.
+/// A backend for tests: records writes, or fails every write with a chosen error; its adapter
+/// can be taken away.
 #[derive(Default)]
 pub struct FakeBle {
     writes: Mutex<Vec<FakeBleWrite>>,
     attempts: Mutex<usize>,
     failure: Mutex<Option<BleError>>,
+    adapter_missing: std::sync::atomic::AtomicBool,
 }
 
 impl FakeBle {
@@ -226,6 +228,13 @@ impl FakeBle {
             .clone()
     }
 
+    /// Takes the Bluetooth adapter away (`false`) or gives it back (`true`): what the health
+    /// probe sees. Writes are not affected; use [`FakeBle::fail_with`] for those.
+    pub fn set_adapter_present(&self, present: bool) {
+        self.adapter_missing
+            .store(!present, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// How many writes were attempted, failed ones included.
     pub fn attempts(&self) -> usize {
         *self.attempts.lock().unwrap_or_else(PoisonError::into_inner)
@@ -233,6 +242,19 @@ impl FakeBle {
 }
 
 impl BleBackend for FakeBle {
+    fn adapter_present(&self) -> BoxFuture<'_, Result<(), BleError>> {
+        let missing = self
+            .adapter_missing
+            .load(std::sync::atomic::Ordering::SeqCst);
+        Box::pin(std::future::ready(if missing {
+            Err(BleError::NotWritten(
+                "no Bluetooth adapter: hci0 not found".into(),
+            ))
+        } else {
+            Ok(())
+        }))
+    }
+
     fn write<'a>(
         &'a self,
         device: Address,
@@ -368,8 +390,12 @@ impl Actuator for BleActuator {
         })
     }
 
-    fn probe(&self) -> Option<BoxFuture<'_, Result<(), LockError>>> {
-        Some(Box::pin(async move {
+    fn has_probe(&self) -> bool {
+        true
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<(), LockError>> {
+        Box::pin(async move {
             self.backend
                 .adapter_present()
                 .await
@@ -379,7 +405,7 @@ impl Actuator for BleActuator {
                         BleError::NotWritten(d) | BleError::Refused(d) | BleError::Unknown(d) => d,
                     },
                 })
-        }))
+        })
     }
 }
 

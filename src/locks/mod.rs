@@ -317,11 +317,10 @@ impl Locks {
         failures
     }
 
-    /// Probes every lock (one after another; each applies its own timeout).
+    /// Probes every lock, all at once (each applies its own timeout, so one dead device does
+    /// not hold up the others' checks).
     pub async fn probe_all(&self) {
-        for driver in self.drivers.values() {
-            driver.probe().await;
-        }
+        futures_util::future::join_all(self.drivers.values().map(|driver| driver.probe())).await;
     }
 
     /// Every lock's health, by id.

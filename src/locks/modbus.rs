@@ -133,8 +133,10 @@ impl ModbusActuator {
         }
     }
 
-    /// Reads the coil or register (the probe), connecting first if needed. An answer of any
-    /// kind, a Modbus exception included, shows the device is there.
+    /// Reads the coil or register (the probe), connecting first if needed. Any answer shows
+    /// the device is there, a Modbus exception included (some relays refuse reads), except a
+    /// gateway's "target device failed to respond" or "path unavailable": then the gateway
+    /// answers but the lock behind it does not.
     async fn read(&self) -> Result<(), LockError> {
         let mut conn = self.conn.lock().await;
         let mut ctx = match conn.take() {
@@ -143,18 +145,25 @@ impl ModbusActuator {
         };
         let call = async {
             match self.target {
-                ModbusTarget::Coil(coil) => ctx.read_coils(coil, 1).await.map(drop),
-                ModbusTarget::Register { register, .. } => {
-                    ctx.read_holding_registers(register, 1).await.map(drop)
-                }
+                ModbusTarget::Coil(coil) => ctx.read_coils(coil, 1).await.map(|r| r.err()),
+                ModbusTarget::Register { register, .. } => ctx
+                    .read_holding_registers(register, 1)
+                    .await
+                    .map(|r| r.err()),
             }
         };
         match tokio::time::timeout(self.timeout, call).await {
             Err(_) => Err(self.timed_out()),
             Ok(Err(e)) => Err(self.transport(e)),
-            Ok(Ok(())) => {
+            Ok(Ok(exception)) => {
                 *conn = Some(ctx);
-                Ok(())
+                match exception {
+                    Some(
+                        e @ (ExceptionCode::GatewayPathUnavailable
+                        | ExceptionCode::GatewayTargetDevice),
+                    ) => Err(self.transport(format!("the Modbus gateway answers: {e}"))),
+                    _ => Ok(()),
+                }
             }
         }
     }
@@ -180,8 +189,12 @@ impl Actuator for ModbusActuator {
         Box::pin(self.write(false))
     }
 
-    fn probe(&self) -> Option<BoxFuture<'_, Result<(), LockError>>> {
-        Some(Box::pin(self.read()))
+    fn has_probe(&self) -> bool {
+        true
+    }
+
+    fn probe(&self) -> BoxFuture<'_, Result<(), LockError>> {
+        Box::pin(self.read())
     }
 }
 

@@ -376,18 +376,15 @@ impl Actuator for MqttActuator {
         self.opened_in.load(Ordering::SeqCst) == self.link.epoch()
     }
 
-    fn probe(&self) -> Option<BoxFuture<'_, Result<(), LockError>>> {
-        let up = self.link.is_up();
-        Some(Box::pin(async move {
-            if up {
-                Ok(())
-            } else {
-                Err(LockError::Transport {
-                    lock: self.id.clone(),
-                    detail: "the MQTT broker is not connected".into(),
-                })
-            }
-        }))
+    fn live_check(&self) -> Option<Result<(), String>> {
+        Some(if self.link.is_up() {
+            Ok(())
+        } else {
+            Err(format!(
+                "lock \"{}\": the MQTT broker is not connected, so its commands cannot be sent",
+                self.id
+            ))
+        })
     }
 }
 

@@ -34,11 +34,20 @@ pub(crate) trait Actuator: Send + Sync + 'static {
     }
     /// Told when a grant only extended an open pulse (nothing is sent).
     fn extended(&self, _cmd: &Command) {}
-    /// Checks, without actuating, that the device can be reached (a Modbus read, the broker
-    /// connection, the Bluetooth adapter); `None` when there is no device to check (the log
-    /// lock), which is then healthy from the start. A driver with a probe is not healthy
-    /// until a command or a probe has succeeded.
-    fn probe(&self) -> Option<BoxFuture<'_, Result<(), LockError>>> {
+    /// Whether [`Actuator::probe`] checks anything. A driver with a probe is not healthy until
+    /// a command or a probe has succeeded; one without (the log lock) is healthy from the start.
+    fn has_probe(&self) -> bool {
+        false
+    }
+    /// Checks, without actuating, that the device can be reached (a Modbus read, the Bluetooth
+    /// adapter). Called periodically by the daemon; applies its own timeouts.
+    fn probe(&self) -> BoxFuture<'_, Result<(), LockError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+    /// What is known right now without I/O, when the driver can tell at any moment (MQTT: the
+    /// broker connection): `Some(Err(why))` makes the lock unhealthy at once, `Some(Ok(()))`
+    /// healthy as far as reaching it goes. `None`: the periodic probe decides.
+    fn live_check(&self) -> Option<Result<(), String>> {
         None
     }
 }
@@ -75,12 +84,21 @@ struct Checks {
 }
 
 impl Checks {
-    fn health(&self, id: &str) -> LockHealth {
-        let problem = if let Some(why) = &self.probe_failed {
+    /// The health, given what the driver can tell right now (see [`Actuator::live_check`]).
+    fn health(&self, id: &str, live: Option<Result<(), String>>) -> LockHealth {
+        let reachable_now = matches!(live, Some(Ok(())));
+        let problem = if let Some(Err(why)) = live {
+            Some(why)
+        } else if let Some(why) = self.probe_failed.as_ref().filter(|_| !reachable_now) {
             Some(why.clone())
-        } else if let Some((_, why)) = &self.command_failed {
-            Some(why.clone())
-        } else if self.probed && self.last_success.is_none() && self.last_probe.is_none() {
+        } else if let Some((retryable, why)) = &self.command_failed {
+            // A transport failure is over once the device is known to be reachable again.
+            (!(reachable_now && *retryable)).then(|| why.clone())
+        } else if self.probed
+            && !reachable_now
+            && self.last_success.is_none()
+            && self.last_probe.is_none()
+        {
             Some(format!(
                 "lock \"{id}\" is not checked yet: no command or probe has succeeded so far"
             ))
@@ -92,7 +110,11 @@ impl Checks {
             problem,
             last_error: self.last_error.clone(),
             last_success: self.last_success,
-            last_probe: self.last_probe,
+            last_probe: if reachable_now {
+                Some(crate::clock::now())
+            } else {
+                self.last_probe
+            },
         }
     }
 }
@@ -108,14 +130,14 @@ struct State {
 impl<A: Actuator> Pulse<A> {
     /// Wraps an actuator for the lock `id`.
     pub(crate) fn new(id: &str, actuator: A) -> Self {
-        let actuator_has_probe = actuator.probe().is_some();
+        let probed = actuator.has_probe() || actuator.live_check().is_some();
         Pulse {
             inner: Arc::new(Inner {
                 id: id.to_owned(),
                 actuator,
                 state: tokio::sync::Mutex::new(State::default()),
                 health: Mutex::new(Checks {
-                    probed: actuator_has_probe,
+                    probed,
                     ..Checks::default()
                 }),
             }),
@@ -181,19 +203,26 @@ impl<A: Actuator> Pulse<A> {
 
     /// The lock's health.
     pub(crate) fn health(&self) -> LockHealth {
+        let live = self.inner.actuator.live_check();
         self.inner
             .health
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .health(&self.inner.id)
+            .health(&self.inner.id, live)
     }
 
-    /// Runs the driver's probe (if it has one) and records its outcome in the health.
+    /// Runs the driver's probe (if it has one) and records its outcome in the health. Skipped
+    /// while a command is being sent: that command's outcome is recorded anyway, and a door
+    /// opening never waits behind a probe that started after it.
     pub(crate) async fn probe(&self) {
-        let Some(check) = self.inner.actuator.probe() else {
+        if !self.inner.actuator.has_probe() {
+            return;
+        }
+        let Ok(busy) = self.inner.state.try_lock() else {
             return;
         };
-        let result = check.await;
+        drop(busy);
+        let result = self.inner.actuator.probe().await;
         let mut checks = self
             .inner
             .health
@@ -201,8 +230,10 @@ impl<A: Actuator> Pulse<A> {
             .unwrap_or_else(PoisonError::into_inner);
         match result {
             Ok(()) => {
+                if checks.probe_failed.take().is_some() {
+                    tracing::info!(lock = %self.inner.id, "lock probe succeeds again");
+                }
                 checks.last_probe = Some(crate::clock::now());
-                checks.probe_failed = None;
                 if checks.command_failed.as_ref().is_some_and(|(retry, _)| *retry) {
                     checks.command_failed = None;
                 }
