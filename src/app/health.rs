@@ -108,13 +108,11 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
         .as_ref()
         .and_then(|s| offline_ladder_active(&config, s, now))
     {
-        {
-            reasons.push(format!(
-                "the last successful sync was {} ago, more than offline.max_age: only the groups \
-                 in offline.keep_groups are granted until a sync succeeds",
-                human(age)
-            ));
-        }
+        reasons.push(format!(
+            "the last successful sync was {} ago, more than offline.max_age: only the groups \
+             in offline.keep_groups are granted until a sync succeeds",
+            human(age)
+        ));
     }
     match daemon.clock_trust(now) {
         ClockTrust::Trusted => {}
@@ -132,7 +130,11 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
     }
     lock_and_broker_reasons(daemon, &config, &mut reasons);
     let problems = daemon.problems();
-    reasons.extend([problems.reload_rejected, problems.restart_needed].into_iter().flatten());
+    reasons.extend(
+        [problems.reload_rejected, problems.restart_needed]
+            .into_iter()
+            .flatten(),
+    );
     reasons.extend(admin_token_reason(daemon, &config));
     if let Some(reason) = offline_reason(&config, &cloud.sync, snapshot.as_deref(), now) {
         reasons.push(reason);
@@ -157,17 +159,16 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
     Health { status, reasons }
 }
 
-
 /// Failing locks and an unreachable broker.
 fn lock_and_broker_reasons(daemon: &Daemon, config: &Config, reasons: &mut Vec<String>) {
-    if let (Some(mqtt), Some(link)) = (&config.mqtt, &daemon.mqtt) {
-        if !link.is_up() {
-            reasons.push(format!(
-                "the MQTT broker ({}) is not connected: readers and MQTT locks do not work until \
-                 it is back; check that it runs and that mqtt.url is right (reconnecting)",
-                mqtt.url
-            ));
-        }
+    if let (Some(mqtt), Some(link)) = (&config.mqtt, &daemon.mqtt)
+        && !link.is_up()
+    {
+        reasons.push(format!(
+            "the MQTT broker ({}) is not connected: readers and MQTT locks do not work until \
+             it is back; check that it runs and that mqtt.url is right (reconnecting)",
+            mqtt.url
+        ));
     }
     for (id, lock) in daemon.locks.health() {
         if let Some(problem) = lock.problem.filter(|_| !lock.ok) {

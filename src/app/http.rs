@@ -198,9 +198,7 @@ async fn status(State(api): State<Arc<Api>>) -> Response {
 async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
     let daemon = &api.daemon;
     let format = super::metrics::Format::from_accept(
-        headers
-            .get(header::ACCEPT)
-            .and_then(|v| v.to_str().ok()),
+        headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
     );
     daemon.metrics.refresh(daemon, clock::now());
     (

@@ -231,7 +231,7 @@ impl Metrics {
         }
         r.register(
             "lock_up",
-            "1 when the lock's last command and probe succeeded, else 0",
+            "1 when the lock is healthy (ok in /v1/status: nothing failing, and reached at least once), else 0",
             lock_up.clone(),
         );
         r.register("lock_errors", "Failed lock commands", lock_errors.clone());
@@ -411,10 +411,22 @@ mod tests {
     fn the_classic_format_names_counters_with_total_and_has_no_eof() {
         let metrics = Metrics::new(["front"]);
         let text = metrics.render(Format::Classic);
-        assert!(text.contains("# TYPE portier_syncs_total counter\n"), "{text}");
-        assert!(text.contains("# HELP portier_syncs_total Cobot syncs"), "{text}");
-        assert!(text.contains("portier_syncs_total{result=\"applied\"} 0\n"), "{text}");
-        assert!(text.contains("portier_lock_up{lock=\"front\"} 0\n"), "{text}");
+        assert!(
+            text.contains("# TYPE portier_syncs_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP portier_syncs_total Cobot syncs"),
+            "{text}"
+        );
+        assert!(
+            text.contains("portier_syncs_total{result=\"applied\"} 0\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("portier_lock_up{lock=\"front\"} 0\n"),
+            "{text}"
+        );
         assert!(!text.contains("# EOF"), "{text}");
         let open = metrics.render(Format::OpenMetrics);
         assert!(open.contains("# TYPE portier_syncs counter\n"), "{open}");

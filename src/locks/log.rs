@@ -57,6 +57,11 @@ impl Actuator for LogActuator {
     fn extended(&self, cmd: &Command) {
         self.push(LogEntry::Extended(cmd.clone()));
     }
+
+    /// Nothing to reach: the log is always there, so it counts as checked at every look.
+    fn live_check(&self) -> Option<Result<(), String>> {
+        Some(Ok(()))
+    }
 }
 
 impl LogLock {

@@ -142,3 +142,24 @@ fn options_use_a_clean_session_credentials_and_the_default_ports() {
     let err = mqtt_options(&tls, None).unwrap_err();
     assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 }
+
+#[tokio::test]
+async fn an_mqtt_lock_is_healthy_exactly_while_the_broker_is_connected() {
+    let (link, mut eventloop, lock) = setup();
+    let down = lock.health();
+    assert!(!down.ok, "never connected: {down:?}");
+    assert!(down.problem.unwrap().contains("not connected"));
+    let err = lock
+        .unlock(&permit("side", Duration::from_secs(5)), &cmd("d1"))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable());
+
+    link.observe(&mut eventloop, &connack());
+    let up = lock.health();
+    assert!(up.ok, "connected again, the refused unlock is over: {up:?}");
+    assert!(up.last_error.is_some());
+
+    link.observe(&mut eventloop, &Err(ConnectionError::NetworkTimeout));
+    assert!(!lock.health().ok);
+}

@@ -234,7 +234,11 @@ impl<A: Actuator> Pulse<A> {
                     tracing::info!(lock = %self.inner.id, "lock probe succeeds again");
                 }
                 checks.last_probe = Some(crate::clock::now());
-                if checks.command_failed.as_ref().is_some_and(|(retry, _)| *retry) {
+                if checks
+                    .command_failed
+                    .as_ref()
+                    .is_some_and(|(retry, _)| *retry)
+                {
                     checks.command_failed = None;
                 }
             }

@@ -310,3 +310,113 @@ fn errors_say_which_lock_and_whether_to_retry() {
     assert!(!refused.is_retryable());
     assert!(!LockError::NotConfigured("x".into()).is_retryable());
 }
+
+#[tokio::test]
+async fn a_ble_lock_is_unchecked_until_its_probe_finds_the_adapter_and_fails_when_it_goes() {
+    let fake = Arc::new(FakeBle::new());
+    let lock = ble_lock(&fake, None);
+    let unchecked = lock.health();
+    assert!(!unchecked.ok, "never checked is not ok: {unchecked:?}");
+    assert!(
+        unchecked
+            .problem
+            .as_deref()
+            .unwrap()
+            .contains("not checked yet"),
+        "{unchecked:?}"
+    );
+
+    lock.probe().await;
+    let healthy = lock.health();
+    assert!(healthy.ok, "{healthy:?}");
+    assert!(healthy.last_probe.is_some() && healthy.last_success.is_none());
+
+    fake.set_adapter_present(false);
+    lock.probe().await;
+    let gone = lock.health();
+    assert!(!gone.ok);
+    let problem = gone.problem.unwrap();
+    assert!(
+        problem.contains("office") && problem.contains("no Bluetooth adapter"),
+        "{problem}"
+    );
+    assert_eq!(fake.attempts(), 0, "a probe never writes to the lock");
+
+    fake.set_adapter_present(true);
+    lock.probe().await;
+    assert!(lock.health().ok);
+    assert!(
+        lock.health()
+            .last_error
+            .unwrap()
+            .contains("no Bluetooth adapter"),
+        "kept for flapping"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_command_stays_a_problem_after_a_good_probe_but_a_transport_failure_does_not() {
+    let fake = Arc::new(FakeBle::new());
+    let lock = ble_lock(&fake, None);
+    let p = permit("office", OPEN_FOR);
+    fake.fail_with(Some(BleError::NotWritten("device not found".into())));
+    lock.unlock(&p, &cmd("d1")).await.unwrap_err();
+    assert!(!lock.health().ok);
+    lock.probe().await;
+    assert!(
+        lock.health().ok,
+        "the adapter answers again: {:?}",
+        lock.health()
+    );
+
+    fake.fail_with(Some(BleError::Refused("Not permitted".into())));
+    lock.unlock(&p, &cmd("d2")).await.unwrap_err();
+    lock.probe().await;
+    let refused = lock.health();
+    assert!(
+        !refused.ok,
+        "a refusal needs a successful command: {refused:?}"
+    );
+    assert!(refused.problem.unwrap().contains("refused"));
+}
+
+#[tokio::test]
+async fn the_registry_probes_every_lock_and_a_log_lock_needs_no_probe() {
+    let configs = [
+        LockConfig {
+            id: "front".into(),
+            driver: DriverConfig::Log,
+        },
+        LockConfig {
+            id: "office".into(),
+            driver: DriverConfig::Ble {
+                device: DEVICE.into(),
+                characteristic: CHARACTERISTIC.into(),
+                unlock_payload: vec![0x01],
+                lock_payload: None,
+            },
+        },
+    ];
+    let fake = Arc::new(FakeBle::new());
+    fake.set_adapter_present(false);
+    let locks = Locks::new(&configs, None, fake.clone()).unwrap();
+    assert!(locks.health()["front"].ok);
+    assert!(
+        locks.health()["front"].last_probe.is_some(),
+        "a log lock is checked at every look"
+    );
+    assert!(!locks.health()["office"].ok);
+    locks.probe_all().await;
+    let office = &locks.health()["office"];
+    assert!(
+        !office.ok
+            && office
+                .problem
+                .as_deref()
+                .unwrap()
+                .contains("no Bluetooth adapter")
+    );
+    fake.set_adapter_present(true);
+    locks.probe_all().await;
+    assert!(locks.health()["office"].ok);
+}

@@ -19,12 +19,48 @@ pub struct Daemon {
     pub messages: Vec<String>,
     pub base: String,
     pub admin_token: String,
+    /// Everything the daemon wrote to stderr, when started with [`Daemon::start_logged`].
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
 }
 
 impl Daemon {
     /// Starts `portier --config <config> run` with a notify socket in `dir`, the watchdog
     /// set to `watchdog`.
     pub fn start(config: &Path, dir: &Path, http_port: u16, watchdog: Option<Duration>) -> Daemon {
+        Self::spawn(config, dir, http_port, watchdog, &[], false)
+    }
+
+    /// Like [`Daemon::start`] without a watchdog, with `env` set and stderr captured (a pipe,
+    /// not a terminal) for [`Daemon::stderr`].
+    pub fn start_logged(config: &Path, dir: &Path, http_port: u16, env: &[(&str, &str)]) -> Daemon {
+        Self::spawn(config, dir, http_port, None, env, true)
+    }
+
+    /// What the daemon wrote to stderr so far (only with [`Daemon::start_logged`]).
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().expect("stderr log")).into_owned()
+    }
+
+    /// Waits until stderr contains `wanted` or `within` passes; returns stderr.
+    pub async fn wait_for_stderr(&self, wanted: &str, within: Duration) -> String {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let text = self.stderr();
+            if text.contains(wanted) || tokio::time::Instant::now() > deadline {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn spawn(
+        config: &Path,
+        dir: &Path,
+        http_port: u16,
+        watchdog: Option<Duration>,
+        env: &[(&str, &str)],
+        capture_stderr: bool,
+    ) -> Daemon {
         let socket = dir.join(format!("notify-{}.sock", super::free_port()));
         let notify = UnixDatagram::bind(&socket).expect("bind notify socket");
         let notified = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -46,18 +82,44 @@ impl Daemon {
             .env_remove("PORTIER_CONFIG")
             .env_remove("JOURNAL_STREAM")
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(if capture_stderr {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            })
             .kill_on_drop(true);
         if let Some(w) = watchdog {
             command.env("WATCHDOG_USEC", w.as_micros().to_string());
         }
-        let child = command.spawn().expect("spawn portier run");
+        for (key, value) in env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("spawn portier run");
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        if let Some(mut pipe) = child.stderr.take() {
+            let sink = std::sync::Arc::clone(&stderr);
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf).await {
+                    if n == 0 {
+                        break;
+                    }
+                    // Shown too, so a failing test still has the daemon's log.
+                    eprint!("{}", String::from_utf8_lossy(&buf[..n]));
+                    sink.lock()
+                        .expect("stderr log")
+                        .extend_from_slice(&buf[..n]);
+                }
+            });
+        }
         Daemon {
             child,
             notified,
             messages: Vec::new(),
             base: format!("http://127.0.0.1:{http_port}"),
             admin_token: "test-admin-token".into(),
+            stderr,
         }
     }
 
