@@ -145,6 +145,7 @@ pub(crate) struct Metrics {
     auth_failures: Family<EndpointLabel, Counter>,
     health_status: Gauge,
     last_sync_success: Gauge<f64, AtomicU64>,
+    sync_interval: Gauge<f64, AtomicU64>,
     members: Gauge,
     lock_up: Family<LockLabel, Gauge>,
     mqtt_connected: Gauge,
@@ -187,6 +188,12 @@ impl Metrics {
             "sync_seconds",
             "Duration of successful Cobot syncs",
             sync_seconds.clone(),
+        );
+        let sync_interval = Gauge::<f64, AtomicU64>::default();
+        r.register(
+            "sync_interval_seconds",
+            "The configured cobot.sync_interval (no successful sync for 3 of them degrades health)",
+            sync_interval.clone(),
         );
         let members = Gauge::default();
         r.register(
@@ -283,6 +290,7 @@ impl Metrics {
             auth_failures,
             health_status,
             last_sync_success,
+            sync_interval,
             members,
             lock_up,
             mqtt_connected,
@@ -328,6 +336,8 @@ impl Metrics {
                 .last_success
                 .map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0),
         );
+        self.sync_interval
+            .set(daemon.config().cobot.sync_interval.as_secs_f64());
         self.members.set(
             daemon
                 .current()
