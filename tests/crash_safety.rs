@@ -312,7 +312,9 @@ async fn sigkill_during_syncs_snapshot_writes_and_swipe_bursts_loses_and_duplica
     let granted_members: HashSet<String> = events_after(&d, 0)
         .await
         .iter()
-        .filter(|e| e["granted"] == true)
+        // A check-in is owed only for an entry whose door opened (DESIGN "Door outcome"): on a
+        // loaded machine a lock command can time out, and that grant owes none.
+        .filter(|e| e["granted"] == true && e["opened"] == true)
         .filter_map(|e| e["member"].as_str().map(str::to_owned))
         .collect();
     let mut per_member: HashMap<String, usize> = HashMap::new();
@@ -326,7 +328,7 @@ async fn sigkill_during_syncs_snapshot_writes_and_swipe_bursts_loses_and_duplica
         .collect();
     assert!(
         missing.is_empty(),
-        "granted but never checked in: {missing:?}"
+        "opened but never checked in: {missing:?}"
     );
     eprintln!(
         "{} rounds: {answered_total} answered decisions, {verified_seq} events, {} check-ins, \
