@@ -840,3 +840,38 @@ async fn logs_to_a_pipe_are_plain_and_portier_log_format_json_gives_one_object_p
     );
     assert!(!text.contains('\u{1b}'), "{text}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_successful_sync_for_three_intervals_is_a_reason_until_one_succeeds() {
+    let site = Site::start().await;
+    let port = free_port();
+    site.write_config(&site_config(), port);
+    site.portier(&["sync"]).await.expect_code(0);
+    // The last success an hour ago (12 intervals of 5 min), and Cobot down now.
+    {
+        let store = portier::store::Store::open(&site.path("state")).unwrap();
+        let mut status = store.sync_status().unwrap();
+        status.last_success = Some(portier::clock::now() - chrono::Duration::hours(1));
+        store.save_sync_status(&status).unwrap();
+    }
+    site.cobot.set_fault("/api/", Fault::Status(500));
+    let d = start(&site, port).await;
+    let health = wait_reason(
+        &d,
+        &["no successful sync for 1h", "3 sync intervals of 5m"],
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(health["status"], "degraded");
+    let (_, metrics) = scrape(&d, None).await;
+    let last = value(&metrics, "portier_last_sync_success_timestamp_seconds");
+    let age = portier::clock::now().timestamp() as f64 - last;
+    assert!((3600.0..3900.0).contains(&age), "{age} s\n{metrics}");
+    assert_eq!(value(&metrics, "portier_sync_interval_seconds"), 300.0);
+
+    site.cobot.clear_faults();
+    let (code, body) = d.post("/v1/sync?wait=true", Some(&d.admin_token)).await;
+    assert_eq!(code, 200, "{body}");
+    wait_no_reason(&d, &["no successful sync"], Duration::from_secs(10)).await;
+    wait_healthy(&d, Duration::from_secs(10)).await;
+}
