@@ -475,7 +475,7 @@ async fn with_the_broker_stopped_health_names_it_and_the_mqtt_lock_until_it_is_b
     }
 
     s.broker.stop();
-    let health = wait_reason(&d, &["MQTT broker", "not connected"], PROBE_WAIT).await;
+    let health = wait_reason(&d, &["MQTT broker", "unreachable"], PROBE_WAIT).await;
     assert_eq!(health["status"], "degraded");
     assert!(has_reason(&health, &["front_lock"]), "{health}");
     let (_, status) = d.admin_get("/v1/status").await;
@@ -515,7 +515,7 @@ async fn a_rejected_reload_and_a_restart_only_change_are_reasons_while_the_old_c
     d.signal("HUP");
     let health = wait_reason(
         &d,
-        &["rejected", "Mars/Olympus_Mons"],
+        &["reload rejected", "Mars/Olympus_Mons"],
         Duration::from_secs(10),
     )
     .await;
@@ -536,7 +536,12 @@ async fn a_rejected_reload_and_a_restart_only_change_are_reasons_while_the_old_c
     std::fs::write(site.config(), &moved).unwrap();
     d.messages.clear();
     d.signal("HUP");
-    let health = wait_reason(&d, &["http.listen", "restart"], Duration::from_secs(10)).await;
+    let health = wait_reason(
+        &d,
+        &["http.listen", "needs a restart"],
+        Duration::from_secs(10),
+    )
+    .await;
     assert!(!has_reason(&health, &["rejected"]), "{health}");
     let (_, status) = d.admin_get("/v1/status").await;
     assert_eq!(status["site"], "renamed", "{status}");
@@ -548,7 +553,12 @@ async fn a_rejected_reload_and_a_restart_only_change_are_reasons_while_the_old_c
         s["site"] == "renamed again"
     })
     .await;
-    wait_reason(&d, &["http.listen", "restart"], Duration::from_secs(1)).await;
+    wait_reason(
+        &d,
+        &["http.listen", "needs a restart"],
+        Duration::from_secs(1),
+    )
+    .await;
 
     std::fs::write(site.config(), &good).unwrap();
     d.signal("HUP");
@@ -662,7 +672,7 @@ async fn an_unusable_admin_token_file_is_a_reason_until_it_is_fixed_and_reloaded
     mode(0o644);
     let health = wait_reason(
         &d,
-        &["admin token file", "admin.token"],
+        &["admin token file is unusable", "admin.token"],
         Duration::from_secs(10),
     )
     .await;
@@ -750,7 +760,7 @@ async fn a_check_in_waiting_more_than_an_hour_is_a_reason_and_the_outbox_metrics
 
     let health = wait_reason(
         &d,
-        &["oldest Cobot check-in", "more than 1 h"],
+        &["oldest pending Cobot check-in", "older than 1 h"],
         Duration::from_secs(15),
     )
     .await;
@@ -791,7 +801,12 @@ async fn a_clock_behind_the_last_event_is_untrusted_in_health_and_metrics() {
     site.write_config(&site_config(), port);
     let d = start(&site, port).await;
     synced(&d).await;
-    let health = wait_reason(&d, &["clock", "jumped back"], Duration::from_secs(10)).await;
+    let health = wait_reason(
+        &d,
+        &["clock is untrusted", "jumped back"],
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(health["status"], "degraded");
     let (_, status) = d.admin_get("/v1/status").await;
     assert_eq!(status["clock"], "untrusted");
@@ -858,7 +873,10 @@ async fn no_successful_sync_for_three_intervals_is_a_reason_until_one_succeeds()
     let d = start(&site, port).await;
     let health = wait_reason(
         &d,
-        &["no successful sync for 1h", "3 sync intervals of 5m"],
+        &[
+            "offline: no successful sync for 1h",
+            "3 sync intervals of 5m",
+        ],
         Duration::from_secs(15),
     )
     .await;
