@@ -21,10 +21,13 @@ const EXTRA_SECTIONS: &str = r#".SH "EXIT STATUS"
 success (\fBexplain\fR: granted)
 .TP
 \fB1\fR
-runtime failure, e.g. Cobot unreachable or no snapshot yet
+runtime failure, e.g. Cobot unreachable, no snapshot yet, or the state directory belongs to another user (run the command as that user: \fBsudo \-u portier portier\fR ...); \fBstatus\fR: degraded
 .TP
 \fB2\fR
-\fBexplain\fR: denied
+\fBexplain\fR: denied; \fBstatus\fR: failing
+.TP
+\fB3\fR
+\fBstatus\fR: no daemon answers
 .TP
 \fB64\fR
 usage error or invalid configuration (one line per error); the systemd unit does not restart on it
@@ -37,7 +40,7 @@ the configuration; the package installs a file without settings, which is refuse
 the documented example configuration
 .TP
 \fI/var/lib/portier\fR
-the state directory (cache, outbox, tokens), owned by the \fBportier\fR user
+the state directory (cache, outbox, tokens), owned by the \fBportier\fR user: \fBsync\fR, \fBmembers\fR, \fBexplain\fR, \fBcobot connect\fR and \fBrun\fR as another user refuse (exit 1) unless the running daemon answers for it; run them as \fBsudo \-u portier portier\fR ...
 .SH ENVIRONMENT
 .TP
 \fBPORTIER_CONFIG\fR

@@ -6,6 +6,7 @@ use std::path::Path;
 use super::output::{self, out};
 use super::remote::{self, Answer};
 use super::{Cli, CobotCommand, Command, ConnectArgs, ExplainArgs, Failure, MembersArgs, SyncArgs};
+use super::{owner, status};
 use crate::clock;
 use crate::config::Config;
 use crate::domain::MemberView;
@@ -26,12 +27,14 @@ pub(super) fn run(cli: Cli) -> Result<(), Failure> {
                 eprintln!("{problem}");
                 return Err(Failure::Reported(64));
             }
+            owner::ensure_owner(&config.site.state_dir)?;
             crate::app::run(config).map_err(Failure::Runtime)
         }
         Command::Sync(args) => sync_command(&load_config(&cli.config)?, &args),
         Command::Members(args) => members(&load_config(&cli.config)?, &args),
         Command::Explain(args) => explain(&load_config(&cli.config)?, &args),
         Command::Cobot(CobotCommand::Connect(args)) => connect(&load_config(&cli.config)?, &args),
+        Command::Status(args) => status::run(&load_config(&cli.config)?, &args),
     }
 }
 
@@ -81,8 +84,18 @@ enum Access {
     Daemon(remote::Daemon),
 }
 
+/// The store when this user owns the state directory; else the daemon, if it holds the store
+/// (a command never writes another user's state directory: see [`owner`]).
 fn access(config: &Config) -> Result<Access, Failure> {
-    match Store::open(&config.site.state_dir) {
+    let state_dir = &config.site.state_dir;
+    if let Some(foreign) = owner::foreign_owner(state_dir) {
+        return if owner::daemon_holds(state_dir) {
+            Ok(Access::Daemon(remote::Daemon::new(config)?))
+        } else {
+            Err(foreign.refusal())
+        };
+    }
+    match Store::open(state_dir) {
         Ok(store) => Ok(Access::Local(store)),
         Err(StoreError::Locked(_)) => Ok(Access::Daemon(remote::Daemon::new(config)?)),
         Err(other) => Err(Failure::Runtime(other.to_string())),
@@ -208,6 +221,7 @@ const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(15 * 60
 fn connect(config: &Config, args: &ConnectArgs) -> Result<(), Failure> {
     use crate::cobot::{ConnectFlow, ConnectParams, store_token};
 
+    owner::ensure_owner(&config.site.state_dir)?;
     let usage = |m: &str| Failure::Usage(m.to_owned());
     let client_id = config.cobot.client_id.clone().ok_or_else(|| {
         usage("cobot.client_id is not set: register an app at Cobot (see the README) and put its id there")

@@ -6,7 +6,9 @@
 
 mod commands;
 pub(crate) mod output;
+mod owner;
 mod remote;
+mod status;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -74,6 +76,27 @@ pub enum Command {
     Cobot(CobotCommand),
     /// The whole chain against a simulated Cobot on loopback, with log-only locks.
     Demo(DemoArgs),
+    /// Summarise the running daemon's health (its /v1/status): exit 0 ok, 1 degraded, 2 failing,
+    /// 3 no daemon answers.
+    #[command(long_about = STATUS_ABOUT)]
+    Status(StatusArgs),
+}
+
+const STATUS_ABOUT: &str = "\
+Summarise the running daemon's health from its /v1/status (asked on http.listen, over HTTPS \
+when http.tls_cert_file is set; no admin token needed): version and site, sync age and the last \
+error, the snapshot's members, the guard, every lock, the outbox, the clock, and the health \
+reasons.
+
+Exit status, the monitoring-plugin convention: 0 ok, 1 degraded, 2 failing, 3 no daemon \
+answers (or its answer cannot be read); 64 invalid configuration.";
+
+/// `portier status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print the daemon's /v1/status JSON as it answered (the exit code is the same).
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `portier sync`.

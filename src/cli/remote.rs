@@ -14,11 +14,11 @@ use crate::views::ErrorView;
 /// How long to wait for the daemon; a sync with `wait=true` may take a while.
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A client for the local daemon's admin API.
+/// A client for the local daemon's API: the admin API with the token, or the public part.
 pub(crate) struct Daemon {
     http: reqwest::Client,
     base: String,
-    token: String,
+    token: Option<String>,
 }
 
 /// The answer of the daemon: the parsed body, or the status and error text.
@@ -30,7 +30,7 @@ pub(crate) enum Answer<T> {
 }
 
 impl Daemon {
-    /// Connects to the daemon of this configuration.
+    /// Connects to the daemon of this configuration, with the admin token.
     pub(crate) fn new(config: &Config) -> Result<Self, Failure> {
         let file = config.http.admin_token_file.as_ref().ok_or_else(|| {
             Failure::Runtime(
@@ -41,6 +41,15 @@ impl Daemon {
         })?;
         let token = crate::config::read_secret(file)
             .map_err(|e| Failure::Runtime(format!("http.admin_token_file: {e}")))?;
+        Self::build(config, Some(token))
+    }
+
+    /// Connects to the daemon of this configuration for the endpoints without authentication.
+    pub(crate) fn public(config: &Config) -> Result<Self, Failure> {
+        Self::build(config, None)
+    }
+
+    fn build(config: &Config, token: Option<String>) -> Result<Self, Failure> {
         let mut builder = reqwest::Client::builder().timeout(TIMEOUT);
         let scheme = match &config.http.tls_cert_file {
             None => "http",
@@ -73,7 +82,11 @@ impl Daemon {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<Answer<T>, Failure> {
-        let response = request.bearer_auth(&self.token).send().await.map_err(|e| {
+        let request = match &self.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request.send().await.map_err(|e| {
             Failure::Runtime(format!("cannot reach the daemon at {}: {e}", self.base))
         })?;
         let status = response.status();
@@ -101,6 +114,31 @@ impl Daemon {
     ) -> Result<Answer<T>, Failure> {
         self.call(self.http.get(format!("{}{path}", self.base)).query(query))
             .await
+    }
+
+    /// Where the daemon is asked.
+    pub(crate) fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// `GET path` within `timeout`: the status and the body, whatever the status; `Err` when
+    /// no answer arrives (nothing listens, the connection breaks, the time runs out).
+    pub(crate) async fn get_raw(
+        &self,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<(StatusCode, Vec<u8>), reqwest::Error> {
+        let mut request = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .timeout(timeout);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await?;
+        let status = response.status();
+        let body = response.bytes().await?;
+        Ok((status, body.to_vec()))
     }
 
     /// `POST path?query`.

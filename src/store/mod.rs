@@ -39,6 +39,9 @@ pub use tokens::token_hash;
 /// sled's page cache, set explicitly: the box has little memory and the working set is small
 /// (one snapshot record, a status record, and the tail of the event log, which is written and
 /// read in order).
+/// The file in the state directory whose exclusive lock marks the process that owns the store.
+pub const LOCK_FILE: &str = "portier.lock";
+
 const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 const SNAPSHOT_KEY: &[u8] = b"snapshot";
 const STATUS_KEY: &[u8] = b"sync_status";
@@ -184,7 +187,7 @@ impl Store {
             .create(true)
             .truncate(false)
             .write(true)
-            .open(state_dir.join("portier.lock"))
+            .open(state_dir.join(LOCK_FILE))
             .map_err(dir_error)?;
         match lock.try_lock() {
             Ok(()) => {}
