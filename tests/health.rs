@@ -475,7 +475,7 @@ async fn with_the_broker_stopped_health_names_it_and_the_mqtt_lock_until_it_is_b
     }
 
     s.broker.stop();
-    let health = wait_reason(&d, &["MQTT broker", "not connected"], PROBE_WAIT).await;
+    let health = wait_reason(&d, &["MQTT broker", "unreachable"], PROBE_WAIT).await;
     assert_eq!(health["status"], "degraded");
     assert!(has_reason(&health, &["front_lock"]), "{health}");
     let (_, status) = d.admin_get("/v1/status").await;
@@ -515,7 +515,7 @@ async fn a_rejected_reload_and_a_restart_only_change_are_reasons_while_the_old_c
     d.signal("HUP");
     let health = wait_reason(
         &d,
-        &["rejected", "Mars/Olympus_Mons"],
+        &["reload rejected", "Mars/Olympus_Mons"],
         Duration::from_secs(10),
     )
     .await;
@@ -536,7 +536,12 @@ async fn a_rejected_reload_and_a_restart_only_change_are_reasons_while_the_old_c
     std::fs::write(site.config(), &moved).unwrap();
     d.messages.clear();
     d.signal("HUP");
-    let health = wait_reason(&d, &["http.listen", "restart"], Duration::from_secs(10)).await;
+    let health = wait_reason(
+        &d,
+        &["http.listen", "needs a restart"],
+        Duration::from_secs(10),
+    )
+    .await;
     assert!(!has_reason(&health, &["rejected"]), "{health}");
     let (_, status) = d.admin_get("/v1/status").await;
     assert_eq!(status["site"], "renamed", "{status}");
@@ -548,7 +553,12 @@ async fn a_rejected_reload_and_a_restart_only_change_are_reasons_while_the_old_c
         s["site"] == "renamed again"
     })
     .await;
-    wait_reason(&d, &["http.listen", "restart"], Duration::from_secs(1)).await;
+    wait_reason(
+        &d,
+        &["http.listen", "needs a restart"],
+        Duration::from_secs(1),
+    )
+    .await;
 
     std::fs::write(site.config(), &good).unwrap();
     d.signal("HUP");
@@ -662,7 +672,7 @@ async fn an_unusable_admin_token_file_is_a_reason_until_it_is_fixed_and_reloaded
     mode(0o644);
     let health = wait_reason(
         &d,
-        &["admin token file", "admin.token"],
+        &["admin token file is unusable", "admin.token"],
         Duration::from_secs(10),
     )
     .await;
@@ -750,7 +760,7 @@ async fn a_check_in_waiting_more_than_an_hour_is_a_reason_and_the_outbox_metrics
 
     let health = wait_reason(
         &d,
-        &["oldest Cobot check-in", "more than 1 h"],
+        &["oldest pending Cobot check-in", "older than 1 h"],
         Duration::from_secs(15),
     )
     .await;
@@ -791,7 +801,12 @@ async fn a_clock_behind_the_last_event_is_untrusted_in_health_and_metrics() {
     site.write_config(&site_config(), port);
     let d = start(&site, port).await;
     synced(&d).await;
-    let health = wait_reason(&d, &["clock", "jumped back"], Duration::from_secs(10)).await;
+    let health = wait_reason(
+        &d,
+        &["clock is untrusted", "jumped back"],
+        Duration::from_secs(10),
+    )
+    .await;
     assert_eq!(health["status"], "degraded");
     let (_, status) = d.admin_get("/v1/status").await;
     assert_eq!(status["clock"], "untrusted");
@@ -839,4 +854,42 @@ async fn logs_to_a_pipe_are_plain_and_portier_log_format_json_gives_one_object_p
         "{text}"
     );
     assert!(!text.contains('\u{1b}'), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_successful_sync_for_three_intervals_is_a_reason_until_one_succeeds() {
+    let site = Site::start().await;
+    let port = free_port();
+    site.write_config(&site_config(), port);
+    site.portier(&["sync"]).await.expect_code(0);
+    // The last success an hour ago (12 intervals of 5 min), and Cobot down now.
+    {
+        let store = portier::store::Store::open(&site.path("state")).unwrap();
+        let mut status = store.sync_status().unwrap();
+        status.last_success = Some(portier::clock::now() - chrono::Duration::hours(1));
+        store.save_sync_status(&status).unwrap();
+    }
+    site.cobot.set_fault("/api/", Fault::Status(500));
+    let d = start(&site, port).await;
+    let health = wait_reason(
+        &d,
+        &[
+            "offline: no successful sync for 1h",
+            "3 sync intervals of 5m",
+        ],
+        Duration::from_secs(15),
+    )
+    .await;
+    assert_eq!(health["status"], "degraded");
+    let (_, metrics) = scrape(&d, None).await;
+    let last = value(&metrics, "portier_last_sync_success_timestamp_seconds");
+    let age = portier::clock::now().timestamp() as f64 - last;
+    assert!((3590.0..3900.0).contains(&age), "{age} s\n{metrics}");
+    assert_eq!(value(&metrics, "portier_sync_interval_seconds"), 300.0);
+
+    site.cobot.clear_faults();
+    let (code, body) = d.post("/v1/sync?wait=true", Some(&d.admin_token)).await;
+    assert_eq!(code, 200, "{body}");
+    wait_no_reason(&d, &["no successful sync"], Duration::from_secs(10)).await;
+    wait_healthy(&d, Duration::from_secs(10)).await;
 }

@@ -117,14 +117,15 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
     match daemon.clock_trust(now) {
         ClockTrust::Trusted => {}
         ClockTrust::Untrusted(crate::domain::ClockProblem::BeforeBuild) => reasons.push(format!(
-            "the system clock ({}) is before this build ({}): schedule-limited grants are \
-             refused until the clock is set (check NTP)",
+            "the system clock is untrusted: it says {}, before this build ({}); \
+             schedule-limited grants are refused until the clock is set (check NTP)",
             now.to_rfc3339(),
             crate::clock::build_time().date_naive()
         )),
         ClockTrust::Untrusted(crate::domain::ClockProblem::JumpedBack) => reasons.push(format!(
-            "the system clock ({}) is behind the last recorded event: it jumped back; \
-             schedule-limited grants are refused until the clock is right (check NTP)",
+            "the system clock is untrusted: it says {}, behind the last recorded event (it \
+             jumped back); schedule-limited grants are refused until the clock is right \
+             (check NTP)",
             now.to_rfc3339()
         )),
     }
@@ -144,8 +145,8 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
         .filter(|age| *age > OUTBOX_STALE)
     {
         reasons.push(format!(
-            "the oldest Cobot check-in has waited {} (more than 1 h): check the network and the \
-             Cobot token; check-ins are kept and sent once Cobot answers",
+            "the oldest pending Cobot check-in is older than 1 h (it has waited {}): check the \
+             network and the Cobot token; check-ins are kept and sent once Cobot answers",
             human(age)
         ));
     }
@@ -165,8 +166,9 @@ fn lock_and_broker_reasons(daemon: &Daemon, config: &Config, reasons: &mut Vec<S
         && !link.is_up()
     {
         reasons.push(format!(
-            "the MQTT broker ({}) is not connected: readers and MQTT locks do not work until \
-             it is back; check that it runs and that mqtt.url is right (reconnecting)",
+            "the MQTT broker ({}) is unreachable (not connected): readers and MQTT locks do \
+             not work until it is back; check that it runs and that mqtt.url is right \
+             (reconnecting)",
             mqtt.url
         ));
     }
@@ -188,7 +190,7 @@ fn admin_token_reason(daemon: &Daemon, config: &Config) -> Option<String> {
     let file = config.http.admin_token_file.as_ref()?;
     match crate::config::read_secret(file) {
         Err(e) => Some(format!(
-            "the admin token file cannot be used: {e}; admin endpoints and the commands that go \
+            "the admin token file is unusable: {e}; admin endpoints and the commands that go \
              through the daemon are refused until it is fixed and the configuration reloaded \
              (systemctl reload portier)"
         )),
@@ -213,8 +215,8 @@ fn offline_reason(
     let age = now - last;
     (age > interval * OFFLINE_INTERVALS).then(|| {
         format!(
-            "no successful sync for {} (more than {OFFLINE_INTERVALS} sync intervals of {}): \
-             decisions use the cached snapshot; check the network and Cobot",
+            "offline: no successful sync for {} (more than {OFFLINE_INTERVALS} sync intervals \
+             of {}); decisions use the cached snapshot; check the network and Cobot",
             human(age),
             human(interval)
         )

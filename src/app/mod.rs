@@ -362,8 +362,8 @@ fn reload(daemon: &Daemon, started: &Config) {
     let rejected = |why: String| {
         daemon.update_problems(|p| {
             p.reload_rejected = Some(format!(
-                "the configuration reloaded on SIGHUP was rejected and the previous one still \
-                 runs: {why}; fix {} and reload again (systemctl reload portier)",
+                "configuration reload rejected, the previous configuration still runs: {why}; \
+                 fix {} and reload again (systemctl reload portier)",
                 path.display()
             ));
         });
@@ -392,8 +392,8 @@ fn reload(daemon: &Daemon, started: &Config) {
                 p.reload_rejected = None;
                 p.restart_needed = (!restart.is_empty()).then(|| {
                     format!(
-                        "{} changed in {} since the start: a reload does not apply this; restart \
-                         portier (systemctl restart portier)",
+                        "{} changed in {} since the start: this change needs a restart, a \
+                         reload does not apply it (systemctl restart portier)",
                         restart.join(", "),
                         path.display()
                     )

@@ -106,6 +106,7 @@ async fn attempt(daemon: &Daemon, accept_revocations: bool) -> Result<SyncSummar
         }
         Err(problem) => {
             tracing::warn!(%problem, "cannot sync");
+            count(daemon, "failed");
             daemon.update_cloud(|c| c.token_problem = Some(problem.clone()));
             return Err(Failed {
                 message: problem,
@@ -113,9 +114,12 @@ async fn attempt(daemon: &Daemon, accept_revocations: bool) -> Result<SyncSummar
             });
         }
     };
-    let client = sync::cobot_client(&config, token).map_err(|e| Failed {
-        message: e.to_string(),
-        retry: Retry::NextInterval,
+    let client = sync::cobot_client(&config, token).map_err(|e| {
+        count(daemon, "failed");
+        Failed {
+            message: e.to_string(),
+            retry: Retry::NextInterval,
+        }
     })?;
     let started = clock::instant();
     let current = daemon.current();
@@ -129,20 +133,28 @@ async fn attempt(daemon: &Daemon, accept_revocations: bool) -> Result<SyncSummar
     )
     .await;
     let seconds = started.elapsed().as_secs_f64();
+    // Counted before the outcome shows in health and status, so a scrape that sees it there
+    // also sees it counted.
+    match &result {
+        Ok(outcome) => {
+            daemon.metrics.sync_seconds.observe(seconds);
+            count(
+                daemon,
+                if outcome.summary.applied {
+                    "applied"
+                } else {
+                    "held"
+                },
+            );
+        }
+        Err(_) => count(daemon, "failed"),
+    }
     if let Ok(status) = daemon.store.sync_status() {
         daemon.update_cloud(|c| c.sync = status);
     }
-    let label = |result| super::metrics::ResultLabel { result };
     match result {
         Ok(outcome) => {
-            daemon.metrics.sync_seconds.observe(seconds);
             daemon.update_cloud(|c| c.last_duration = Some(seconds));
-            let applied = outcome.summary.applied;
-            daemon
-                .metrics
-                .syncs
-                .get_or_create(&label(if applied { "applied" } else { "held" }))
-                .inc();
             if let Some(snapshot) = outcome.snapshot {
                 daemon.snapshot.send_replace(Some(Arc::new(snapshot)));
             }
@@ -150,7 +162,6 @@ async fn attempt(daemon: &Daemon, accept_revocations: bool) -> Result<SyncSummar
             Ok(outcome.summary)
         }
         Err(e) => {
-            daemon.metrics.syncs.get_or_create(&label("failed")).inc();
             tracing::warn!(error = %e, "sync failed; the cached snapshot stays in force");
             super::notify::status(&super::status_line(daemon));
             let retry = match &e {
@@ -164,6 +175,15 @@ async fn attempt(daemon: &Daemon, accept_revocations: bool) -> Result<SyncSummar
             })
         }
     }
+}
+
+/// Counts a sync attempt by `result` (`applied`, `held`, `failed`) in `portier_syncs_total`.
+fn count(daemon: &Daemon, result: &'static str) {
+    daemon
+        .metrics
+        .syncs
+        .get_or_create(&super::metrics::ResultLabel { result })
+        .inc();
 }
 
 /// Jittered exponential backoff after `failures` consecutive failures, capped at 60 s.
