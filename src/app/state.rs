@@ -32,6 +32,9 @@ pub(crate) struct CloudState {
     pub sync: SyncStatus,
     /// Seconds the last complete sync took.
     pub last_duration: Option<f64>,
+    /// What was wrong with the stored snapshot when it could not be read at start (health
+    /// says so until a sync replaces it).
+    pub unreadable_snapshot: Option<String>,
 }
 
 /// State shared by the daemon's tasks.
@@ -154,7 +157,12 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
     let mut reasons = Vec::new();
     let snapshot = daemon.current();
     let failing = snapshot.is_none();
-    if failing {
+    if let (true, Some(detail)) = (failing, &cloud.unreadable_snapshot) {
+        reasons.push(format!(
+            "the stored snapshot cannot be read ({detail}): every request is denied until a \
+             sync replaces it (the daemon keeps trying; POST /v1/sync or portier sync to try now)"
+        ));
+    } else if failing {
         reasons.push(
             "no snapshot yet: every request is denied until the first sync succeeds \
              (check the Cobot token and the network, then POST /v1/sync or run portier sync)"

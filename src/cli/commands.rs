@@ -32,6 +32,8 @@ pub(super) fn run(cli: Cli) -> Result<(), Failure> {
         Command::Members(args) => members(&load_config(&cli.config)?, &args),
         Command::Explain(args) => explain(&load_config(&cli.config)?, &args),
         Command::Cobot(CobotCommand::Connect(args)) => connect(&load_config(&cli.config)?, &args),
+        Command::Backup(args) => super::backup::backup(&load_config(&cli.config)?, &args),
+        Command::Restore(args) => super::backup::restore(&load_config(&cli.config)?, &args),
     }
 }
 

@@ -4,6 +4,7 @@
 //! (`explain`), 64 usage or invalid configuration. clap's own usage errors would exit 2, which
 //! here means "denied", so parse failures are mapped to 64.
 
+mod backup;
 mod commands;
 pub(crate) mod output;
 mod remote;
@@ -74,6 +75,25 @@ pub enum Command {
     Cobot(CobotCommand),
     /// The whole chain against a simulated Cobot on loopback, with log-only locks.
     Demo(DemoArgs),
+    /// Write a consistent copy of the state directory's store to PATH (through the running
+    /// daemon when there is one).
+    Backup(BackupArgs),
+    /// Replace the state directory's store with the backup at PATH (stop the daemon first).
+    Restore(RestoreArgs),
+}
+
+/// `portier backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The backup file to write (replaced if it exists; mode 0600).
+    pub path: PathBuf,
+}
+
+/// `portier restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A file written by `portier backup`.
+    pub path: PathBuf,
 }
 
 /// `portier sync`.
