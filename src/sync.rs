@@ -179,12 +179,19 @@ pub async fn sync_once(
     let compiled;
     let old = match current {
         Some(current) => Some(current),
-        None => match store.load_snapshot()? {
-            Some(stored) => {
+        None => match store.load_snapshot() {
+            Ok(Some(stored)) => {
                 compiled = compile_stored(&stored, &config.policy);
                 Some(&compiled)
             }
-            None => None,
+            Ok(None) => None,
+            // An unreadable snapshot counts as none: this sync replaces it (and, like a first
+            // sync, is not held by the guard, since there is nothing readable to protect).
+            Err(StoreError::Corrupt { detail, .. }) => {
+                tracing::warn!(%detail, "the stored snapshot cannot be read; this sync replaces it");
+                None
+            }
+            Err(other) => return Err(other.into()),
         },
     };
     let version = old.map_or(0, Snapshot::version) + 1;

@@ -61,7 +61,12 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
     let mut reasons = Vec::new();
     let snapshot = daemon.current();
     let failing = snapshot.is_none();
-    if failing {
+    if let (true, Some(detail)) = (failing, &cloud.unreadable_snapshot) {
+        reasons.push(format!(
+            "the stored snapshot cannot be read ({detail}): every request is denied until a \
+             sync replaces it (the daemon keeps trying; POST /v1/sync or portier sync to try now)"
+        ));
+    } else if failing {
         reasons.push(
             "no snapshot yet: every request is denied until the first sync succeeds \
              (check the Cobot token and the network, then POST /v1/sync or run portier sync)"

@@ -47,6 +47,7 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
         .route("/v1/explain", get(explain))
         .route("/v1/members", get(members))
         .route("/v1/events", get(http_doors::events))
+        .route("/v1/backup", get(backup))
         .route("/v1/units/{unit}/open", post(http_doors::app_open))
         .route("/v1/admin/units/{unit}/open", post(http_doors::admin_open))
         .fallback(not_found)
@@ -262,6 +263,37 @@ async fn explain(
         Ok(view) => Json(view).into_response(),
         Err(e @ QueryError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e @ QueryError::UnknownUnit(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
+    }
+}
+
+/// `GET /v1/backup` takes no parameters (unknown ones are ignored, as elsewhere).
+#[derive(Debug, Deserialize)]
+struct NoParams {}
+
+/// A consistent copy of the store (`portier backup` while the daemon runs). The copy is taken on
+/// the blocking pool: it holds the store's write gate for the few milliseconds it reads.
+async fn backup(
+    State(api): State<Arc<Api>>,
+    AdminQuery(NoParams {}): AdminQuery<NoParams>,
+) -> Response {
+    let store = Arc::clone(&api.daemon.store);
+    match tokio::task::spawn_blocking(move || store.backup()).await {
+        Ok(Ok(bytes)) => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (
+                    header::CONTENT_DISPOSITION,
+                    "attachment; filename=\"portier.backup\"",
+                ),
+            ],
+            bytes,
+        )
+            .into_response(),
+        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the backup task failed: {e}"),
+        ),
     }
 }
 

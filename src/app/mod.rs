@@ -123,10 +123,18 @@ pub(crate) fn status_line(daemon: &Daemon) -> String {
 
 async fn serve(config: Config) -> Result<(), String> {
     let store = Arc::new(Store::open(&config.site.state_dir).map_err(|e| e.to_string())?);
-    let snapshot = store
-        .load_snapshot()
-        .map_err(|e| e.to_string())?
-        .map(|stored| Arc::new(sync::compile_stored(&stored, &config.policy)));
+    let (snapshot, unreadable_snapshot) = match store.load_snapshot() {
+        Ok(stored) => (
+            stored.map(|stored| Arc::new(sync::compile_stored(&stored, &config.policy))),
+            None,
+        ),
+        // Start anyway: health says failing and why, and the start-up sync replaces it.
+        Err(crate::store::StoreError::Corrupt { detail, .. }) => {
+            tracing::error!(%detail, "the stored snapshot cannot be read; every request is denied until a sync replaces it");
+            (None, Some(detail))
+        }
+        Err(e) => return Err(e.to_string()),
+    };
     let sync_status = store.sync_status().map_err(|e| e.to_string())?;
     let last_event = store.last_event_time().map_err(|e| e.to_string())?;
     let (snapshot_tx, _) = watch::channel(snapshot);
@@ -175,6 +183,7 @@ async fn serve(config: Config) -> Result<(), String> {
         sync_jobs: sync_tx,
         cloud: Mutex::new(CloudState {
             sync: sync_status,
+            unreadable_snapshot,
             ..CloudState::default()
         }),
         metrics,
@@ -376,6 +385,8 @@ fn reload(daemon: &Daemon, started: &Config) {
         Ok(config) => {
             let recompiled = match daemon.store.load_snapshot() {
                 Ok(stored) => stored.map(|s| Arc::new(sync::compile_stored(&s, &config.policy))),
+                // Still unreadable (health says so): nothing to recompile until a sync.
+                Err(crate::store::StoreError::Corrupt { .. }) => None,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the cache; keeping the old configuration");
                     rejected(format!("cannot read the cache: {e}"));

@@ -32,6 +32,9 @@ pub(crate) struct CloudState {
     pub sync: SyncStatus,
     /// Seconds the last complete sync took.
     pub last_duration: Option<f64>,
+    /// What was wrong with the stored snapshot when it could not be read at start (health
+    /// says so until a sync replaces it).
+    pub unreadable_snapshot: Option<String>,
 }
 
 /// State shared by the daemon's tasks.

@@ -157,6 +157,7 @@ async fn attempt(daemon: &Daemon, accept_revocations: bool) -> Result<SyncSummar
             daemon.update_cloud(|c| c.last_duration = Some(seconds));
             if let Some(snapshot) = outcome.snapshot {
                 daemon.snapshot.send_replace(Some(Arc::new(snapshot)));
+                daemon.update_cloud(|c| c.unreadable_snapshot = None);
             }
             super::notify::status(&super::status_line(daemon));
             Ok(outcome.summary)

@@ -35,6 +35,8 @@ pub(super) fn run(cli: Cli) -> Result<(), Failure> {
         Command::Explain(args) => explain(&load_config(&cli.config)?, &args),
         Command::Cobot(CobotCommand::Connect(args)) => connect(&load_config(&cli.config)?, &args),
         Command::Status(args) => status::run(&load_config(&cli.config)?, &args),
+        Command::Backup(args) => super::backup::backup(&load_config(&cli.config)?, &args),
+        Command::Restore(args) => super::backup::restore(&load_config(&cli.config)?, &args),
     }
 }
 

@@ -4,6 +4,7 @@
 //! (`explain`), 64 usage or invalid configuration. clap's own usage errors would exit 2, which
 //! here means "denied", so parse failures are mapped to 64.
 
+mod backup;
 mod commands;
 pub(crate) mod output;
 mod owner;
@@ -80,6 +81,11 @@ pub enum Command {
     /// 3 no daemon answers.
     #[command(long_about = STATUS_ABOUT)]
     Status(StatusArgs),
+    /// Write a consistent copy of the state directory's store to PATH (through the running
+    /// daemon when there is one).
+    Backup(BackupArgs),
+    /// Replace the state directory's store with the backup at PATH (stop the daemon first).
+    Restore(RestoreArgs),
 }
 
 const STATUS_ABOUT: &str = "\
@@ -97,6 +103,20 @@ pub struct StatusArgs {
     /// Print the daemon's /v1/status JSON as it answered (the exit code is the same).
     #[arg(long)]
     pub json: bool,
+}
+
+/// `portier backup`.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// The backup file to write (replaced if it exists; mode 0600).
+    pub path: PathBuf,
+}
+
+/// `portier restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A file written by `portier backup`.
+    pub path: PathBuf,
 }
 
 /// `portier sync`.

@@ -141,6 +141,30 @@ impl Daemon {
         Ok((status, body.to_vec()))
     }
 
+    /// `GET path` for a binary body: the bytes on 2xx, else the status and error text.
+    pub(crate) async fn download(&self, path: &str) -> Result<Answer<Vec<u8>>, Failure> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.get(url);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| {
+            Failure::Runtime(format!("cannot reach the daemon at {}: {e}", self.base))
+        })?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| Failure::Runtime(format!("the daemon's answer broke off: {e}")))?;
+        if status.is_success() {
+            return Ok(Answer::Ok(body.to_vec()));
+        }
+        let message = serde_json::from_slice::<ErrorView>(&body)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| String::from_utf8_lossy(&body).into_owned());
+        Ok(Answer::Err(status, message))
+    }
+
     /// `POST path?query`.
     pub(crate) async fn post<T: DeserializeOwned>(
         &self,

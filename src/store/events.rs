@@ -146,6 +146,7 @@ impl Store {
 
     /// The transaction of [`Store::append_event`]; the caller holds `append_lock`.
     fn append_locked(&self, e: &NewEvent) -> Result<EventRecord, StoreError> {
+        let _gate = self.writing();
         let trees = (&self.events, &self.outbox, &self.check_in_days, &self.meta);
         trees
             .transaction(|(events, outbox, days, meta)| {
@@ -246,9 +247,7 @@ impl Store {
             batch.remove(key);
             dropped += 1;
         }
-        self.events
-            .apply_batch(batch)
-            .map_err(|e| self.db_error(e))?;
+        self.writing_batch(&self.events, batch)?;
         self.prune_check_in_days(older_than)?;
         Ok(dropped)
     }

@@ -1,10 +1,11 @@
 //! The on-disk cache: the only module that names sled.
 //!
 //! It keeps Cobot's data of the last applied sync (with the snapshot version and the time of
-//! that sync) and the sync status. A snapshot record is one sled value written in one insert
-//! and flushed before `save` returns, so after a crash a reader finds the old record or the new
-//! one, never a mix. Decisions never read from here: the snapshot is compiled from the stored
-//! data at start and after every sync and then lives in memory.
+//! that sync) and the sync status. The snapshot record is one file (`snapshot_file`), replaced
+//! atomically and durably before `save` returns, so after a crash a reader finds the old record
+//! or the new one, never a mix. Decisions never read from here: the snapshot is compiled from
+//! the stored data at start and after every sync and then lives in memory. Every record carries
+//! its format (`record`), so a newer version reads what an older one wrote.
 //!
 //! One process owns the store. `open` takes an exclusive lock on `portier.lock` in the state
 //! directory first, so a second process gets [`StoreError::Locked`] at once instead of waiting.
@@ -19,7 +20,7 @@
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError, RwLock, RwLockReadGuard};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -28,21 +29,25 @@ use thiserror::Error;
 
 use crate::domain::model::CobotData;
 
+mod backup;
 mod events;
 mod outbox;
+mod record;
+mod snapshot_file;
 mod tokens;
 
+pub use backup::{BEFORE_RESTORE, BackupSummary, inspect, restore, write_backup_file};
 pub use events::{CheckInStatus, CredentialKind, EventRecord, NewEvent};
 pub use outbox::{CheckInResult, CheckInTask};
 pub use tokens::token_hash;
 
 /// sled's page cache, set explicitly: the box has little memory and the working set is small
-/// (one snapshot record, a status record, and the tail of the event log, which is written and
-/// read in order).
+/// (a status record, and the tail of the event log, which is written and read in order; the
+/// large snapshot record is a file of its own).
+const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 /// The file in the state directory whose exclusive lock marks the process that owns the store.
 pub const LOCK_FILE: &str = "portier.lock";
-
-const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+/// Where stores written before the snapshot file kept the snapshot record (sled's default tree).
 const SNAPSHOT_KEY: &[u8] = b"snapshot";
 const STATUS_KEY: &[u8] = b"sync_status";
 
@@ -68,6 +73,18 @@ pub enum StoreError {
         /// What sled said.
         source: sled::Error,
     },
+    /// The snapshot file cannot be read or written (disk full, permissions): nothing changed;
+    /// check the disk and the state directory's owner.
+    #[error("cannot read or write {path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A backup file is not a whole, undamaged Portier backup: nothing was changed; use another.
+    #[error("not a usable Portier backup: {0}")]
+    Backup(String),
     /// A stored record cannot be read back (written by an incompatible version): re-sync.
     #[error("stored {what} cannot be read ({detail}): run portier sync to replace it")]
     Corrupt {
@@ -159,6 +176,9 @@ pub struct Store {
     meta: sled::Tree,
     /// Tree `app_tokens`: SHA-256 of an app token → who it belonged to and when it was seen.
     app_tokens: sled::Tree,
+    /// The write gate: every write holds it shared, [`Store::backup`] alone, so a backup is one
+    /// moment of the store. Held only around synchronous sled calls, never across an `.await`.
+    gate: RwLock<()>,
     /// Serialises seq assignment so seqs are consecutive. Held only around the (synchronous)
     /// sled transaction, never across an `.await`; the flush after it is shared.
     append_lock: Mutex<()>,
@@ -171,6 +191,8 @@ pub struct Store {
     /// so the callers queued behind it find themselves covered instead of syncing again.
     flushed: tokio::sync::Mutex<u64>,
     path: PathBuf,
+    /// The state directory (the snapshot file's home).
+    state_dir: PathBuf,
     /// Held for the lifetime of the store: the OS lock that makes this process the owner.
     _lock: File,
 }
@@ -178,33 +200,9 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store in `state_dir`, taking the owner lock.
     pub fn open(state_dir: &Path) -> Result<Self, StoreError> {
-        let dir_error = |source| StoreError::Dir {
-            path: state_dir.to_path_buf(),
-            source,
-        };
-        std::fs::create_dir_all(state_dir).map_err(dir_error)?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(state_dir.join(LOCK_FILE))
-            .map_err(dir_error)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StoreError::Locked(state_dir.to_path_buf()));
-            }
-            Err(std::fs::TryLockError::Error(e)) => return Err(dir_error(e)),
-        }
+        let lock = take_owner_lock(state_dir)?;
         let path = state_dir.join("cache.sled");
-        let db = sled::Config::new()
-            .path(&path)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(|source| StoreError::Db {
-                path: path.clone(),
-                source,
-            })?;
+        let db = open_db(&path)?;
         let tree = |name: &str| {
             db.open_tree(name).map_err(|source| StoreError::Db {
                 path: path.clone(),
@@ -224,21 +222,60 @@ impl Store {
             check_in_days: tree("check_in_days")?,
             meta: tree("meta")?,
             app_tokens: tree("app_tokens")?,
+            gate: RwLock::new(()),
             append_lock: Mutex::new(()),
             db,
             path,
+            state_dir: state_dir.to_path_buf(),
             _lock: lock,
         })
     }
 
+    /// Holds the write gate shared for one write (see [`Store::backup`]).
+    fn writing(&self) -> RwLockReadGuard<'_, ()> {
+        // Poisoning cannot leave bad state behind: the gate guards no data.
+        self.gate.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The stored snapshot record, or `None` before the first applied sync.
     pub fn load_snapshot(&self) -> Result<Option<StoredSnapshot>, StoreError> {
-        self.read(SNAPSHOT_KEY, "snapshot")
+        let bytes = snapshot_file::read(&self.state_dir).map_err(|e| self.file_error(e))?;
+        match bytes {
+            Some(bytes) => record::decode(&bytes)
+                .map(Some)
+                .map_err(|detail| StoreError::Corrupt {
+                    what: "snapshot",
+                    detail,
+                }),
+            // A store from before the snapshot file.
+            None => self.read(SNAPSHOT_KEY, "snapshot"),
+        }
     }
 
     /// Replaces the snapshot record atomically and durably.
     pub fn save_snapshot(&self, snapshot: &StoredSnapshot) -> Result<(), StoreError> {
-        self.write(SNAPSHOT_KEY, snapshot)
+        let _gate = self.writing();
+        snapshot_file::replace(&snapshot_file::path(&self.state_dir), |out| {
+            record::encode_to(out, snapshot)
+        })
+        .map_err(|e| self.file_error(e))?;
+        // The file takes the place of the record a store from before it kept in sled. Losing
+        // this removal in a crash is harmless: the file is read first.
+        if self
+            .db
+            .contains_key(SNAPSHOT_KEY)
+            .map_err(|e| self.db_error(e))?
+        {
+            self.db.remove(SNAPSHOT_KEY).map_err(|e| self.db_error(e))?;
+        }
+        Ok(())
+    }
+
+    fn file_error(&self, source: std::io::Error) -> StoreError {
+        StoreError::File {
+            path: snapshot_file::path(&self.state_dir),
+            source,
+        }
     }
 
     /// The sync status (default before the first sync).
@@ -259,24 +296,30 @@ impl Store {
         let Some(bytes) = self.db.get(key).map_err(|e| self.db_error(e))? else {
             return Ok(None);
         };
-        serde_json::from_slice(&bytes)
+        record::decode(&bytes)
             .map(Some)
-            .map_err(|e| StoreError::Corrupt {
-                what,
-                detail: e.to_string(),
-            })
+            .map_err(|detail| StoreError::Corrupt { what, detail })
     }
 
     fn write<T: Serialize>(&self, key: &[u8], value: &T) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+        let bytes = record::encode(value).map_err(|detail| StoreError::Corrupt {
             what: "record",
-            detail: e.to_string(),
+            detail,
         })?;
-        self.db.insert(key, bytes).map_err(|e| self.db_error(e))?;
+        {
+            let _gate = self.writing();
+            self.db.insert(key, bytes).map_err(|e| self.db_error(e))?;
+        }
         // sled only fsyncs every 500 ms on its own; a sync that says "applied" must survive a
         // power cut, so wait for the flush.
         sync_to_disk(&self.db, &self.log_file).map_err(|e| self.db_error(e))?;
         Ok(())
+    }
+
+    /// Applies `batch` to `tree` under the write gate.
+    fn writing_batch(&self, tree: &sled::Tree, batch: sled::Batch) -> Result<(), StoreError> {
+        let _gate = self.writing();
+        tree.apply_batch(batch).map_err(|e| self.db_error(e))
     }
 
     fn db_error(&self, source: sled::Error) -> StoreError {
@@ -327,6 +370,39 @@ impl Store {
     }
 }
 
+/// Creates `state_dir` if needed and takes the exclusive lock on its `portier.lock`: the one
+/// process that holds it owns the store. Another process gets [`StoreError::Locked`] at once.
+fn take_owner_lock(state_dir: &Path) -> Result<File, StoreError> {
+    let dir_error = |source| StoreError::Dir {
+        path: state_dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(state_dir).map_err(dir_error)?;
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(state_dir.join(LOCK_FILE))
+        .map_err(dir_error)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked(state_dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(dir_error(e)),
+    }
+}
+
+/// Opens (creating if needed) the sled database at `path` with Portier's settings.
+fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
+    sled::Config::new()
+        .path(path)
+        .cache_capacity(CACHE_BYTES)
+        .open()
+        .map_err(|source| StoreError::Db {
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
 /// Makes everything written to `db` so far survive a power cut.
 ///
 /// sled 0.34's `flush` writes its log and waits with `sync_file_range` on Linux, which neither
@@ -339,20 +415,14 @@ fn sync_to_disk(db: &sled::Db, log_file: &File) -> sled::Result<()> {
     Ok(())
 }
 
-/// Serialises a record for sled.
+/// Serialises a record for sled, in the current [`record`] format.
 fn encode<T: Serialize>(what: &'static str, value: &T) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(|e| StoreError::Record {
-        what,
-        detail: e.to_string(),
-    })
+    record::encode(value).map_err(|detail| StoreError::Record { what, detail })
 }
 
-/// Reads a record back from sled.
+/// Reads a record back from sled, in any [`record`] format this version reads.
 fn decode<T: for<'de> Deserialize<'de>>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Record {
-        what,
-        detail: e.to_string(),
-    })
+    record::decode(bytes).map_err(|detail| StoreError::Record { what, detail })
 }
 
 /// Aborts a transaction with a [`StoreError`].
@@ -390,6 +460,40 @@ mod tests {
             store.save_snapshot(&record(2)).unwrap();
         }
         let store = Store::open(dir.path()).unwrap();
+        assert_eq!(store.load_snapshot().unwrap(), Some(record(2)));
+    }
+
+    #[test]
+    fn a_snapshot_record_of_a_store_before_the_snapshot_file_is_read_then_moved_to_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        // Format 1: plain JSON in sled's default tree.
+        let legacy = serde_json::to_vec(&record(1)).unwrap();
+        store.db.insert(SNAPSHOT_KEY, legacy).unwrap();
+        assert_eq!(store.load_snapshot().unwrap(), Some(record(1)));
+
+        store.save_snapshot(&record(2)).unwrap();
+        assert!(!store.db.contains_key(SNAPSHOT_KEY).unwrap());
+        let file = std::fs::read(dir.path().join("snapshot")).unwrap();
+        assert_eq!(file[0], record::CURRENT);
+        assert_eq!(store.load_snapshot().unwrap(), Some(record(2)));
+    }
+
+    #[test]
+    fn an_unreadable_snapshot_file_is_reported_as_corrupt_with_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        store.save_snapshot(&record(1)).unwrap();
+        std::fs::write(dir.path().join("snapshot"), b"\x02{\"version\": tr").unwrap();
+        match store.load_snapshot() {
+            Err(StoreError::Corrupt { what, detail }) => {
+                assert_eq!(what, "snapshot");
+                assert!(detail.contains("record format 2"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // A sync's save replaces it.
+        store.save_snapshot(&record(2)).unwrap();
         assert_eq!(store.load_snapshot().unwrap(), Some(record(2)));
     }
 

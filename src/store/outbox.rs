@@ -87,6 +87,7 @@ impl Store {
         task: &CheckInTask,
     ) -> Result<Option<CheckInTask>, StoreError> {
         let key = outbox_key(task.day, &task.member);
+        let gate = self.writing();
         let updated = self
             .outbox
             .transaction(|outbox| {
@@ -102,6 +103,7 @@ impl Store {
                 Ok(Some(stored))
             })
             .map_err(|e| self.tx_error(e))?;
+        drop(gate);
         self.flush().await?;
         Ok(updated)
     }
@@ -115,6 +117,7 @@ impl Store {
         result: CheckInResult,
     ) -> Result<(), StoreError> {
         let key = outbox_key(task.day, &task.member);
+        let gate = self.writing();
         let trees = (&self.outbox, &self.check_in_days, &self.events);
         trees
             .transaction(|(outbox, days, events)| {
@@ -152,6 +155,7 @@ impl Store {
                 Ok(())
             })
             .map_err(|e| self.tx_error(e))?;
+        drop(gate);
         self.flush().await
     }
 
@@ -165,9 +169,7 @@ impl Store {
             let (key, _) = item.map_err(|e| self.db_error(e))?;
             batch.remove(key);
         }
-        self.check_in_days
-            .apply_batch(batch)
-            .map_err(|e| self.db_error(e))
+        self.writing_batch(&self.check_in_days, batch)
     }
 }
 

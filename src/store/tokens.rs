@@ -50,8 +50,10 @@ impl Store {
             user_id: user_id.to_owned(),
             seen_at,
         };
+        let bytes = encode("app token", &sighting)?;
+        let _gate = self.writing();
         self.app_tokens
-            .insert(token_sha256, encode("app token", &sighting)?)
+            .insert(token_sha256, bytes)
             .map_err(|e| self.db_error(e))?;
         Ok(())
     }
@@ -78,6 +80,7 @@ impl Store {
     /// Forgets a token, e.g. when Cobot answered that it does not know it (so it stops working
     /// offline too).
     pub fn forget_app_token(&self, token_sha256: &[u8; 32]) -> Result<(), StoreError> {
+        let _gate = self.writing();
         self.app_tokens
             .remove(token_sha256)
             .map_err(|e| self.db_error(e))?;
@@ -99,9 +102,7 @@ impl Store {
                 dropped += 1;
             }
         }
-        self.app_tokens
-            .apply_batch(batch)
-            .map_err(|e| self.db_error(e))?;
+        self.writing_batch(&self.app_tokens, batch)?;
         Ok(dropped)
     }
 }
