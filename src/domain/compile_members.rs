@@ -106,6 +106,9 @@ pub(crate) fn compile_members(
     for member in &mut s.members {
         member.bookings.sort_by_key(|b| b.from);
     }
+    // The snapshot lives until the next sync: give back what was reserved for skipped members.
+    s.members.shrink_to_fit();
+    s.cards.shrink_to_fit();
     s.report.members = s.members.len();
     s.report.members_with_errors = s
         .members
