@@ -16,7 +16,7 @@ mod mqtt_site;
 use std::time::Duration;
 
 use chrono::NaiveDate;
-use common::{Site, free_port, today};
+use common::{Site, today};
 use mosquitto::Mosquitto;
 use mqtt_site::{LOCK_TOPIC, MqttSite, READER_TOPIC, RESULT_TOPIC, events, shipped_drop_in};
 use portier::cobot::fake::Fixture;

@@ -14,6 +14,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 
 use super::compile_members::compile_members;
 use super::model::{CobotData, Policy};
+use super::pos_index::PosIndex;
 use super::snapshot::{BookingRule, CompileReport, Grant, Group, Perm, Plan, Snapshot, Unit};
 
 /// Compiles a snapshot. Pure: the same inputs give the same snapshot, and no input panics.
@@ -63,11 +64,11 @@ pub fn compile(
         // Sized once for every membership: growing them by doubling would leave the freed
         // smaller tables behind as heap fragments the daemon keeps (see BENCHMARKS.md).
         members: Vec::with_capacity(data.memberships.len()),
-        member_index: HashMap::with_capacity(data.memberships.len()),
-        email_index: HashMap::with_capacity(data.memberships.len()),
-        user_index: HashMap::with_capacity(data.memberships.len()),
+        member_index: PosIndex::with_capacity(data.memberships.len()),
+        email_index: PosIndex::with_capacity(data.memberships.len()),
+        user_index: PosIndex::with_capacity(data.memberships.len()),
         cards: Vec::with_capacity(data.check_in_tokens.len()),
-        card_index: HashMap::with_capacity(data.check_in_tokens.len()),
+        card_index: PosIndex::with_capacity(data.check_in_tokens.len()),
         overrides: Vec::new(),
         holidays,
         offline_max_age: policy.offline.max_age.map(delta),

@@ -9,7 +9,10 @@ use std::collections::HashMap;
 use super::card::normalize_card;
 use super::compile::{GroupIndex, resolve_groups};
 use super::model::{CobotData, CobotMembership, MembershipPlan, Policy};
-use super::snapshot::{Card, Member, Override, PlanRef, Snapshot, Span, Upcoming};
+use super::snapshot::{
+    Card, Member, Override, PlanRef, Snapshot, Span, Upcoming, card_key, member_email_key,
+    member_id_key, member_user_key,
+};
 
 fn idx(i: usize) -> u32 {
     u32::try_from(i).unwrap_or(u32::MAX)
@@ -41,7 +44,7 @@ pub(crate) fn compile_members(
             s.report.skipped_not_connected += 1;
             continue;
         }
-        if s.member_index.contains_key(&m.id) {
+        if s.member_index.contains(&m.id, member_id_key(&s.members)) {
             warnings.push(format!(
                 "membership {} is listed twice; the first one counts",
                 m.id
@@ -69,7 +72,10 @@ pub(crate) fn compile_members(
             errors,
         };
         let i = idx(s.members.len());
-        s.member_index.insert(member.id.clone(), i);
+        s.members.push(member);
+        let member = &s.members[s.members.len() - 1];
+        s.member_index
+            .insert(&member.id, i, member_id_key(&s.members));
         if let Some(email) = member
             .email
             .as_deref()
@@ -77,23 +83,19 @@ pub(crate) fn compile_members(
             .filter(|e| !e.is_empty())
         {
             s.email_index
-                .entry(email.to_lowercase())
-                .or_default()
-                .push(i);
+                .insert(&email.to_lowercase(), i, member_email_key(&s.members));
         }
         if let Some(user) = &member.user_id {
-            s.user_index.entry(user.clone()).or_default().push(i);
+            s.user_index.insert(user, i, member_user_key(&s.members));
         }
-        s.members.push(member);
     }
-    order_user_memberships(s);
     compile_overrides(s, policy, groups, warnings);
     compile_cards(s, data);
     for b in &data.bookings {
         let member = s
             .member_index
-            .get(&b.membership_id)
-            .and_then(|&m| s.members.get_mut(m as usize));
+            .get(&b.membership_id, member_id_key(&s.members))
+            .and_then(|m| s.members.get_mut(m as usize));
         if let Some(member) = member {
             member.bookings.push(Span {
                 from: b.from,
@@ -163,19 +165,6 @@ fn extra_groups(
     out
 }
 
-/// Several memberships of one Cobot user: the open-ended or latest-ending one first.
-fn order_user_memberships(s: &mut Snapshot) {
-    let members = &s.members;
-    for list in s.user_index.values_mut() {
-        list.sort_by_key(|&m| {
-            let member = members.get(m as usize);
-            let until = member.and_then(|m| m.valid_until);
-            let from = member.and_then(|m| m.valid_from);
-            std::cmp::Reverse((until.is_none(), until, from))
-        });
-    }
-}
-
 fn compile_overrides(
     s: &mut Snapshot,
     policy: &Policy,
@@ -184,13 +173,11 @@ fn compile_overrides(
 ) {
     for o in &policy.overrides {
         let key = o.member.trim();
-        let targets: Vec<u32> = match s.member_index.get(key) {
-            Some(&m) => vec![m],
+        let targets: Vec<u32> = match s.member_index.get(key, member_id_key(&s.members)) {
+            Some(m) => vec![m],
             None => s
                 .email_index
-                .get(&key.to_lowercase())
-                .cloned()
-                .unwrap_or_default(),
+                .all(&key.to_lowercase(), member_email_key(&s.members)),
         };
         match targets.as_slice() {
             [] => {
@@ -241,7 +228,10 @@ fn compile_overrides(
 /// Cards of synced members; a card of several members opens nothing and is an error of each.
 fn compile_cards(s: &mut Snapshot, data: &CobotData) {
     for t in &data.check_in_tokens {
-        let Some(&m) = s.member_index.get(&t.membership_id) else {
+        let Some(m) = s
+            .member_index
+            .get(&t.membership_id, member_id_key(&s.members))
+        else {
             continue;
         };
         let token = match normalize_card(&t.token) {
@@ -256,8 +246,8 @@ fn compile_cards(s: &mut Snapshot, data: &CobotData) {
                 continue;
             }
         };
-        match s.card_index.get(&token) {
-            Some(&c) => {
+        match s.card_index.get(&token, card_key(&s.cards)) {
+            Some(c) => {
                 if let Some(card) = s.cards.get_mut(c as usize)
                     && !card.owners.contains(&m)
                 {
@@ -265,11 +255,13 @@ fn compile_cards(s: &mut Snapshot, data: &CobotData) {
                 }
             }
             None => {
-                s.card_index.insert(token.clone(), idx(s.cards.len()));
+                let c = idx(s.cards.len());
                 s.cards.push(Card {
                     token,
                     owners: vec![m],
                 });
+                let token = &s.cards[s.cards.len() - 1].token;
+                s.card_index.insert(token, c, card_key(&s.cards));
             }
         }
     }

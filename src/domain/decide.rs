@@ -240,6 +240,7 @@ pub fn decide(snapshot: &Snapshot, request: &Request, now: &Moment) -> Decision 
         return decision;
     }
     let single: [u32; 1];
+    let users: Vec<u32>;
     let members: &[u32] = match request.credential {
         Credential::Admin => {
             decision.via = Via::Admin;
@@ -270,10 +271,11 @@ pub fn decide(snapshot: &Snapshot, request: &Request, now: &Moment) -> Decision 
         }
         Credential::User(user) => {
             decision.via = Via::User;
-            match snapshot.user_index.get(user) {
-                Some(list) if !list.is_empty() => list.as_slice(),
-                _ => return deny(decision, Denial::UnknownUser(user.into())),
+            users = snapshot.members_of_user(user);
+            if users.is_empty() {
+                return deny(decision, Denial::UnknownUser(user.into()));
             }
+            users.as_slice()
         }
     };
     let local = now.at.with_timezone(&snapshot.tz).naive_local();

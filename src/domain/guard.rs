@@ -69,8 +69,8 @@ pub fn plan_loss(old: &Snapshot, new: &Snapshot, at: DateTime<Utc>) -> PlanLoss 
         loss.known_before += 1;
         let now = new
             .member_index
-            .get(&m.id)
-            .and_then(|&i| new.members.get(i as usize));
+            .get(&m.id, super::snapshot::member_id_key(&new.members))
+            .and_then(|i| new.members.get(i as usize));
         if now.is_some_and(|n| !matches!(n.plan_on(date).0, PlanRef::Known(_))) {
             loss.lost += 1;
         }

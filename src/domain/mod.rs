@@ -11,6 +11,7 @@ mod decide;
 mod explain;
 pub mod guard;
 pub mod model;
+mod pos_index;
 pub mod schedule;
 mod snapshot;
 

@@ -14,6 +14,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::card::{with_lowercase, with_normalized_card};
+use super::pos_index::{Cow, PosIndex};
 use super::schedule::Schedule;
 
 /// The error text of a membership whose plan cannot be resolved (fixed by the contract).
@@ -291,13 +292,16 @@ pub struct Snapshot {
     pub(crate) perms: Vec<Perm>,
     pub(crate) plans: Vec<Plan>,
     pub(crate) members: Vec<Member>,
-    pub(crate) member_index: HashMap<String, u32>,
-    /// Lower-case email → members with it.
-    pub(crate) email_index: HashMap<String, Vec<u32>>,
-    /// Cobot user id → members, most recent first.
-    pub(crate) user_index: HashMap<String, Vec<u32>>,
+    /// Membership id → member (keys: [`member_id_key`]).
+    pub(crate) member_index: PosIndex,
+    /// Trimmed lower-case email → members with it (keys: [`member_email_key`]).
+    pub(crate) email_index: PosIndex,
+    /// Cobot user id → members (keys: [`member_user_key`]); [`Snapshot::members_of_user`]
+    /// orders them.
+    pub(crate) user_index: PosIndex,
     pub(crate) cards: Vec<Card>,
-    pub(crate) card_index: HashMap<String, u32>,
+    /// Normalised card id → card (keys: [`card_key`]).
+    pub(crate) card_index: PosIndex,
     pub(crate) overrides: Vec<Override>,
     /// Sorted.
     pub(crate) holidays: Vec<NaiveDate>,
@@ -306,6 +310,37 @@ pub struct Snapshot {
     pub(crate) booking_grace: TimeDelta,
     pub(crate) booking_grace_std: Duration,
     pub(crate) additional_groups_field: Option<String>,
+}
+
+/// The key of [`Snapshot::member_index`]: the membership id.
+pub(crate) fn member_id_key<'m>(members: &'m [Member]) -> impl Fn(u32) -> Cow<'m> + Copy + 'm {
+    move |p| Cow::Borrowed(members.get(p as usize).map_or("", |m| m.id.as_str()))
+}
+
+/// The key of [`Snapshot::email_index`]: the trimmed, lower-cased email (made on each compare;
+/// emails are looked up by `explain`, overrides and admin opens, never by a card swipe).
+pub(crate) fn member_email_key<'m>(members: &'m [Member]) -> impl Fn(u32) -> Cow<'m> + Copy + 'm {
+    move |p| {
+        let email = members.get(p as usize).and_then(|m| m.email.as_deref());
+        Cow::Owned(email.map(|e| e.trim().to_lowercase()).unwrap_or_default())
+    }
+}
+
+/// The key of [`Snapshot::user_index`]: the Cobot user id.
+pub(crate) fn member_user_key<'m>(members: &'m [Member]) -> impl Fn(u32) -> Cow<'m> + Copy + 'm {
+    move |p| {
+        Cow::Borrowed(
+            members
+                .get(p as usize)
+                .and_then(|m| m.user_id.as_deref())
+                .unwrap_or(""),
+        )
+    }
+}
+
+/// The key of [`Snapshot::card_index`]: the normalised card id.
+pub(crate) fn card_key<'c>(cards: &'c [Card]) -> impl Fn(u32) -> Cow<'c> + Copy + 'c {
+    move |p| Cow::Borrowed(cards.get(p as usize).map_or("", |c| c.token.as_str()))
 }
 
 impl Snapshot {
@@ -372,10 +407,20 @@ impl Snapshot {
 
     /// The synced member connected to a Cobot user (the most recent membership when several).
     pub fn member_by_user(&self, user_id: &str) -> Option<MemberIdx> {
-        self.user_index
-            .get(user_id)
-            .and_then(|ms| ms.first())
-            .map(|&m| MemberIdx(m))
+        self.members_of_user(user_id).first().map(|&m| MemberIdx(m))
+    }
+
+    /// The members connected to a Cobot user, the open-ended or latest-ending membership first
+    /// (then the latest-starting; then Cobot's order).
+    pub(crate) fn members_of_user(&self, user_id: &str) -> Vec<u32> {
+        let mut list = self.user_index.all(user_id, member_user_key(&self.members));
+        list.sort_by_key(|&m| {
+            let member = self.members.get(m as usize);
+            let until = member.and_then(|m| m.valid_until);
+            let from = member.and_then(|m| m.valid_from);
+            (std::cmp::Reverse((until.is_none(), until, from)), m)
+        });
+        list
     }
 
     /// Synced members as `portier members` lists them at a moment.
@@ -468,21 +513,28 @@ impl Snapshot {
 
     /// Member by id, else by case-insensitive email.
     pub(crate) fn lookup_member(&self, id_or_email: &str) -> Lookup {
-        if let Some(&m) = self.member_index.get(id_or_email) {
+        if let Some(m) = self
+            .member_index
+            .get(id_or_email, member_id_key(&self.members))
+        {
             return Lookup::One(m);
         }
         with_lowercase(id_or_email.trim(), |email| {
-            match self.email_index.get(email).map(Vec::as_slice) {
-                Some([one]) => Lookup::One(*one),
-                Some([a, b, ..]) => Lookup::Shared(*a, *b),
-                _ => Lookup::Unknown,
+            match self
+                .email_index
+                .all(email, member_email_key(&self.members))
+                .as_slice()
+            {
+                [one] => Lookup::One(*one),
+                [a, b, ..] => Lookup::Shared(*a, *b),
+                [] => Lookup::Unknown,
             }
         })
     }
 
     /// A card by its raw id (normalised here; a malformed id matches none).
     pub(crate) fn lookup_card(&self, raw: &str) -> Option<u32> {
-        with_normalized_card(raw, |card| self.card_index.get(card).copied())
+        with_normalized_card(raw, |card| self.card_index.get(card, card_key(&self.cards)))
             .ok()
             .flatten()
     }
