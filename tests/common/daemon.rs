@@ -61,7 +61,10 @@ impl Daemon {
         env: &[(&str, &str)],
         capture_stderr: bool,
     ) -> Daemon {
-        let socket = dir.join(format!("notify-{}.sock", super::free_port()));
+        // Unique per start: a restarted daemon's socket file from before is still there.
+        static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let socket = dir.join(format!("notify-{}-{n}.sock", std::process::id()));
         let notify = UnixDatagram::bind(&socket).expect("bind notify socket");
         let notified = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = std::sync::Arc::clone(&notified);
