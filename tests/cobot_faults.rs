@@ -367,6 +367,12 @@ async fn run_case(case: Case) -> Result<String, String> {
     let (failed_at, retries) = if let Glitch::Refused = case.glitch {
         (Instant::now(), 0)
     } else {
+        // The watcher samples every 10 ms: on a loaded machine health can name the fault
+        // before the watcher has run, so give it a moment to see the request.
+        let seen_by = Instant::now() + Duration::from_secs(5);
+        while attempts.times().is_empty() && Instant::now() < seen_by {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let first = attempts.times().first().copied();
         (first.ok_or("no sync attempt reached Cobot")?, 1)
     };
