@@ -79,13 +79,21 @@ fn rig() -> Rig {
         .build()
         .unwrap();
     let (broker, site, daemon, reader, results) = rt.block_on(async {
-        let broker = Mosquitto::start().await;
+        let broker = Mosquitto::start_with(Mosquitto::LOG_SUBSCRIPTIONS).await;
         let site = Site::start().await;
         let port = free_port();
         site.write_config(&config(&broker), port);
         site.portier(&["sync"]).await.expect_code(0);
         let mut d = Daemon::start(&site.config(), site.dir.path(), port, None);
         assert!(d.wait_for_notify("READY=1", Duration::from_secs(20)).await);
+        // READY=1 does not wait for the broker: a payload published before the daemon's
+        // subscription is in place is dropped by the broker and never answered.
+        assert!(
+            broker
+                .wait_for_subscription("portier-fuzz", READER_TOPIC, Duration::from_secs(20))
+                .await,
+            "the daemon never subscribed to {READER_TOPIC}"
+        );
         let (_, results) = broker
             .subscriber("fuzz-results", &format!("{READER_TOPIC}/result"))
             .await;
@@ -100,6 +108,17 @@ fn rig() -> Rig {
         reader,
         results: tokio::sync::Mutex::new(results),
         rt,
+    }
+}
+
+impl Drop for Rig {
+    /// Kills the daemon and waits for it, so no child outlives the test holding its output.
+    fn drop(&mut self) {
+        let child = &mut self.daemon.child;
+        let _ = child.start_kill();
+        self.rt.block_on(async {
+            let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
+        });
     }
 }
 

@@ -78,6 +78,40 @@ impl Mosquitto {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 
+    /// Broker configuration lines that make it log every subscription (with the usual
+    /// notices), for [`Mosquitto::wait_for_subscription`]; pass them to [`Mosquitto::start_with`].
+    /// `user root` keeps a broker started as root (CI) from switching to the `mosquitto` user,
+    /// which cannot write the log in the test's private temporary directory; started by
+    /// another user it changes nothing.
+    pub const LOG_SUBSCRIPTIONS: &str = "user root\nlog_type error\nlog_type warning\n\
+                                         log_type notice\nlog_type information\n\
+                                         log_type subscribe";
+
+    /// Waits until the broker's log shows `client_id` subscribed to `topic` (a broker started
+    /// with [`Mosquitto::LOG_SUBSCRIPTIONS`]); false after `within`. A publish before that is
+    /// dropped by the broker, since nobody is subscribed yet.
+    pub async fn wait_for_subscription(
+        &self,
+        client_id: &str,
+        topic: &str,
+        within: Duration,
+    ) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let log = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+            if log.lines().any(|l| {
+                let mut words = l.split_whitespace().skip(1);
+                words.next() == Some(client_id) && words.nth(1) == Some(topic)
+            }) {
+                return true;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Client options for this broker (clean session, 5 s keep-alive, packets up to 4 MiB so
     /// tests can publish oversized payloads).
     pub fn options(&self, client_id: &str) -> MqttOptions {
