@@ -25,7 +25,13 @@ impl Daemon {
     /// Starts `portier --config <config> run` with a notify socket in `dir`, the watchdog
     /// set to `watchdog`.
     pub fn start(config: &Path, dir: &Path, http_port: u16, watchdog: Option<Duration>) -> Daemon {
-        let socket = dir.join(format!("notify-{}.sock", super::free_port()));
+        // A name no earlier daemon of this process used in `dir`. A free port number, as it
+        // was before, repeats: crash_safety starts a daemon per round in one directory and
+        // failed on an old socket file in 2 of 5 runs.
+        static STARTED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let socket = dir.join(format!("notify-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&socket);
         let notify = UnixDatagram::bind(&socket).expect("bind notify socket");
         let notified = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = std::sync::Arc::clone(&notified);
