@@ -49,16 +49,35 @@ const RECOVER_WITHIN: Duration = Duration::from_secs(90);
 /// A loopback TCP gate in front of the fake Cobot: closed, nothing listens on its port
 /// (connections are refused); open, it forwards every connection. Closing also cuts the
 /// connections it forwards.
+///
+/// Its port lies below the kernel's ephemeral range: while the gate is closed nobody else may
+/// take it, and ports from that range go to every `bind(0)` and outgoing connection of the
+/// tests running alongside.
 struct Gate {
     port: u16,
     target: SocketAddr,
     task: Option<tokio::task::JoinHandle<()>>,
 }
 
+/// A free loopback port below the ephemeral range (`ip_local_port_range`).
+fn port_outside_the_ephemeral_range() -> u16 {
+    use rand::Rng;
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32_768);
+    let range = 10_000..low.max(10_001);
+    let mut rng = rand::rng();
+    (0..1_000)
+        .map(|_| rng.random_range(range.clone()))
+        .find(|port| std::net::TcpListener::bind(("127.0.0.1", *port)).is_ok())
+        .expect("a free port below the ephemeral range")
+}
+
 impl Gate {
     fn closed(target: SocketAddr) -> Gate {
         Gate {
-            port: free_port(),
+            port: port_outside_the_ephemeral_range(),
             target,
             task: None,
         }
@@ -293,7 +312,10 @@ async fn run_case(case: Case) -> Result<String, String> {
     let site = Arc::new(Site::start().await);
     let mut gate = Gate::closed(site.cobot.addr());
     let api = match case.glitch {
-        Glitch::Refused => gate.url(),
+        Glitch::Refused => {
+            gate.open().await;
+            gate.url()
+        }
         _ => site
             .cobot
             .url()
@@ -303,7 +325,6 @@ async fn run_case(case: Case) -> Result<String, String> {
     };
     let port = free_port();
     site.write_config(&config(&api), port);
-    gate.open().await;
     site.portier(&["sync"]).await.expect_code(0);
     let cached = site.portier(&["members", "--json"]).await.json();
 

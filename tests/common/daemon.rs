@@ -65,6 +65,7 @@ impl Daemon {
         static STARTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let socket = dir.join(format!("notify-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&socket);
         let notify = UnixDatagram::bind(&socket).expect("bind notify socket");
         let notified = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = std::sync::Arc::clone(&notified);
