@@ -16,4 +16,5 @@ pub mod locks;
 pub mod outbox;
 pub mod store;
 pub mod sync;
+pub mod tls;
 pub mod views;

@@ -405,7 +405,7 @@ fn arbitrary_http_requests_get_json_errors_never_a_server_error_nor_stop_the_dae
     let rig = rig();
     // A fresh connection per request: a pooled connection the server has just closed (after
     // answering without reading a body) would look like a lost answer.
-    let client = reqwest::Client::builder()
+    let client = portier::tls::http_client_builder()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();

@@ -251,6 +251,7 @@ async fn serve(config: Config) -> Result<(), String> {
     let transport = match tls {
         // App tokens cross the LAN: with a certificate, Portier serves HTTPS itself.
         Some((cert, key)) => {
+            crate::tls::install_provider();
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
                 .await
                 .map_err(|e| {

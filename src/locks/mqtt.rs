@@ -117,6 +117,7 @@ pub fn mqtt_options(
             path: path.to_owned(),
             source,
         })?;
+        crate::tls::install_provider();
         options.set_transport(Transport::tls(ca, None, None));
     }
     Ok(options)
