@@ -212,9 +212,10 @@ topic = "{READER}"
     let mut card_to_lock = Vec::with_capacity(swipes);
     let mut broker_round_trip = Vec::with_capacity(swipes);
     for i in 0..swipes {
-        // The broker alone: publish → deliver through the same client.
+        // The broker alone: one hop from the reader client to the lock client, measured the
+        // same way as a swipe.
         let sent = portier::clock::instant();
-        lock_client
+        reader
             .publish(PROBE, QoS::AtLeastOnce, false, format!("probe {i}"))
             .await
             .unwrap();

@@ -143,6 +143,27 @@ pub fn mqtt_client(
     Ok((client, eventloop))
 }
 
+/// What is appended to `mqtt.client_id` for the connection that receives reader messages.
+pub const READER_CLIENT_SUFFIX: &str = "-readers";
+
+/// The client and event loop that receive reader messages, as [`mqtt_client`] but with the
+/// client id `<mqtt.client_id>-readers`. Nothing but the PUBACKs of reader messages is sent on
+/// it (results and lock commands go through [`mqtt_client`]'s connection). So the broker never
+/// has a packet of its own on it waiting for a delayed ACK, and with Nagle's algorithm on in the
+/// broker (mosquitto's default) the next card is not held behind one for ~40 ms; see
+/// BENCHMARKS.md, "Card → lock command over a loopback mosquitto".
+pub fn mqtt_reader_client(
+    cfg: &MqttConfig,
+    password: Option<String>,
+    capacity: usize,
+) -> Result<(AsyncClient, EventLoop), MqttSetupError> {
+    let mut options = mqtt_options(cfg, password)?;
+    options.set_client_id(format!("{}{READER_CLIENT_SUFFIX}", cfg.client_id));
+    let (client, mut eventloop) = AsyncClient::new(options, capacity);
+    eventloop.set_network_options(mqtt_network_options());
+    Ok((client, eventloop))
+}
+
 /// The shared MQTT client plus what lock commands need to know about its connection.
 /// Cheap to clone; the daemon keeps one clone to feed [`MqttLink::observe`].
 #[derive(Clone)]
