@@ -46,8 +46,8 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub const MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 /// The largest packet the client takes (MQTT "remaining length"): a [`MAX_MESSAGE_SIZE`]
 /// payload with the longest topic (2 + 65,535 bytes) and a packet id. rumqttc's default is
-/// 10 KiB, and a larger packet drops the whole connection — every reader and MQTT lock with it
-/// — before the payload is even read. Larger packets still do (the client never buffers an
+/// 10 KiB, and a larger packet drops the whole connection — on the readers' connection, every
+/// reader with it — before the payload is even read. Larger packets still do (the client never buffers an
 /// unbounded packet); then the event loop reconnects with backoff and resubscribes, and with a
 /// clean session the broker does not deliver the oversized message again.
 pub const MAX_PACKET_SIZE: usize = MAX_MESSAGE_SIZE + 2 + u16::MAX as usize + 2;
