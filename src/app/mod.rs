@@ -158,10 +158,10 @@ async fn serve(config: Config) -> Result<(), String> {
             let readers = if config.readers.is_empty() {
                 None
             } else {
-                Some(
+                let (client, eventloop) =
                     crate::locks::mqtt_reader_client(mqtt, password.clone(), 256)
-                        .map_err(|e| e.to_string())?,
-                )
+                        .map_err(|e| e.to_string())?;
+                Some((crate::locks::MqttLink::new(client), eventloop))
             };
             let (client, eventloop) =
                 crate::locks::mqtt_client(mqtt, password, 256).map_err(|e| e.to_string())?;
@@ -186,6 +186,9 @@ async fn serve(config: Config) -> Result<(), String> {
         admin_token: RwLock::new(None),
         problems: Mutex::new(state::ConfigProblems::default()),
         mqtt: mqtt.as_ref().map(|(link, _, _)| link.clone()),
+        mqtt_readers: mqtt
+            .as_ref()
+            .and_then(|(_, _, readers)| readers.as_ref().map(|(link, _)| link.clone())),
         config: RwLock::new(Arc::new(config)),
         snapshot: snapshot_tx,
         store: Arc::clone(&store),

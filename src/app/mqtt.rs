@@ -53,7 +53,7 @@ const BACKOFF_CAP: Duration = Duration::from_secs(30);
 /// (`None` when no reader is configured).
 pub(crate) async fn run_event_loop(
     mut eventloop: EventLoop,
-    reader_eventloop: Option<(AsyncClient, EventLoop)>,
+    reader_eventloop: Option<(MqttLink, EventLoop)>,
     link: MqttLink,
     readers: Arc<Vec<ReaderConfig>>,
     doors: Arc<Doors>,
@@ -69,10 +69,10 @@ pub(crate) async fn run_event_loop(
         doors,
         decider,
     ));
-    let reader_connection = reader_eventloop.map(|(reader_client, reader_eventloop)| {
+    let reader_connection = reader_eventloop.map(|(reader_link, reader_eventloop)| {
         tokio::spawn(run_reader_connection(
             reader_eventloop,
-            reader_client,
+            reader_link,
             Arc::clone(&readers),
             tx.clone(),
             shutdown.clone(),
@@ -116,17 +116,20 @@ pub(crate) async fn run_event_loop(
 /// read, whatever the message turns out to be.
 async fn run_reader_connection(
     mut eventloop: EventLoop,
-    client: AsyncClient,
+    link: MqttLink,
     readers: Arc<Vec<ReaderConfig>>,
     tx: mpsc::Sender<ReaderMessage>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let client = link.client().clone();
     let mut failures: u32 = 0;
     loop {
         let polled = tokio::select! {
             polled = eventloop.poll() => polled,
             _ = shutdown.changed() => break,
         };
+        // Only for its health: no lock command is ever sent on this connection.
+        link.observe(&mut eventloop, &polled);
         match polled {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 failures = 0;
