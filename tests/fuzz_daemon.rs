@@ -90,7 +90,11 @@ fn rig() -> Rig {
         // subscription is in place is dropped by the broker and never answered.
         assert!(
             broker
-                .wait_for_subscription("portier-fuzz", READER_TOPIC, Duration::from_secs(20))
+                .wait_for_subscription(
+                    "portier-fuzz-readers",
+                    READER_TOPIC,
+                    Duration::from_secs(20)
+                )
                 .await,
             "the daemon never subscribed to {READER_TOPIC}"
         );

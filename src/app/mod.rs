@@ -143,7 +143,8 @@ async fn serve(config: Config) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.http.listen))?;
 
-    // MQTT: one connection for readers and MQTT locks, when the site has either.
+    // MQTT, when the site has readers or MQTT locks: one connection for lock commands and
+    // reader results, and one that reader messages arrive on (see app::mqtt for why).
     let mqtt = match &config.mqtt {
         None => None,
         Some(mqtt) => {
@@ -154,15 +155,23 @@ async fn serve(config: Config) -> Result<(), String> {
                 ),
                 None => None,
             };
+            let readers = if config.readers.is_empty() {
+                None
+            } else {
+                let (client, eventloop) =
+                    crate::locks::mqtt_reader_client(mqtt, password.clone(), 256)
+                        .map_err(|e| e.to_string())?;
+                Some((crate::locks::MqttLink::new(client), eventloop))
+            };
             let (client, eventloop) =
                 crate::locks::mqtt_client(mqtt, password, 256).map_err(|e| e.to_string())?;
-            Some((crate::locks::MqttLink::new(client), eventloop))
+            Some((crate::locks::MqttLink::new(client), eventloop, readers))
         }
     };
     let locks = Arc::new(
         crate::locks::Locks::new(
             &config.locks,
-            mqtt.as_ref().map(|(link, _)| link.clone()),
+            mqtt.as_ref().map(|(link, _, _)| link.clone()),
             Arc::new(crate::locks::BluerBackend::new()),
         )
         .map_err(|e| e.to_string())?,
@@ -176,7 +185,10 @@ async fn serve(config: Config) -> Result<(), String> {
     let daemon = Arc::new(Daemon {
         admin_token: RwLock::new(None),
         problems: Mutex::new(state::ConfigProblems::default()),
-        mqtt: mqtt.as_ref().map(|(link, _)| link.clone()),
+        mqtt: mqtt.as_ref().map(|(link, _, _)| link.clone()),
+        mqtt_readers: mqtt
+            .as_ref()
+            .and_then(|(_, _, readers)| readers.as_ref().map(|(link, _)| link.clone())),
         config: RwLock::new(Arc::new(config)),
         snapshot: snapshot_tx,
         store: Arc::clone(&store),
@@ -216,9 +228,10 @@ async fn serve(config: Config) -> Result<(), String> {
     tasks.spawn(probe_task(Arc::clone(&locks), shutdown_rx.clone()));
     // The task that decides card swipes answers the watchdog's self-checks.
     match mqtt {
-        Some((link, eventloop)) => {
+        Some((link, eventloop, reader_eventloop)) => {
             tasks.spawn(mqtt::run_event_loop(
                 eventloop,
+                reader_eventloop,
                 link,
                 readers,
                 Arc::clone(&doors),

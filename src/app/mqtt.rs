@@ -1,17 +1,27 @@
-//! The MQTT side of the daemon: one connection (rumqttc, MQTT 3.1.1, clean session) shared by
-//! the readers and the MQTT locks.
+//! The MQTT side of the daemon: rumqttc, MQTT 3.1.1, clean session. Lock commands and reader
+//! results are published on one connection (`mqtt.client_id`, shared by the MQTT locks); reader
+//! messages arrive on a second one (`<client_id>-readers`), opened only when readers are
+//! configured, which sends nothing but their PUBACKs.
 //!
-//! rumqttc's event loop must be polled all the time, or nothing is sent or received; one task
-//! does only that, resubscribes the reader topics after every (re)connect, and hands reader
-//! messages to the reader task. Connection errors are retried with jittered backoff (capped at
-//! 30 s); decisions never wait for the broker.
+//! Why two: every QoS 1 publish of ours draws a PUBACK from the broker, and the last one of a
+//! swipe (the relock's, `open_for` later) is answered by nothing, so our kernel delays its ACK
+//! by ~40 ms. A broker with Nagle's algorithm on (mosquitto's default) holds any further small
+//! packet on that connection until then: a card arriving on it would wait up to ~40 ms. On the
+//! readers' connection the broker only ever sends deliveries, each answered at once by a PUBACK,
+//! so nothing of the broker's is left unacknowledged when the next card comes (see
+//! BENCHMARKS.md, "Card → lock command over a loopback mosquitto").
+//!
+//! rumqttc's event loops must be polled all the time, or nothing is sent or received; one task
+//! per connection does only that (the readers' one resubscribes the reader topics after every
+//! (re)connect and hands reader messages to the reader task). Connection errors are retried
+//! with jittered backoff (capped at 30 s); decisions never wait for the broker.
 //!
 //! The reader task handles messages one at a time for what must be ordered — recognising a
 //! repeat, parsing, deciding — and then carries each decision out (lock command, then the
 //! durable event with the lock's outcome, then the result message) in its own task, so a slow
 //! lock never holds up the next card. The client takes packets of over 1 MiB (see
 //! `locks::mqtt`), so a large reader payload is answered as malformed rather than dropping the
-//! connection that every reader and MQTT lock shares.
+//! connection that every reader shares.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,9 +48,12 @@ struct ReaderMessage {
 
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
 
-/// Polls the MQTT event loop until shutdown, forwarding reader messages.
+/// Polls the MQTT event loops until shutdown: `eventloop` is the connection of the locks and
+/// the reader results (`link` observes it), `reader_eventloop` the one reader messages arrive on
+/// (`None` when no reader is configured).
 pub(crate) async fn run_event_loop(
     mut eventloop: EventLoop,
+    reader_eventloop: Option<(MqttLink, EventLoop)>,
     link: MqttLink,
     readers: Arc<Vec<ReaderConfig>>,
     doors: Arc<Doors>,
@@ -56,6 +69,15 @@ pub(crate) async fn run_event_loop(
         doors,
         decider,
     ));
+    let reader_connection = reader_eventloop.map(|(reader_link, reader_eventloop)| {
+        tokio::spawn(run_reader_connection(
+            reader_eventloop,
+            reader_link,
+            Arc::clone(&readers),
+            tx.clone(),
+            shutdown.clone(),
+        ))
+    });
     let mut failures: u32 = 0;
     loop {
         let polled = tokio::select! {
@@ -69,6 +91,49 @@ pub(crate) async fn run_event_loop(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 failures = 0;
                 tracing::info!("connected to the MQTT broker");
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if !back_off(&mut failures, &e, "", &mut shutdown).await {
+                    break;
+                }
+            }
+        }
+    }
+    // The reader task (which also answers the watchdog's self-checks) ends when the channel
+    // closes, once the readers' connection has stopped too; in-flight decisions finish their
+    // writes.
+    drop(tx);
+    if let Some(connection) = reader_connection {
+        let _ = tokio::time::timeout(Duration::from_secs(5), connection).await;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), reader_task).await;
+    let _ = client.try_disconnect();
+}
+
+/// Polls the readers' connection until shutdown: subscribes the reader topics after every
+/// CONNACK and forwards reader messages. rumqttc sends each PUBACK as soon as the message is
+/// read, whatever the message turns out to be.
+async fn run_reader_connection(
+    mut eventloop: EventLoop,
+    link: MqttLink,
+    readers: Arc<Vec<ReaderConfig>>,
+    tx: mpsc::Sender<ReaderMessage>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let client = link.client().clone();
+    let mut failures: u32 = 0;
+    loop {
+        let polled = tokio::select! {
+            polled = eventloop.poll() => polled,
+            _ = shutdown.changed() => break,
+        };
+        // Only for its health: no lock command is ever sent on this connection.
+        link.observe(&mut eventloop, &polled);
+        match polled {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                failures = 0;
+                tracing::info!("readers connected to the MQTT broker");
                 for reader in readers.iter() {
                     if let Err(e) = client.try_subscribe(&reader.topic, QoS::AtLeastOnce) {
                         tracing::error!(topic = %reader.topic, error = %e, "cannot subscribe");
@@ -91,23 +156,33 @@ pub(crate) async fn run_event_loop(
             }
             Ok(_) => {}
             Err(e) => {
-                failures = failures.saturating_add(1);
-                let wait = Duration::from_millis(250)
-                    .saturating_mul(1u32 << failures.min(7))
-                    .min(BACKOFF_CAP)
-                    .mul_f64(0.75 + rand::random::<f64>() * 0.5);
-                tracing::warn!(error = %e, retry_in = ?wait, "MQTT connection failed");
-                tokio::select! {
-                    () = tokio::time::sleep(wait) => {}
-                    _ = shutdown.changed() => break,
+                if !back_off(&mut failures, &e, " (readers)", &mut shutdown).await {
+                    break;
                 }
             }
         }
     }
-    drop(tx);
-    // The reader task ends when the channel closes; in-flight decisions finish their writes.
-    let _ = tokio::time::timeout(Duration::from_secs(5), reader_task).await;
     let _ = client.try_disconnect();
+}
+
+/// Waits before the next connection attempt (jittered, doubling, capped at 30 s); false when
+/// shutdown came first.
+async fn back_off(
+    failures: &mut u32,
+    error: &rumqttc::ConnectionError,
+    which: &str,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    *failures = failures.saturating_add(1);
+    let wait = Duration::from_millis(250)
+        .saturating_mul(1u32 << (*failures).min(7))
+        .min(BACKOFF_CAP)
+        .mul_f64(0.75 + rand::random::<f64>() * 0.5);
+    tracing::warn!(%error, retry_in = ?wait, "MQTT connection failed{which}");
+    tokio::select! {
+        () = tokio::time::sleep(wait) => true,
+        _ = shutdown.changed() => false,
+    }
 }
 
 /// Handles reader messages in order, and answers the watchdog's self-checks between them.

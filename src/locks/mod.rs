@@ -37,8 +37,8 @@ pub use ble::{BleBackend, BleError, BleLock, BluerBackend, FakeBle, FakeBleWrite
 pub use log::{LogEntry, LogLock};
 pub use modbus::ModbusLock;
 pub use mqtt::{
-    MAX_MESSAGE_SIZE, MAX_PACKET_SIZE, MqttLink, MqttLock, MqttSetupError, mqtt_client,
-    mqtt_network_options, mqtt_options,
+    MAX_MESSAGE_SIZE, MAX_PACKET_SIZE, MqttLink, MqttLock, MqttSetupError, READER_CLIENT_SUFFIX,
+    mqtt_client, mqtt_network_options, mqtt_options, mqtt_reader_client,
 };
 
 /// A boxed, sendable future: what [`LockDriver::unlock`] returns, so the trait stays

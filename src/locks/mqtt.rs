@@ -46,8 +46,8 @@ pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 pub const MAX_MESSAGE_SIZE: usize = 1024 * 1024;
 /// The largest packet the client takes (MQTT "remaining length"): a [`MAX_MESSAGE_SIZE`]
 /// payload with the longest topic (2 + 65,535 bytes) and a packet id. rumqttc's default is
-/// 10 KiB, and a larger packet drops the whole connection — every reader and MQTT lock with it
-/// — before the payload is even read. Larger packets still do (the client never buffers an
+/// 10 KiB, and a larger packet drops the whole connection — on the readers' connection, every
+/// reader with it — before the payload is even read. Larger packets still do (the client never buffers an
 /// unbounded packet); then the event loop reconnects with backoff and resubscribes, and with a
 /// clean session the broker does not deliver the oversized message again.
 pub const MAX_PACKET_SIZE: usize = MAX_MESSAGE_SIZE + 2 + u16::MAX as usize + 2;
@@ -140,6 +140,27 @@ pub fn mqtt_client(
     capacity: usize,
 ) -> Result<(AsyncClient, EventLoop), MqttSetupError> {
     let (client, mut eventloop) = AsyncClient::new(mqtt_options(cfg, password)?, capacity);
+    eventloop.set_network_options(mqtt_network_options());
+    Ok((client, eventloop))
+}
+
+/// What is appended to `mqtt.client_id` for the connection that receives reader messages.
+pub const READER_CLIENT_SUFFIX: &str = "-readers";
+
+/// The client and event loop that receive reader messages, as [`mqtt_client`] but with the
+/// client id `<mqtt.client_id>-readers`. Nothing but the PUBACKs of reader messages is sent on
+/// it (results and lock commands go through [`mqtt_client`]'s connection). So the broker never
+/// has a packet of its own on it waiting for a delayed ACK, and with Nagle's algorithm on in the
+/// broker (mosquitto's default) the next card is not held behind one for ~40 ms; see
+/// BENCHMARKS.md, "Card → lock command over a loopback mosquitto".
+pub fn mqtt_reader_client(
+    cfg: &MqttConfig,
+    password: Option<String>,
+    capacity: usize,
+) -> Result<(AsyncClient, EventLoop), MqttSetupError> {
+    let mut options = mqtt_options(cfg, password)?;
+    options.set_client_id(format!("{}{READER_CLIENT_SUFFIX}", cfg.client_id));
+    let (client, mut eventloop) = AsyncClient::new(options, capacity);
     eventloop.set_network_options(mqtt_network_options());
     Ok((client, eventloop))
 }
