@@ -5,6 +5,7 @@
 //! command line; `clock` is the only clock reader. Events are kept by `store`; `outbox` sends
 //! the Cobot check-ins they cause.
 
+pub(crate) mod access;
 pub mod app;
 pub mod cli;
 pub mod clock;

@@ -14,15 +14,14 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::notify;
-use super::state::Daemon;
-use crate::domain::{Credential, Moment, Request, decide};
+use crate::access::Engine;
 
 /// A self-check request: answered once the task has made a trial decision.
 pub(crate) type Probe = oneshot::Sender<()>;
 
 /// The deciding task.
 pub(crate) struct Decider {
-    daemon: Arc<Daemon>,
+    engine: Arc<Engine>,
     probes: mpsc::Receiver<Probe>,
 }
 
@@ -31,9 +30,9 @@ pub(crate) struct Probes(mpsc::Sender<Probe>);
 
 impl Decider {
     /// Creates the task and the handle for its watchdog.
-    pub(crate) fn new(daemon: Arc<Daemon>) -> (Self, Probes) {
+    pub(crate) fn new(engine: Arc<Engine>) -> (Self, Probes) {
         let (tx, rx) = mpsc::channel(1);
-        (Self { daemon, probes: rx }, Probes(tx))
+        (Self { engine, probes: rx }, Probes(tx))
     }
 
     /// Runs on its own until `shutdown` turns true (a site without readers: there is no
@@ -55,37 +54,9 @@ impl Decider {
 
     /// Answers a self-check after a trial decision.
     pub(crate) fn answer(&self, probe: Probe) {
-        self.self_check();
+        self.engine.self_check();
         // The watchdog may have timed out and gone; that is its business.
         let _ = probe.send(());
-    }
-
-    /// A trial decision on the current snapshot (an unknown card on the first unit): it
-    /// exercises the same path a door request takes.
-    fn self_check(&self) {
-        let Some(snapshot) = self.daemon.current() else {
-            return;
-        };
-        let Some(unit) = self
-            .daemon
-            .config()
-            .policy
-            .units
-            .first()
-            .and_then(|u| snapshot.unit(&u.id))
-        else {
-            return;
-        };
-        let now = crate::clock::now();
-        let moment = Moment {
-            at: now,
-            clock: self.daemon.clock_trust(now),
-        };
-        let request = Request {
-            unit,
-            credential: Credential::Card("portier-self-check"),
-        };
-        std::hint::black_box(decide(&snapshot, &request, &moment).granted());
     }
 }
 

@@ -29,7 +29,7 @@ pub(crate) struct Api {
     /// The daemon's state.
     pub daemon: Arc<Daemon>,
     /// The door pipeline.
-    pub doors: Arc<super::doors::Doors>,
+    pub engine: Arc<crate::access::Engine>,
     /// Failed app-open attempts per client address.
     pub limiter: std::sync::Mutex<super::http_doors::RateLimiter>,
     /// Asks Cobot's `/api/user` who an app token belongs to.

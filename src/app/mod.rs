@@ -7,7 +7,6 @@
 //! Cobot cannot be reached (an empty cache denies everything until the first sync).
 
 mod decider;
-mod doors;
 mod health;
 mod http;
 mod http_doors;
@@ -25,6 +24,7 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
+use crate::access::{Engine, Inputs};
 use crate::config::Config;
 use crate::store::Store;
 use crate::sync;
@@ -172,12 +172,13 @@ async fn serve(config: Config) -> Result<(), String> {
     let readers = Arc::new(config.readers.clone());
 
     let lock_ids: Vec<&str> = config.locks.iter().map(|l| l.id.as_str()).collect();
-    let metrics = metrics::Metrics::new(lock_ids);
+    let metrics = Arc::new(metrics::Metrics::new(lock_ids));
+    let clock = Arc::new(crate::access::EventClock::new(last_event));
     let daemon = Arc::new(Daemon {
         admin_token: RwLock::new(None),
         problems: Mutex::new(state::ConfigProblems::default()),
         mqtt: mqtt.as_ref().map(|(link, _)| link.clone()),
-        config: RwLock::new(Arc::new(config)),
+        config: watch::Sender::new(Arc::new(config)),
         snapshot: snapshot_tx,
         store: Arc::clone(&store),
         sync_jobs: sync_tx,
@@ -186,22 +187,26 @@ async fn serve(config: Config) -> Result<(), String> {
             unreadable_snapshot,
             ..CloudState::default()
         }),
-        metrics,
-        last_event: Mutex::new(last_event),
+        metrics: Arc::clone(&metrics),
+        clock: Arc::clone(&clock),
         locks: Arc::clone(&locks),
     });
     apply_admin_token(&daemon, &daemon.config());
     let started = daemon.config();
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
-    let doors = Arc::new(doors::Doors::new(
-        Arc::clone(&daemon),
-        Arc::clone(&locks),
-        Arc::clone(&outbox_wake),
-    ));
+    let engine = Arc::new(Engine::new(Inputs {
+        snapshot: daemon.snapshot.subscribe(),
+        config: daemon.config.subscribe(),
+        store: Arc::clone(&store),
+        locks: Arc::clone(&locks),
+        clock,
+        metrics,
+        outbox: Arc::clone(&outbox_wake),
+    }));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    let (decider, probes) = decider::Decider::new(Arc::clone(&daemon));
+    let (decider, probes) = decider::Decider::new(Arc::clone(&engine));
     tasks.spawn(sync_task::run(
         Arc::clone(&daemon),
         sync_rx,
@@ -221,7 +226,7 @@ async fn serve(config: Config) -> Result<(), String> {
                 eventloop,
                 link,
                 readers,
-                Arc::clone(&doors),
+                Arc::clone(&engine),
                 decider,
                 shutdown_rx.clone(),
             ));
@@ -235,7 +240,7 @@ async fn serve(config: Config) -> Result<(), String> {
     }
     let api = Arc::new(http::Api {
         daemon: Arc::clone(&daemon),
-        doors,
+        engine,
         limiter: Mutex::new(http_doors::RateLimiter::default()),
         users,
     });
@@ -410,10 +415,7 @@ fn reload(daemon: &Daemon, started: &Config) {
                     )
                 });
             });
-            *daemon
-                .config
-                .write()
-                .unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+            daemon.config.send_replace(Arc::new(config));
             daemon.snapshot.send_replace(recompiled);
             tracing::info!(file = %path.display(), "configuration reloaded");
         }

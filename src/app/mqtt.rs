@@ -21,8 +21,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::decider::Decider;
-use super::doors::{Doors, Presenter};
 use super::readers::{ReaderPayload, ReaderResult, RecentResults, parse_payload};
+use crate::access::{Credential, Engine, Request};
 use crate::config::ReaderConfig;
 use crate::locks::MqttLink;
 use crate::store::CredentialKind;
@@ -43,7 +43,7 @@ pub(crate) async fn run_event_loop(
     mut eventloop: EventLoop,
     link: MqttLink,
     readers: Arc<Vec<ReaderConfig>>,
-    doors: Arc<Doors>,
+    engine: Arc<Engine>,
     decider: Decider,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -53,7 +53,7 @@ pub(crate) async fn run_event_loop(
         rx,
         client.clone(),
         Arc::clone(&readers),
-        doors,
+        engine,
         decider,
     ));
     let mut failures: u32 = 0;
@@ -115,7 +115,7 @@ async fn run_readers(
     mut messages: mpsc::Receiver<ReaderMessage>,
     client: AsyncClient,
     readers: Arc<Vec<ReaderConfig>>,
-    doors: Arc<Doors>,
+    engine: Arc<Engine>,
     mut decider: Decider,
 ) {
     let mut recent = RecentResults::default();
@@ -136,16 +136,16 @@ async fn run_readers(
         };
         if message.retained {
             // A stored message replayed by the broker: never acted on, no result message.
-            let mut refused = doors.refusal(
+            let refused = engine.refuse(
                 &reader.unit,
                 CredentialKind::Card,
                 Some(&reader.id),
                 "stale reader message: a retained message replayed by the broker is never acted on"
                     .into(),
             );
-            let doors = Arc::clone(&doors);
+            let engine = Arc::clone(&engine);
             in_flight.spawn(async move {
-                let _ = doors.carry_out(&mut refused).await;
+                let _ = engine.carry_out(refused).await;
             });
             continue;
         }
@@ -164,10 +164,15 @@ async fn run_readers(
             continue;
         }
         let parsed = parse_payload(&message.payload, crate::clock::now());
-        doors.record_stage("receive", message.received);
-        let mut decided = match parsed {
+        engine.record_stage("receive", message.received);
+        let decided = match parsed {
             ReaderPayload::Card(card) => {
-                match doors.decide(&reader.unit, Presenter::Card(&card), Some(&reader.id)) {
+                let request = Request {
+                    unit: reader.unit.clone(),
+                    credential: Credential::Card(card),
+                    reader: Some(reader.id.clone()),
+                };
+                match engine.decide(&request) {
                     Ok(d) => d,
                     Err(e) => {
                         tracing::error!(reader = %reader.id, error = ?e, "reader's unit cannot be decided");
@@ -178,28 +183,29 @@ async fn run_readers(
             ReaderPayload::Malformed(reason)
             | ReaderPayload::Stale(reason)
             | ReaderPayload::ClockSkew(reason) => {
-                doors.refusal(&reader.unit, CredentialKind::Card, Some(&reader.id), reason)
+                engine.refuse(&reader.unit, CredentialKind::Card, Some(&reader.id), reason)
             }
         };
         let answer = recent.remember(message.reader, &message.payload, now);
-        let (doors, client) = (Arc::clone(&doors), client.clone());
+        let (engine, client) = (Arc::clone(&engine), client.clone());
         in_flight.spawn(async move {
             // Stages: actuate, persist (in carry_out), then publish. The reader hears the
             // answer only once the event is durable (or failed to be: that is logged, and the
             // reader still learns whether the door opened).
-            let carried = doors.carry_out(&mut decided).await;
+            let outcome = engine.carry_out(decided).await;
+            let event = outcome.event;
             let result = ReaderResult {
-                granted: decided.granted,
-                unit: decided.unit.clone(),
-                reason: decided.reason.clone(),
-                decision_id: decided.decision_id.clone(),
-                opened: carried.opened(),
-                lock_error: carried.lock_error().map(str::to_owned),
+                granted: event.granted,
+                unit: event.unit,
+                reason: event.reason,
+                decision_id: event.decision_id,
+                opened: event.opened,
+                lock_error: event.lock_error,
             };
             answer.send_replace(Some(result.clone()));
             let publishing = crate::clock::instant();
             publish_result(&client, &result_topic, &result);
-            doors.record_stage("publish", publishing);
+            engine.record_stage("publish", publishing);
         });
         // Reap finished tasks so the set does not grow.
         while in_flight.try_join_next().is_some() {}

@@ -40,7 +40,7 @@ pub(crate) struct CloudState {
 /// State shared by the daemon's tasks.
 pub(crate) struct Daemon {
     /// The configuration in force (replaced on SIGHUP after validation).
-    pub config: RwLock<Arc<Config>>,
+    pub config: watch::Sender<Arc<Config>>,
     /// The snapshot decisions are made from; `None` until the first sync.
     pub snapshot: watch::Sender<Option<Arc<Snapshot>>>,
     /// The cache; this process owns it.
@@ -52,9 +52,9 @@ pub(crate) struct Daemon {
     /// Cobot link state.
     pub cloud: Mutex<CloudState>,
     /// Counters and histograms for `/metrics`.
-    pub metrics: super::metrics::Metrics,
+    pub metrics: Arc<super::metrics::Metrics>,
     /// The time of the newest persisted event: a clock behind it has jumped back.
-    pub last_event: Mutex<Option<DateTime<Utc>>>,
+    pub clock: Arc<crate::access::EventClock>,
     /// The site's locks (for their health).
     pub locks: Arc<crate::locks::Locks>,
     /// The broker connection, when `[mqtt]` is configured (for its health).
@@ -75,7 +75,7 @@ pub(crate) struct ConfigProblems {
 impl Daemon {
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
-        Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner))
+        Arc::clone(&self.config.borrow())
     }
 
     /// The snapshot in force.
@@ -96,25 +96,10 @@ impl Daemon {
         f(&mut self.cloud.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
-    /// Notes the time of a persisted event.
-    pub fn saw_event(&self, time: DateTime<Utc>) {
-        let mut last = self
-            .last_event
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if last.is_none_or(|t| time > t) {
-            *last = Some(time);
-        }
-    }
-
     /// Whether the clock can be trusted at `now`: not before the build, and not behind the
     /// newest persisted event (a clock that jumped back).
     pub fn clock_trust(&self, now: DateTime<Utc>) -> ClockTrust {
-        let last = *self
-            .last_event
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        crate::clock::trust(now, last)
+        self.clock.trust(now)
     }
 
     /// A copy of the configuration problems.
