@@ -15,6 +15,7 @@ pub mod demo;
 pub mod domain;
 pub mod locks;
 pub mod outbox;
+pub(crate) mod readers;
 pub mod store;
 pub mod sync;
 pub mod views;

@@ -6,7 +6,6 @@
 //! listener bound before `READY=1`; decisions are served from the cache at once, even when
 //! Cobot cannot be reached (an empty cache denies everything until the first sync).
 
-mod decider;
 mod health;
 mod http;
 mod http_doors;
@@ -14,7 +13,6 @@ mod http_serve;
 mod metrics;
 mod mqtt;
 mod notify;
-mod readers;
 mod state;
 mod sync_task;
 
@@ -206,7 +204,8 @@ async fn serve(config: Config) -> Result<(), String> {
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    let (decider, probes) = decider::Decider::new(Arc::clone(&engine));
+    let (checks, probes) = crate::readers::SelfChecks::new();
+    let (frames_tx, frames) = mpsc::channel(256);
     tasks.spawn(sync_task::run(
         Arc::clone(&daemon),
         sync_rx,
@@ -219,24 +218,41 @@ async fn serve(config: Config) -> Result<(), String> {
     ));
     tasks.spawn(retention_task(Arc::clone(&daemon), shutdown_rx.clone()));
     tasks.spawn(probe_task(Arc::clone(&locks), shutdown_rx.clone()));
-    // The task that decides card swipes answers the watchdog's self-checks.
-    match mqtt {
-        Some((link, eventloop)) => {
-            tasks.spawn(mqtt::run_event_loop(
-                eventloop,
-                link,
-                readers,
-                Arc::clone(&engine),
-                decider,
-                shutdown_rx.clone(),
-            ));
-        }
-        None => {
-            tasks.spawn(decider.run(shutdown_rx.clone()));
-        }
+    // Every reader is an MQTT reader today: the broker connection hands their messages to
+    // the reader loop, which decides them and answers the watchdog's self-checks.
+    let mut reader_table = Vec::new();
+    if let Some((link, eventloop)) = mqtt {
+        let kind: Arc<dyn crate::readers::ReaderKind> =
+            Arc::new(crate::readers::MqttReaders::new(link.client().clone()));
+        reader_table = readers
+            .iter()
+            .map(|config| crate::readers::Reader {
+                config: config.clone(),
+                kind: Arc::clone(&kind),
+            })
+            .collect();
+        tasks.spawn(mqtt::run_event_loop(
+            eventloop,
+            link,
+            readers,
+            frames_tx,
+            shutdown_rx.clone(),
+        ));
     }
+    tasks.spawn(crate::readers::run(
+        reader_table,
+        frames,
+        Arc::clone(&engine),
+        checks,
+        shutdown_rx.clone(),
+    ));
     if let Some(interval) = notify::watchdog_interval() {
-        tasks.spawn(decider::watchdog(probes, interval, shutdown_rx.clone()));
+        tasks.spawn(crate::readers::watchdog(
+            probes,
+            interval,
+            notify::watchdog,
+            shutdown_rx.clone(),
+        ));
     }
     let api = Arc::new(http::Api {
         daemon: Arc::clone(&daemon),
