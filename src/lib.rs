@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod locks;
+pub mod mqtt;
 pub mod outbox;
 pub(crate) mod readers;
 pub mod store;

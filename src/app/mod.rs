@@ -11,7 +11,6 @@ mod http;
 mod http_doors;
 mod http_serve;
 mod metrics;
-mod mqtt;
 mod notify;
 mod state;
 mod sync_task;
@@ -152,9 +151,7 @@ async fn serve(config: Config) -> Result<(), String> {
                 ),
                 None => None,
             };
-            let (client, eventloop) =
-                crate::locks::mqtt_client(mqtt, password, 256).map_err(|e| e.to_string())?;
-            Some((crate::locks::MqttLink::new(client), eventloop))
+            Some(crate::mqtt::connect(mqtt, password).map_err(|e| e.to_string())?)
         }
     };
     let locks = Arc::new(
@@ -167,7 +164,7 @@ async fn serve(config: Config) -> Result<(), String> {
     );
     let users = sync::cobot_client(&config, sync::cobot_token(&config).unwrap_or_default())
         .map_err(|e| e.to_string())?;
-    let readers = Arc::new(config.readers.clone());
+    let readers = config.readers.clone();
 
     let lock_ids: Vec<&str> = config.locks.iter().map(|l| l.id.as_str()).collect();
     let metrics = Arc::new(metrics::Metrics::new(lock_ids));
@@ -221,24 +218,12 @@ async fn serve(config: Config) -> Result<(), String> {
     // Every reader is an MQTT reader today: the broker connection hands their messages to
     // the reader loop, which decides them and answers the watchdog's self-checks.
     let mut reader_table = Vec::new();
-    if let Some((link, eventloop)) = mqtt {
-        let kind: Arc<dyn crate::readers::ReaderKind> =
-            Arc::new(crate::readers::MqttReaders::new(link.client().clone()));
-        reader_table = readers
-            .iter()
-            .map(|config| crate::readers::Reader {
-                config: config.clone(),
-                kind: Arc::clone(&kind),
-            })
-            .collect();
-        tasks.spawn(mqtt::run_event_loop(
-            eventloop,
-            link,
-            readers,
-            frames_tx,
-            shutdown_rx.clone(),
-        ));
+    if let Some((link, mut connection)) = mqtt {
+        reader_table =
+            crate::readers::MqttReaders::attach(&readers, &link, &mut connection, &frames_tx);
+        tasks.spawn(connection.run(shutdown_rx.clone()));
     }
+    drop(frames_tx);
     tasks.spawn(crate::readers::run(
         reader_table,
         frames,

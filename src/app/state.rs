@@ -58,7 +58,7 @@ pub(crate) struct Daemon {
     /// The site's locks (for their health).
     pub locks: Arc<crate::locks::Locks>,
     /// The broker connection, when `[mqtt]` is configured (for its health).
-    pub mqtt: Option<crate::locks::MqttLink>,
+    pub mqtt: Option<crate::mqtt::MqttLink>,
     /// Configuration trouble found at start or on SIGHUP.
     pub problems: Mutex<ConfigProblems>,
 }
@@ -230,7 +230,7 @@ pub(crate) fn status(daemon: &Daemon, now: DateTime<Utc>) -> StatusView {
                 })
                 .collect()
         },
-        mqtt_connected: daemon.mqtt.as_ref().map(crate::locks::MqttLink::is_up),
+        mqtt_connected: daemon.mqtt.as_ref().map(crate::mqtt::MqttLink::is_up),
         outbox_depth: outbox.depth,
         outbox_oldest_seconds: outbox.oldest_age.map(|age| age.num_seconds().max(0)),
     }

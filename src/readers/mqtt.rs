@@ -1,17 +1,24 @@
 //! The MQTT reader kind: a reader publishes a credential on its topic (the text payload format
 //! of `payload`) and hears its answer on `<topic>/result`.
 //!
-//! Its frames come from the shared broker connection, which hands over every message on a
-//! reader topic; this file only reads payloads and publishes answers. Results are QoS 1 and
-//! never retained: a result is for the swipe that caused it, not for a later subscriber.
+//! Its frames come from the shared broker connection (`crate::mqtt`), which hands over every
+//! message on a reader topic; this file subscribes the topics, reads payloads and publishes
+//! answers. Results are QoS 1 and never retained: a result is for the swipe that caused it, not
+//! for a later subscriber.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
+use tokio::sync::mpsc;
 
-use super::{ReaderKind, ReaderPayload, parse_payload};
+use super::{Frame, Reader, ReaderKind, ReaderPayload, parse_payload};
 use crate::access::Outcome;
 use crate::config::ReaderConfig;
+use crate::mqtt::{Connection, Inbox, Message, MqttLink};
 
 /// The answer published on `<reader topic>/result`: a view of the outcome's record.
 #[derive(Debug, Serialize)]
@@ -38,9 +45,51 @@ pub(crate) struct MqttReaders {
 }
 
 impl MqttReaders {
-    /// The MQTT reader kind, answering through `client`.
-    pub(crate) fn new(client: AsyncClient) -> Self {
-        Self { client }
+    /// Subscribes every reader of `configs` on `connection`, their messages going to `frames`
+    /// (a reader's index in `configs` is its index in the loop's table), and returns their
+    /// table entries.
+    pub(crate) fn attach(
+        configs: &[ReaderConfig],
+        link: &MqttLink,
+        connection: &mut Connection,
+        frames: &mpsc::Sender<Frame>,
+    ) -> Vec<Reader> {
+        let kind: Arc<dyn ReaderKind> = Arc::new(MqttReaders {
+            client: link.client().clone(),
+        });
+        configs
+            .iter()
+            .enumerate()
+            .map(|(reader, config)| {
+                let inbox = ReaderInbox {
+                    reader,
+                    frames: frames.clone(),
+                };
+                connection.subscribe(&config.topic, Arc::new(inbox));
+                Reader {
+                    config: config.clone(),
+                    kind: Arc::clone(&kind),
+                }
+            })
+            .collect()
+    }
+}
+
+/// One reader topic's messages, as frames for the reader loop.
+struct ReaderInbox {
+    reader: usize,
+    frames: mpsc::Sender<Frame>,
+}
+
+impl Inbox for ReaderInbox {
+    fn deliver(&self, message: Message) -> Pin<Box<dyn Future<Output = bool> + Send + '_>> {
+        let frame = Frame {
+            reader: self.reader,
+            payload: message.payload,
+            replayed: message.retained,
+            received: message.received,
+        };
+        Box::pin(async move { self.frames.send(frame).await.is_ok() })
     }
 }
 
