@@ -224,7 +224,12 @@ async fn sync(State(api): State<Arc<Api>>, AdminQuery(params): AdminQuery<SyncPa
         accept_revocations: params.accept_revocations,
         reply: params.wait.then_some(reply),
     };
-    if daemon.sync_jobs.send(job).await.is_err() {
+    if daemon
+        .sync_jobs
+        .send(super::sync_task::Job::Sync(job))
+        .await
+        .is_err()
+    {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the daemon is shutting down",

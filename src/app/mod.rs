@@ -24,7 +24,6 @@ use tokio::sync::{mpsc, watch};
 use crate::access::{Engine, Inputs};
 use crate::config::Config;
 use crate::store::Store;
-use crate::sync;
 use state::{CloudState, Daemon};
 
 /// How long a clean shutdown may take before the process gives up waiting.
@@ -120,21 +119,10 @@ pub(crate) fn status_line(daemon: &Daemon) -> String {
 
 async fn serve(config: Config) -> Result<(), String> {
     let store = Arc::new(Store::open(&config.site.state_dir).map_err(|e| e.to_string())?);
-    let (snapshot, unreadable_snapshot) = match store.load_snapshot() {
-        Ok(stored) => (
-            stored.map(|stored| Arc::new(sync::compile_stored(&stored, &config.policy))),
-            None,
-        ),
-        // Start anyway: health says failing and why, and the start-up sync replaces it.
-        Err(crate::store::StoreError::Corrupt { detail, .. }) => {
-            tracing::error!(%detail, "the stored snapshot cannot be read; every request is denied until a sync replaces it");
-            (None, Some(detail))
-        }
-        Err(e) => return Err(e.to_string()),
-    };
+    let (writer, snapshot, unreadable_snapshot) =
+        sync_task::open_snapshot(&store, &config.policy).map_err(|e| e.to_string())?;
     let sync_status = store.sync_status().map_err(|e| e.to_string())?;
     let last_event = store.last_event_time().map_err(|e| e.to_string())?;
-    let (snapshot_tx, _) = watch::channel(snapshot);
     let (sync_tx, sync_rx) = mpsc::channel(8);
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
@@ -162,8 +150,11 @@ async fn serve(config: Config) -> Result<(), String> {
         )
         .map_err(|e| e.to_string())?,
     );
-    let users = sync::cobot_client(&config, sync::cobot_token(&config).unwrap_or_default())
-        .map_err(|e| e.to_string())?;
+    let users = crate::cobot::client_for(
+        &config,
+        crate::cobot::token_for(&config).unwrap_or_default(),
+    )
+    .map_err(|e| e.to_string())?;
     let readers = config.readers.clone();
 
     let lock_ids: Vec<&str> = config.locks.iter().map(|l| l.id.as_str()).collect();
@@ -174,7 +165,7 @@ async fn serve(config: Config) -> Result<(), String> {
         problems: Mutex::new(state::ConfigProblems::default()),
         mqtt: mqtt.as_ref().map(|(link, _)| link.clone()),
         config: watch::Sender::new(Arc::new(config)),
-        snapshot: snapshot_tx,
+        snapshot,
         store: Arc::clone(&store),
         sync_jobs: sync_tx,
         cloud: Mutex::new(CloudState {
@@ -190,7 +181,7 @@ async fn serve(config: Config) -> Result<(), String> {
     let started = daemon.config();
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
     let engine = Arc::new(Engine::new(Inputs {
-        snapshot: daemon.snapshot.subscribe(),
+        snapshot: daemon.snapshot.clone(),
         config: daemon.config.subscribe(),
         store: Arc::clone(&store),
         locks: Arc::clone(&locks),
@@ -205,6 +196,7 @@ async fn serve(config: Config) -> Result<(), String> {
     let (frames_tx, frames) = mpsc::channel(256);
     tasks.spawn(sync_task::run(
         Arc::clone(&daemon),
+        writer,
         sync_rx,
         shutdown_rx.clone(),
     ));
@@ -309,8 +301,8 @@ async fn outbox_task(
     let client_daemon = Arc::clone(&daemon);
     let client = move || {
         let config = client_daemon.config();
-        let token = sync::cobot_token(&config)?;
-        sync::cobot_client(&config, token).map_err(|e| e.to_string())
+        let token = crate::cobot::token_for(&config)?;
+        crate::cobot::client_for(&config, token).map_err(|e| e.to_string())
     };
     let timezone = daemon.config().site.timezone;
     crate::outbox::run(
@@ -364,14 +356,22 @@ async fn wait_for_stop(daemon: &Daemon, started: &Config) {
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
-            _ = hup.recv() => reload(daemon, started),
+            _ = hup.recv() => {
+                // A stop signal during a reload stops at once.
+                tokio::select! {
+                    () = reload(daemon, started) => {}
+                    _ = term.recv() => return,
+                    _ = int.recv() => return,
+                }
+            }
         }
     }
 }
 
 /// Reloads the configuration file; an invalid file is reported and the old one kept (a health
 /// reason until a reload succeeds). Settings only a restart applies are a health reason too.
-fn reload(daemon: &Daemon, started: &Config) {
+/// The sync task applies the new configuration together with the snapshot compiled from it.
+async fn reload(daemon: &Daemon, started: &Config) {
     notify::reloading();
     let path = daemon.config().path.clone();
     let rejected = |why: String| {
@@ -389,17 +389,24 @@ fn reload(daemon: &Daemon, started: &Config) {
             rejected(errors.to_string());
         }
         Ok(config) => {
-            let recompiled = match daemon.store.load_snapshot() {
-                Ok(stored) => stored.map(|s| Arc::new(sync::compile_stored(&s, &config.policy))),
-                // Still unreadable (health says so): nothing to recompile until a sync.
-                Err(crate::store::StoreError::Corrupt { .. }) => None,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the cache; keeping the old configuration");
-                    rejected(format!("cannot read the cache: {e}"));
-                    notify::ready(&status_line(daemon));
-                    return;
-                }
+            let config = Arc::new(config);
+            let (reply, applied) = tokio::sync::oneshot::channel();
+            let job = sync_task::Job::Reload {
+                config: Arc::clone(&config),
+                reply,
             };
+            let applied = match daemon.sync_jobs.send(job).await {
+                Ok(()) => applied
+                    .await
+                    .unwrap_or_else(|_| Err("the daemon is shutting down".into())),
+                Err(_) => Err("the daemon is shutting down".into()),
+            };
+            if let Err(why) = applied {
+                tracing::error!(error = %why, "keeping the old configuration");
+                rejected(why);
+                notify::ready(&status_line(daemon));
+                return;
+            }
             apply_admin_token(daemon, &config);
             let restart = needs_restart(started, &config);
             if !restart.is_empty() {
@@ -416,8 +423,6 @@ fn reload(daemon: &Daemon, started: &Config) {
                     )
                 });
             });
-            daemon.config.send_replace(Arc::new(config));
-            daemon.snapshot.send_replace(recompiled);
             tracing::info!(file = %path.display(), "configuration reloaded");
         }
     }

@@ -1,7 +1,7 @@
 //! The daemon's shared state and what health and status are derived from it.
 //!
-//! Only the sync task publishes snapshots (through the `watch` channel); everything else reads
-//! the latest one. Locks in here are std locks held for a few instructions and never across an
+//! Only the sync task publishes snapshots (it holds the `watch` channel's sender); everything
+//! else reads the latest one. Locks in here are std locks held for a few instructions and never across an
 //! `.await`.
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -41,12 +41,13 @@ pub(crate) struct CloudState {
 pub(crate) struct Daemon {
     /// The configuration in force (replaced on SIGHUP after validation).
     pub config: watch::Sender<Arc<Config>>,
-    /// The snapshot decisions are made from; `None` until the first sync.
-    pub snapshot: watch::Sender<Option<Arc<Snapshot>>>,
+    /// The snapshot decisions are made from; `None` until the first sync. Only the sync task
+    /// writes it.
+    pub snapshot: super::sync_task::SnapshotReceiver,
     /// The cache; this process owns it.
     pub store: Arc<Store>,
     /// Requests to the sync task.
-    pub sync_jobs: mpsc::Sender<SyncJob>,
+    pub sync_jobs: mpsc::Sender<super::sync_task::Job>,
     /// The admin bearer token; `None` makes admin endpoints answer 401.
     pub admin_token: RwLock<Option<String>>,
     /// Cobot link state.
