@@ -1,5 +1,7 @@
-//! The composition root of the daemon (`portier run`): wires the store, the snapshot channel,
-//! the sync task, the deciding task, the HTTP listener, systemd notification and signals.
+//! The composition root of the daemon (`portier run`): wires the store, the snapshot channel
+//! (its sender goes to the sync task), the access engine, the broker connection, the reader
+//! loop and its watchdog, the HTTP listener, systemd notification and signals. It builds and
+//! connects; the work happens in `access`, `readers`, `mqtt`, `locks` and the tasks here.
 //! Nothing imports this module but the command line.
 //!
 //! Start-up order follows what systemd is promised: the cache is loaded and compiled and the
@@ -207,12 +209,20 @@ async fn serve(config: Config) -> Result<(), String> {
     ));
     tasks.spawn(retention_task(Arc::clone(&daemon), shutdown_rx.clone()));
     tasks.spawn(probe_task(Arc::clone(&locks), shutdown_rx.clone()));
-    // Every reader is an MQTT reader today: the broker connection hands their messages to
-    // the reader loop, which decides them and answers the watchdog's self-checks.
-    let mut reader_table = Vec::new();
-    if let Some((link, mut connection)) = mqtt {
-        reader_table =
-            crate::readers::MqttReaders::attach(&readers, &link, &mut connection, &frames_tx);
+    // The readers' transports hand their messages to the reader loop, which decides them and
+    // answers the watchdog's self-checks.
+    let (link, mut connection) = match mqtt {
+        Some((link, connection)) => (Some(link), Some(connection)),
+        None => (None, None),
+    };
+    let reader_table = crate::readers::table(
+        &readers,
+        crate::readers::Transports {
+            mqtt: link.as_ref().zip(connection.as_mut()),
+        },
+        &frames_tx,
+    );
+    if let Some(connection) = connection {
         tasks.spawn(connection.run(shutdown_rx.clone()));
     }
     drop(frames_tx);

@@ -22,13 +22,15 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-pub(crate) use mqtt::MqttReaders;
 pub(crate) use payload::{MAX_PAYLOAD, ReaderPayload, parse_payload};
 pub(crate) use run::run;
 pub(crate) use selfcheck::{SelfChecks, watchdog};
 
+use tokio::sync::mpsc;
+
 use crate::access::Outcome;
 use crate::config::ReaderConfig;
+use crate::mqtt::{Connection, MqttLink};
 
 /// One message from a reader, as its transport delivered it.
 #[derive(Debug)]
@@ -60,4 +62,39 @@ pub(crate) struct Reader {
     pub config: ReaderConfig,
     /// Its kind.
     pub kind: Arc<dyn ReaderKind>,
+}
+
+/// The transports reader kinds receive through (the broker connection, while it is not yet
+/// polled; a serial port or a USB device would join it here).
+pub(crate) struct Transports<'a> {
+    /// The broker connection and its link, when `[mqtt]` is configured.
+    pub mqtt: Option<(&'a MqttLink, &'a mut Connection)>,
+}
+
+/// The reader loop's table: every `[[reader]]`, in file order, attached to its transport so
+/// that its messages arrive on `frames` under its index in the table. A reader whose transport is missing
+/// is left out with an error (configuration validation prevents that).
+pub(crate) fn table(
+    configs: &[ReaderConfig],
+    transports: Transports<'_>,
+    frames: &mpsc::Sender<Frame>,
+) -> Vec<Reader> {
+    let Transports { mut mqtt } = transports;
+    let mqtt_kind: Option<Arc<dyn ReaderKind>> = mqtt
+        .as_ref()
+        .map(|(link, _)| Arc::new(mqtt::MqttReaders::new(link)) as Arc<dyn ReaderKind>);
+    let mut table = Vec::with_capacity(configs.len());
+    for config in configs {
+        // Every reader is an MQTT reader today; a reader kind adds its arm here.
+        let (Some((_, connection)), Some(kind)) = (mqtt.as_mut(), &mqtt_kind) else {
+            tracing::error!(reader = %config.id, "reader has no MQTT broker; it is not served");
+            continue;
+        };
+        mqtt::MqttReaders::attach(table.len(), config, connection, frames);
+        table.push(Reader {
+            config: config.clone(),
+            kind: Arc::clone(kind),
+        });
+    }
+    table
 }

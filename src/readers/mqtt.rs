@@ -15,7 +15,7 @@ use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::{Frame, Reader, ReaderKind, ReaderPayload, parse_payload};
+use super::{Frame, ReaderKind, ReaderPayload, parse_payload};
 use crate::access::Outcome;
 use crate::config::ReaderConfig;
 use crate::mqtt::{Connection, Inbox, Message, MqttLink};
@@ -45,33 +45,26 @@ pub(crate) struct MqttReaders {
 }
 
 impl MqttReaders {
-    /// Subscribes every reader of `configs` on `connection`, their messages going to `frames`
-    /// (a reader's index in `configs` is its index in the loop's table), and returns their
-    /// table entries.
+    /// The MQTT reader kind, answering through `link`'s client.
+    pub(crate) fn new(link: &MqttLink) -> Self {
+        Self {
+            client: link.client().clone(),
+        }
+    }
+
+    /// Subscribes reader number `reader`'s topic on `connection`, its messages going to
+    /// `frames`.
     pub(crate) fn attach(
-        configs: &[ReaderConfig],
-        link: &MqttLink,
+        reader: usize,
+        config: &ReaderConfig,
         connection: &mut Connection,
         frames: &mpsc::Sender<Frame>,
-    ) -> Vec<Reader> {
-        let kind: Arc<dyn ReaderKind> = Arc::new(MqttReaders {
-            client: link.client().clone(),
-        });
-        configs
-            .iter()
-            .enumerate()
-            .map(|(reader, config)| {
-                let inbox = ReaderInbox {
-                    reader,
-                    frames: frames.clone(),
-                };
-                connection.subscribe(&config.topic, Arc::new(inbox));
-                Reader {
-                    config: config.clone(),
-                    kind: Arc::clone(&kind),
-                }
-            })
-            .collect()
+    ) {
+        let inbox = ReaderInbox {
+            reader,
+            frames: frames.clone(),
+        };
+        connection.subscribe(&config.topic, Arc::new(inbox));
     }
 }
 
