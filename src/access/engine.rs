@@ -307,3 +307,7 @@ impl Engine {
         std::hint::black_box(decide(&snapshot, &request, &moment).granted());
     }
 }
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;
