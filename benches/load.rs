@@ -320,7 +320,7 @@ lock_payload = "LOCK"
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     while rx.try_recv().is_ok() {}
-    let client = reqwest::Client::new();
+    let client = portier::tls::http_client();
     let events_before = events_after(&client, http_port, 0).await;
     let first_seq = events_before.last().copied().unwrap_or(0);
     let rss_cold = rss_kib(pid);

@@ -3,8 +3,9 @@
 //! Starts mosquitto on a free port, a simulated Cobot, and the daemon (the binary given as the
 //! first argument, e.g. `target/release/portier`) with one reader and one MQTT lock. Then it
 //! swipes N times (default 1,000): publish a card on the reader topic, wait for the unlock
-//! command on the lock topic. In the same run it measures the broker's own publish→deliver
-//! round trip through the same client. Prints p50/p99 of both and their ratio.
+//! command on the lock topic. In the same run it measures one broker hop the same way: the
+//! reader client publishes a probe that the lock client receives. Prints p50/p99 of both and
+//! their ratio.
 //!
 //! `scripts/bench-card-to-lock` builds and runs it.
 
@@ -171,8 +172,10 @@ topic = "{READER}"
         .unwrap();
 
     // As on site, the reader and the lock are separate clients. The lock client is subscribed
-    // to the lock topic and to a probe topic: its own publish -> deliver round trip on the probe
-    // topic is the broker's round trip.
+    // to the lock topic and to a probe topic: the reader client's publish -> the lock client's
+    // delivery on the probe topic is one broker hop. (The lock client publishing the probe
+    // itself would leave the broker's PUBACK unanswered right before each swipe, and a broker
+    // with Nagle on would hold the unlock behind its delayed ACK: see BENCHMARKS.md.)
     let (tx, mut rx) = mpsc::unbounded_channel();
     let lock_client = client(mqtt_port, "bench-lock", Some(tx.clone()));
     let reader = client(mqtt_port, "bench-reader", None);
@@ -212,9 +215,10 @@ topic = "{READER}"
     let mut card_to_lock = Vec::with_capacity(swipes);
     let mut broker_round_trip = Vec::with_capacity(swipes);
     for i in 0..swipes {
-        // The broker alone: publish → deliver through the same client.
+        // The broker alone: one hop from the reader client to the lock client, measured the
+        // same way as a swipe.
         let sent = portier::clock::instant();
-        lock_client
+        reader
             .publish(PROBE, QoS::AtLeastOnce, false, format!("probe {i}"))
             .await
             .unwrap();

@@ -22,4 +22,5 @@ pub mod outbox;
 pub(crate) mod readers;
 pub mod store;
 pub mod sync;
+pub mod tls;
 pub mod views;

@@ -27,7 +27,7 @@ async fn start_daemon(site: &Site, port: u16) -> Daemon {
 }
 
 async fn admin_open(d: &Daemon, member: &str) -> Value {
-    reqwest::Client::new()
+    portier::tls::http_client()
         .post(format!("{}/v1/admin/units/front_door/open", d.base))
         .bearer_auth(&d.admin_token)
         .json(&serde_json::json!({ "member": member }))

@@ -307,7 +307,7 @@ async fn while_the_service_user_runs_the_daemon_root_commands_ask_it_and_write_n
         .kill_on_drop(true)
         .spawn()
         .expect("spawn the daemon as nobody");
-    let client = reqwest::Client::new();
+    let client = portier::tls::http_client();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
         let health = client

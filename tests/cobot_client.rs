@@ -357,7 +357,7 @@ async fn connect_exchanges_the_redirected_code_for_a_space_bound_token() {
     let (authorize, flow) = ConnectFlow::start(connect_params(&fake, port)).unwrap();
 
     // The "browser": Cobot redirects it to our listener.
-    let browser = reqwest::Client::builder()
+    let browser = portier::tls::http_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
@@ -394,7 +394,7 @@ async fn connect_exchanges_the_redirected_code_for_a_space_bound_token() {
 async fn a_code_exchanged_without_the_matching_pkce_verifier_is_refused() {
     let fake = fake().await;
     let (authorize, _first) = ConnectFlow::start(connect_params(&fake, 8765)).unwrap();
-    let browser = reqwest::Client::builder()
+    let browser = portier::tls::http_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

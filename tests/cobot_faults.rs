@@ -488,7 +488,9 @@ fn health_summary(health: &Value) -> String {
 }
 
 async fn metrics(d: &Daemon) -> String {
-    reqwest::get(format!("{}/metrics", d.base))
+    portier::tls::http_client()
+        .get(format!("{}/metrics", d.base))
+        .send()
         .await
         .expect("GET /metrics")
         .text()

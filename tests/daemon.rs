@@ -219,7 +219,9 @@ async fn a_card_opens_the_door_is_recorded_answered_and_checked_in_once() {
         .poll("/healthz", Duration::from_secs(1), |_, _| true)
         .await;
     assert_eq!(code, 200, "{health}");
-    let metrics = reqwest::get(format!("{}/metrics", d.base))
+    let metrics = portier::tls::http_client()
+        .get(format!("{}/metrics", d.base))
+        .send()
         .await
         .unwrap()
         .text()
@@ -360,7 +362,11 @@ async fn commands_ask_the_daemon_while_it_holds_the_store() {
     // Admin endpoints need the admin token, then well-formed parameters.
     let (code, _) = d.post("/v1/admin/units/front_door/open", None).await;
     assert_eq!(code, 401);
-    let anonymous = reqwest::get(format!("{}/v1/events", d.base)).await.unwrap();
+    let anonymous = portier::tls::http_client()
+        .get(format!("{}/v1/events", d.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(anonymous.status().as_u16(), 401);
     let (code, body) = d.admin_get("/v1/events?limit=lots").await;
     assert_eq!(code, 400);
@@ -470,7 +476,7 @@ async fn with_a_certificate_the_api_is_served_over_https_and_commands_still_reac
     let _d = s.start_daemon().await;
 
     let pem = std::fs::read(&cert).unwrap();
-    let https = reqwest::Client::builder()
+    let https = portier::tls::http_client_builder()
         .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).unwrap())
         .danger_accept_invalid_hostnames(true)
         .build()
@@ -482,7 +488,9 @@ async fn with_a_certificate_the_api_is_served_over_https_and_commands_still_reac
         .expect("HTTPS answers");
     assert!(health.status().as_u16() == 200 || health.status().as_u16() == 503);
     assert!(
-        reqwest::get(format!("http://127.0.0.1:{}/healthz", s.port))
+        portier::tls::http_client()
+            .get(format!("http://127.0.0.1:{}/healthz", s.port))
+            .send()
             .await
             .is_err(),
         "plain HTTP is not served"

@@ -90,7 +90,11 @@ fn rig() -> Rig {
         // subscription is in place is dropped by the broker and never answered.
         assert!(
             broker
-                .wait_for_subscription("portier-fuzz", READER_TOPIC, Duration::from_secs(20))
+                .wait_for_subscription(
+                    "portier-fuzz-readers",
+                    READER_TOPIC,
+                    Duration::from_secs(20)
+                )
                 .await,
             "the daemon never subscribed to {READER_TOPIC}"
         );
@@ -405,7 +409,7 @@ fn arbitrary_http_requests_get_json_errors_never_a_server_error_nor_stop_the_dae
     let rig = rig();
     // A fresh connection per request: a pooled connection the server has just closed (after
     // answering without reading a body) would look like a lost answer.
-    let client = reqwest::Client::builder()
+    let client = portier::tls::http_client_builder()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();

@@ -101,7 +101,7 @@ async fn wait_healthy(d: &Daemon, within: Duration) {
 
 /// `GET /metrics` with an optional `Accept`: (content type, body).
 async fn scrape(d: &Daemon, accept: Option<&str>) -> (String, String) {
-    let mut request = reqwest::Client::new().get(format!("{}/metrics", d.base));
+    let mut request = portier::tls::http_client().get(format!("{}/metrics", d.base));
     if let Some(accept) = accept {
         request = request.header("Accept", accept);
     }
@@ -575,7 +575,7 @@ async fn failed_logins_are_logged_without_the_token_and_counted_by_route() {
 
     const WRONG: &str = "wrong-secret-d3adb33f";
     const BOGUS_APP: &str = "bogus-app-token-0badc0de";
-    let (code, _) = reqwest::Client::new()
+    let (code, _) = portier::tls::http_client()
         .get(format!("{}/v1/members", d.base))
         .bearer_auth(WRONG)
         .send()
@@ -583,7 +583,9 @@ async fn failed_logins_are_logged_without_the_token_and_counted_by_route() {
         .map(|r| (r.status().as_u16(), ()))
         .unwrap();
     assert_eq!(code, 401);
-    let code = reqwest::get(format!("{}/v1/events", d.base))
+    let code = portier::tls::http_client()
+        .get(format!("{}/v1/events", d.base))
+        .send()
         .await
         .unwrap()
         .status();

@@ -52,7 +52,7 @@ async fn every_error_under_v1_is_json_with_an_error_field() {
     let base = &daemon.base;
     let admin = &daemon.admin_token;
     // A fresh connection per request: the server closes the one whose body it refused.
-    let http = reqwest::Client::builder()
+    let http = portier::tls::http_client_builder()
         .pool_max_idle_per_host(0)
         .build()
         .expect("client");

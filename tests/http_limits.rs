@@ -143,7 +143,7 @@ async fn idle_connections_neither_starve_health_nor_stay(
 }
 
 fn patient_client() -> reqwest::Client {
-    reqwest::Client::builder()
+    portier::tls::http_client_builder()
         .timeout(PATIENCE)
         .build()
         .expect("client")
@@ -183,7 +183,7 @@ async fn over_https_idle_connections_are_closed_after_the_handshake_timeout_and_
         String::from_utf8_lossy(&made.stderr)
     );
     let pem = std::fs::read(&cert).expect("certificate");
-    let client = reqwest::Client::builder()
+    let client = portier::tls::http_client_builder()
         .timeout(PATIENCE)
         .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).expect("pem"))
         .danger_accept_invalid_hostnames(true)

@@ -305,3 +305,98 @@ async fn a_check_in_token_that_is_not_a_card_id_is_a_member_error() {
     .await
     .expect_code(0);
 }
+
+/// Every reader payload the broker delivers is acknowledged, whatever it turns out to be
+/// (granted, denied, malformed, oversized, stale, a repeat), and it arrives on the readers' own
+/// connection, which publishes nothing: results and lock commands leave on the other one. That
+/// split is what keeps a stock mosquitto (Nagle on) from holding the next card behind the
+/// delayed ACK of a PUBACK the broker sent us (see BENCHMARKS.md, "Card → lock command").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_reader_payload_is_acknowledged_on_a_connection_that_only_receives() {
+    let broker = Mosquitto::start_with("user root\nlog_type all").await;
+    let s = MqttSite::with_extra(broker, "").await;
+    let d = s.start_daemon().await;
+    assert!(
+        s.broker
+            .wait_for_subscription(
+                "portier-test-readers",
+                READER_TOPIC,
+                Duration::from_secs(20)
+            )
+            .await,
+        "the daemon never subscribed to {READER_TOPIC} as portier-test-readers"
+    );
+    let (_lock_client, mut lock_commands) = s.broker.subscriber("test-lock", LOCK_TOPIC).await;
+    let (_result_client, mut results) = s.broker.subscriber("test-results", RESULT_TOPIC).await;
+    let reader = s.publisher("test-reader").await;
+
+    let stale = format!(
+        r#"{{"credential":"{ADA_CARD}","ts":{}}}"#,
+        portier::clock::now().timestamp() - 60
+    );
+    let payloads: Vec<Vec<u8>> = vec![
+        ADA_CARD.into(),       // granted
+        ADA_CARD.into(),       // the same payload again: a repeat
+        b"DEADBEEF".to_vec(),  // an unknown card: denied
+        b"{not json".to_vec(), // malformed
+        vec![b'A'; 4 * 1024],  // oversized
+        stale.into_bytes(),    // stale
+    ];
+    for payload in &payloads {
+        reader
+            .publish(READER_TOPIC, QoS::AtLeastOnce, false, payload.clone())
+            .await
+            .unwrap();
+    }
+    let mut answers = Vec::new();
+    for _ in &payloads {
+        answers.push(json_of(&results.next().await.payload));
+    }
+    assert_eq!(
+        answers.iter().filter(|a| a["granted"] == true).count(),
+        2,
+        "{answers:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&lock_commands.next().await.payload).contains("UNLOCK"),
+        "no unlock"
+    );
+
+    // The broker's log: each delivery to the readers' connection was acknowledged by it, it
+    // never published, and the lock command and the results came from the other connection.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = std::fs::read_to_string(s.broker.log_path()).unwrap_or_default();
+        let count = |needle: &str| log.lines().filter(|l| l.contains(needle)).count();
+        let delivered = count("Sending PUBLISH to portier-test-readers (d0, q1, r0, m");
+        let acknowledged = count("Received PUBACK from portier-test-readers ");
+        if delivered == payloads.len() && acknowledged == delivered {
+            assert_eq!(
+                count("Received PUBLISH from portier-test-readers "),
+                0,
+                "{log}"
+            );
+            assert!(
+                log.lines()
+                    .any(|l| l.contains("Received PUBLISH from portier-test (")
+                        && l.contains(&format!("'{LOCK_TOPIC}'"))),
+                "{log}"
+            );
+            assert_eq!(
+                log.lines()
+                    .filter(|l| l.contains("Received PUBLISH from portier-test (")
+                        && l.contains(&format!("'{RESULT_TOPIC}'")))
+                    .count(),
+                payloads.len(),
+                "{log}"
+            );
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{delivered} deliveries to the readers' connection, {acknowledged} acknowledged:\n{log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(d);
+}

@@ -151,7 +151,7 @@ async fn portier_serves_a_state_directory_of_the_previous_format_and_keeps_numbe
     );
 
     // The event counter carried over: the next event is number 5.
-    let open: Value = reqwest::Client::new()
+    let open: Value = portier::tls::http_client()
         .post(format!("{}/v1/admin/units/front_door/open", d.base))
         .bearer_auth(&d.admin_token)
         .json(&serde_json::json!({ "member": ADA }))
@@ -212,7 +212,11 @@ async fn an_unreadable_snapshot_makes_health_failing_until_a_sync_replaces_it() 
         "no READY=1: {:?}",
         d.messages
     );
-    let health = reqwest::get(format!("{}/healthz", d.base)).await.unwrap();
+    let health = portier::tls::http_client()
+        .get(format!("{}/healthz", d.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(health.status().as_u16(), 503);
     let health: Value = health.json().await.unwrap();
     assert_eq!(health["status"], "failing", "{health}");
@@ -231,7 +235,9 @@ async fn an_unreadable_snapshot_makes_health_failing_until_a_sync_replaces_it() 
     let (code, body) = d.post("/v1/sync?wait=true", Some(&d.admin_token)).await;
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["applied"], true, "{body}");
-    let health: Value = reqwest::get(format!("{}/healthz", d.base))
+    let health: Value = portier::tls::http_client()
+        .get(format!("{}/healthz", d.base))
+        .send()
         .await
         .unwrap()
         .json()

@@ -176,6 +176,17 @@ fn lock_and_broker_reasons(daemon: &Daemon, config: &Config, reasons: &mut Vec<S
              (reconnecting)",
             mqtt.url
         ));
+    } else if let (Some(mqtt), Some(link)) = (&config.mqtt, &daemon.mqtt_readers)
+        && !link.is_up()
+    {
+        reasons.push(format!(
+            "the MQTT broker ({}) does not accept the readers' connection (client id \"{}{}\"): \
+             readers do not work until it does; check the broker's log and its ACL \
+             (reconnecting)",
+            mqtt.url,
+            mqtt.client_id,
+            crate::mqtt::READER_CLIENT_SUFFIX
+        ));
     }
     for (id, lock) in daemon.locks.health() {
         if let Some(problem) = lock.problem.filter(|_| !lock.ok) {

@@ -349,7 +349,7 @@ impl Metrics {
                 .set(i64::from(health.ok));
         }
         self.mqtt_connected
-            .set(i64::from(daemon.mqtt.as_ref().is_some_and(|l| l.is_up())));
+            .set(i64::from(daemon.mqtt_up().unwrap_or(false)));
         self.clock_trusted.set(i64::from(matches!(
             daemon.clock_trust(now),
             ClockTrust::Trusted

@@ -141,13 +141,15 @@ async fn serve(config: Config) -> Result<(), String> {
                 ),
                 None => None,
             };
-            Some(crate::mqtt::connect(mqtt, password).map_err(|e| e.to_string())?)
+            // Reader messages arrive on a connection of their own (see `crate::mqtt`).
+            let receiving = !config.readers.is_empty();
+            Some(crate::mqtt::connect(mqtt, password, receiving).map_err(|e| e.to_string())?)
         }
     };
     let locks = Arc::new(
         crate::locks::Locks::new(
             &config.locks,
-            mqtt.as_ref().map(|(link, _)| link.clone()),
+            mqtt.as_ref().map(crate::mqtt::Connection::link),
             Arc::new(crate::locks::BluerBackend::new()),
         )
         .map_err(|e| e.to_string())?,
@@ -165,7 +167,10 @@ async fn serve(config: Config) -> Result<(), String> {
     let daemon = Arc::new(Daemon {
         admin_token: RwLock::new(None),
         problems: Mutex::new(state::ConfigProblems::default()),
-        mqtt: mqtt.as_ref().map(|(link, _)| link.clone()),
+        mqtt: mqtt.as_ref().map(crate::mqtt::Connection::link),
+        mqtt_readers: mqtt
+            .as_ref()
+            .and_then(crate::mqtt::Connection::receiving_link),
         config: watch::Sender::new(Arc::new(config)),
         snapshot,
         store: Arc::clone(&store),
@@ -211,18 +216,15 @@ async fn serve(config: Config) -> Result<(), String> {
     tasks.spawn(probe_task(Arc::clone(&locks), shutdown_rx.clone()));
     // The readers' transports hand their messages to the reader loop, which decides them and
     // answers the watchdog's self-checks.
-    let (link, mut connection) = match mqtt {
-        Some((link, connection)) => (Some(link), Some(connection)),
-        None => (None, None),
-    };
+    let mut mqtt = mqtt;
     let reader_table = crate::readers::table(
         &readers,
         crate::readers::Transports {
-            mqtt: link.as_ref().zip(connection.as_mut()),
+            mqtt: mqtt.as_mut(),
         },
         &frames_tx,
     );
-    if let Some(connection) = connection {
+    if let Some(connection) = mqtt {
         tasks.spawn(connection.run(shutdown_rx.clone()));
     }
     drop(frames_tx);

@@ -60,6 +60,9 @@ pub(crate) struct Daemon {
     pub locks: Arc<crate::locks::Locks>,
     /// The broker connection, when `[mqtt]` is configured (for its health).
     pub mqtt: Option<crate::mqtt::MqttLink>,
+    /// The readers' broker connection, when `[mqtt]` and readers are configured (for its
+    /// health).
+    pub mqtt_readers: Option<crate::mqtt::MqttLink>,
     /// Configuration trouble found at start or on SIGHUP.
     pub problems: Mutex<ConfigProblems>,
 }
@@ -74,6 +77,18 @@ pub(crate) struct ConfigProblems {
 }
 
 impl Daemon {
+    /// Whether both broker connections (the readers' one, if any) are up; `None` without
+    /// `[mqtt]`.
+    pub fn mqtt_up(&self) -> Option<bool> {
+        self.mqtt.as_ref().map(|link| {
+            link.is_up()
+                && self
+                    .mqtt_readers
+                    .as_ref()
+                    .is_none_or(crate::mqtt::MqttLink::is_up)
+        })
+    }
+
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
         Arc::clone(&self.config.borrow())
@@ -231,7 +246,7 @@ pub(crate) fn status(daemon: &Daemon, now: DateTime<Utc>) -> StatusView {
                 })
                 .collect()
         },
-        mqtt_connected: daemon.mqtt.as_ref().map(crate::mqtt::MqttLink::is_up),
+        mqtt_connected: daemon.mqtt_up(),
         outbox_depth: outbox.depth,
         outbox_oldest_seconds: outbox.oldest_age.map(|age| age.num_seconds().max(0)),
     }

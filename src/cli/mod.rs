@@ -201,6 +201,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    crate::tls::install_provider();
     ExitCode::from(run_args(args))
 }
 

@@ -50,7 +50,7 @@ impl Daemon {
     }
 
     fn build(config: &Config, token: Option<String>) -> Result<Self, Failure> {
-        let mut builder = reqwest::Client::builder().timeout(TIMEOUT);
+        let mut builder = crate::tls::http_client_builder().timeout(TIMEOUT);
         let scheme = match &config.http.tls_cert_file {
             None => "http",
             Some(cert) => {

@@ -84,7 +84,7 @@ impl fmt::Debug for CobotClient {
 /// The reqwest client every Cobot request uses: rustls, no redirects, Portier's User-Agent, and
 /// a total timeout per request.
 pub(crate) fn http_client(timeout: Duration) -> Result<reqwest::Client, CobotError> {
-    reqwest::Client::builder()
+    crate::tls::http_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(USER_AGENT)
         .timeout(timeout)

@@ -1,10 +1,12 @@
-//! The task that polls the broker connection.
+//! The tasks that poll the broker connections.
 //!
-//! rumqttc's event loop must be polled all the time, or nothing is sent or received; this task
-//! does only that. After every poll it tells the [`MqttLink`] first (so an unlock is never
-//! queued for a broker that is gone), then subscribes the registered topics after a CONNACK
-//! (the session is clean) and hands a message on a registered topic to its [`Inbox`].
-//! Connection errors are retried with jittered exponential backoff capped at 30 s.
+//! rumqttc's event loops must be polled all the time, or nothing is sent or received; one task
+//! per connection does only that. The publishing connection's task tells the [`MqttLink`] of
+//! every poll first (so an unlock is never queued for a broker that is gone). The receiving
+//! connection, when there is one, sends nothing but the PUBACKs of what it receives (its own
+//! link observes it only for health): after every CONNACK it subscribes the registered topics (the session is clean) and
+//! hands each message to its [`Inbox`]. Connection errors are retried with jittered exponential
+//! backoff capped at 30 s.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -18,6 +20,8 @@ use tokio::sync::watch;
 use super::MqttLink;
 
 const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// How long the publishing connection waits for the receiving one to stop at shutdown.
+const STOP_BOUND: Duration = Duration::from_secs(5);
 
 /// A message on a subscribed topic.
 #[derive(Debug)]
@@ -37,24 +41,41 @@ pub(crate) trait Inbox: Send + Sync {
     fn deliver(&self, message: Message) -> Pin<Box<dyn Future<Output = bool> + Send + '_>>;
 }
 
-/// The broker connection, until [`Connection::run`] polls it.
+/// The broker connections, until [`Connection::run`] polls them.
 pub struct Connection {
     eventloop: EventLoop,
     link: MqttLink,
+    inbound: Option<(MqttLink, EventLoop)>,
     inboxes: HashMap<String, Arc<dyn Inbox>>,
 }
 
 impl Connection {
-    pub(super) fn new(eventloop: EventLoop, link: MqttLink) -> Self {
+    pub(super) fn new(
+        eventloop: EventLoop,
+        link: MqttLink,
+        inbound: Option<(MqttLink, EventLoop)>,
+    ) -> Self {
         Self {
             eventloop,
             link,
+            inbound,
             inboxes: HashMap::new(),
         }
     }
 
-    /// Subscribes `topic` (QoS 1) from the next connection on, delivering its messages to
-    /// `inbox`. A topic taken already keeps its first inbox.
+    /// The link everything is published through (lock commands, reader results).
+    pub fn link(&self) -> MqttLink {
+        self.link.clone()
+    }
+
+    /// The receiving connection's link (for its health), when there is one.
+    pub fn receiving_link(&self) -> Option<MqttLink> {
+        self.inbound.as_ref().map(|(link, _)| link.clone())
+    }
+
+    /// Subscribes `topic` (QoS 1) on the receiving connection, delivering its messages to
+    /// `inbox`. A topic taken already keeps its first inbox. Without a receiving connection
+    /// nothing arrives: that is logged when the connection runs.
     pub(crate) fn subscribe(&mut self, topic: &str, inbox: Arc<dyn Inbox>) {
         self.inboxes.entry(topic.to_owned()).or_insert(inbox);
     }
@@ -64,8 +85,25 @@ impl Connection {
         let Connection {
             mut eventloop,
             link,
+            inbound,
             inboxes,
         } = self;
+        let receiving = match inbound {
+            Some((link, eventloop)) => Some(tokio::spawn(receive(
+                eventloop,
+                link,
+                inboxes,
+                shutdown.clone(),
+            ))),
+            None => {
+                if !inboxes.is_empty() {
+                    tracing::error!(
+                        "topics are subscribed but no receiving MQTT connection was opened"
+                    );
+                }
+                None
+            }
+        };
         let client = link.client().clone();
         let mut failures: u32 = 0;
         loop {
@@ -79,46 +117,90 @@ impl Connection {
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
                     failures = 0;
                     tracing::info!("connected to the MQTT broker");
-                    for topic in inboxes.keys() {
-                        if let Err(e) = client.try_subscribe(topic, QoS::AtLeastOnce) {
-                            tracing::error!(%topic, error = %e, "cannot subscribe");
-                        }
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    let Some(inbox) = inboxes.get(publish.topic.as_str()) else {
-                        continue;
-                    };
-                    let message = Message {
-                        payload: publish.payload.to_vec(),
-                        retained: publish.retain,
-                        received: crate::clock::instant(),
-                    };
-                    if !inbox.deliver(message).await {
-                        break;
-                    }
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    failures = failures.saturating_add(1);
-                    let wait = backoff(failures);
-                    tracing::warn!(error = %e, retry_in = ?wait, "MQTT connection failed");
-                    tokio::select! {
-                        () = tokio::time::sleep(wait) => {}
-                        _ = shutdown.changed() => break,
+                    if !back_off(&mut failures, &e, "", &mut shutdown).await {
+                        break;
                     }
                 }
             }
+        }
+        if let Some(receiving) = receiving {
+            let _ = tokio::time::timeout(STOP_BOUND, receiving).await;
         }
         let _ = client.try_disconnect();
     }
 }
 
-/// Jittered exponential backoff after `failures` consecutive failures: 250 ms doubling, capped
-/// at 30 s, ±25 %.
-fn backoff(failures: u32) -> Duration {
-    Duration::from_millis(250)
-        .saturating_mul(1u32 << failures.min(7))
+/// Polls the receiving connection until shutdown: subscribes every topic after each CONNACK and
+/// hands messages to their inboxes. rumqttc sends each PUBACK as soon as the message is read,
+/// whatever the message turns out to be.
+async fn receive(
+    mut eventloop: EventLoop,
+    link: MqttLink,
+    inboxes: HashMap<String, Arc<dyn Inbox>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let client = link.client().clone();
+    let mut failures: u32 = 0;
+    loop {
+        let polled = tokio::select! {
+            polled = eventloop.poll() => polled,
+            _ = shutdown.changed() => break,
+        };
+        // Only for its health: no lock command is ever sent on this connection.
+        link.observe(&mut eventloop, &polled);
+        match polled {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                failures = 0;
+                tracing::info!("readers connected to the MQTT broker");
+                for topic in inboxes.keys() {
+                    if let Err(e) = client.try_subscribe(topic, QoS::AtLeastOnce) {
+                        tracing::error!(%topic, error = %e, "cannot subscribe");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let Some(inbox) = inboxes.get(publish.topic.as_str()) else {
+                    continue;
+                };
+                let message = Message {
+                    payload: publish.payload.to_vec(),
+                    retained: publish.retain,
+                    received: crate::clock::instant(),
+                };
+                if !inbox.deliver(message).await {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if !back_off(&mut failures, &e, " (readers)", &mut shutdown).await {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = client.try_disconnect();
+}
+
+/// Waits before the next connection attempt (250 ms doubling, capped at 30 s, ±25 %); false
+/// when shutdown came first.
+async fn back_off(
+    failures: &mut u32,
+    error: &rumqttc::ConnectionError,
+    which: &str,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    *failures = failures.saturating_add(1);
+    let wait = Duration::from_millis(250)
+        .saturating_mul(1u32 << (*failures).min(7))
         .min(BACKOFF_CAP)
-        .mul_f64(0.75 + rand::random::<f64>() * 0.5)
+        .mul_f64(0.75 + rand::random::<f64>() * 0.5);
+    tracing::warn!(%error, retry_in = ?wait, "MQTT connection failed{which}");
+    tokio::select! {
+        () = tokio::time::sleep(wait) => true,
+        _ = shutdown.changed() => false,
+    }
 }

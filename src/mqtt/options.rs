@@ -112,6 +112,21 @@ pub fn mqtt_client(
     Ok((client, eventloop))
 }
 
+/// What is appended to `mqtt.client_id` for the connection that receives subscribed messages
+/// (reader messages): `<client_id>-readers`.
+pub const READER_CLIENT_SUFFIX: &str = "-readers";
+
+/// The options of the receiving connection: [`mqtt_options`] with the client id
+/// `<mqtt.client_id>-readers`.
+pub(crate) fn inbound_options(
+    cfg: &MqttConfig,
+    password: Option<String>,
+) -> Result<MqttOptions, MqttSetupError> {
+    let mut options = mqtt_options(cfg, password)?;
+    options.set_client_id(format!("{}{READER_CLIENT_SUFFIX}", cfg.client_id));
+    Ok(options)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 
 use crate::access::Outcome;
 use crate::config::ReaderConfig;
-use crate::mqtt::{Connection, MqttLink};
+use crate::mqtt::Connection;
 
 /// One message from a reader, as its transport delivered it.
 #[derive(Debug)]
@@ -67,8 +67,8 @@ pub(crate) struct Reader {
 /// The transports reader kinds receive through (the broker connection, while it is not yet
 /// polled; a serial port or a USB device would join it here).
 pub(crate) struct Transports<'a> {
-    /// The broker connection and its link, when `[mqtt]` is configured.
-    pub mqtt: Option<(&'a MqttLink, &'a mut Connection)>,
+    /// The broker connection, when `[mqtt]` is configured.
+    pub mqtt: Option<&'a mut Connection>,
 }
 
 /// The reader loop's table: every `[[reader]]`, in file order, attached to its transport so
@@ -80,13 +80,13 @@ pub(crate) fn table(
     frames: &mpsc::Sender<Frame>,
 ) -> Vec<Reader> {
     let Transports { mut mqtt } = transports;
-    let mqtt_kind: Option<Arc<dyn ReaderKind>> = mqtt
-        .as_ref()
-        .map(|(link, _)| Arc::new(mqtt::MqttReaders::new(link)) as Arc<dyn ReaderKind>);
+    let mqtt_kind: Option<Arc<dyn ReaderKind>> = mqtt.as_ref().map(|connection| {
+        Arc::new(mqtt::MqttReaders::new(&connection.link())) as Arc<dyn ReaderKind>
+    });
     let mut table = Vec::with_capacity(configs.len());
     for config in configs {
         // Every reader is an MQTT reader today; a reader kind adds its arm here.
-        let (Some((_, connection)), Some(kind)) = (mqtt.as_mut(), &mqtt_kind) else {
+        let (Some(connection), Some(kind)) = (mqtt.as_mut(), &mqtt_kind) else {
             tracing::error!(reader = %config.id, "reader has no MQTT broker; it is not served");
             continue;
         };

@@ -154,7 +154,7 @@ impl Daemon {
 
     /// An HTTP client call with the admin token.
     pub async fn admin_get(&self, path: &str) -> (u16, serde_json::Value) {
-        let response = reqwest::Client::new()
+        let response = portier::tls::http_client()
             .get(format!("{}{path}", self.base))
             .bearer_auth(&self.admin_token)
             .send()
@@ -167,7 +167,7 @@ impl Daemon {
 
     /// An HTTP POST with a bearer token (or none).
     pub async fn post(&self, path: &str, bearer: Option<&str>) -> (u16, serde_json::Value) {
-        let mut request = reqwest::Client::new().post(format!("{}{path}", self.base));
+        let mut request = portier::tls::http_client().post(format!("{}{path}", self.base));
         if let Some(token) = bearer {
             request = request.bearer_auth(token);
         }
@@ -186,7 +186,7 @@ impl Daemon {
     ) -> (u16, serde_json::Value) {
         let deadline = tokio::time::Instant::now() + within;
         loop {
-            let answer = match reqwest::Client::new()
+            let answer = match portier::tls::http_client()
                 .get(format!("{}{path}", self.base))
                 .bearer_auth(&self.admin_token)
                 .send()
