@@ -1,10 +1,14 @@
 //! Portier: an on-premise access gateway for coworking spaces that run on Cobot.
 //!
 //! Data flows one way: `cobot` (HTTP client, wire types) → `sync` → `store` (sled) →
-//! `domain::Snapshot` → `domain::decide`. `app` is the daemon's composition root, `cli` the
-//! command line; `clock` is the only clock reader. Events are kept by `store`; `outbox` sends
-//! the Cobot check-ins they cause.
+//! `domain::Snapshot` → `access` (the engine: `domain::decide`, then `locks`, then the event in
+//! `store`). Every way in is an adapter on `access`: `readers` (one loop for every reader kind)
+//! and the daemon's HTTP opens. `mqtt` owns the one broker connection that readers and MQTT
+//! locks share. `app` is the daemon's composition root, `cli` the command line; `clock` is the
+//! only clock reader. `outbox` sends the Cobot check-ins events cause. ARCHITECTURE.md says who
+//! owns what.
 
+pub(crate) mod access;
 pub mod app;
 pub mod cli;
 pub mod clock;
@@ -13,7 +17,9 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod locks;
+pub mod mqtt;
 pub mod outbox;
+pub(crate) mod readers;
 pub mod store;
 pub mod sync;
 pub mod tls;

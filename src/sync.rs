@@ -68,28 +68,6 @@ pub struct SyncResult {
     pub snapshot: Option<Snapshot>,
 }
 
-/// The Cobot token: `cobot.access_token_file`, else the one `portier cobot connect` stored.
-/// The error names both ways to provide one.
-pub fn cobot_token(config: &Config) -> Result<String, String> {
-    if let Some(file) = &config.cobot.access_token_file {
-        return crate::config::read_secret(file)
-            .map_err(|e| format!("cobot.access_token_file: {e}"));
-    }
-    crate::cobot::connect::load_stored_token(&config.site.state_dir).ok_or_else(|| {
-        "no Cobot token: set cobot.access_token_file or run portier cobot connect".to_owned()
-    })
-}
-
-/// A Cobot client for this configuration and token.
-pub fn cobot_client(config: &Config, token: String) -> Result<CobotClient, CobotError> {
-    CobotClient::new(
-        config.cobot.api_url.clone(),
-        config.cobot.www_url.clone(),
-        token,
-        config.cobot.request_timeout,
-    )
-}
-
 /// What Cobot must be asked for, given the policy.
 pub fn fetch_options(
     policy: &Policy,
@@ -148,16 +126,23 @@ fn check_plan_list(data: &CobotData) -> Result<(), CobotError> {
     })
 }
 
+/// What the mass-change guard compares a new snapshot against.
+#[derive(Debug, Clone, Copy)]
+pub enum Baseline<'a> {
+    /// The snapshot in force, as the daemon holds it in memory (`None`: none yet, or the
+    /// stored one was unreadable at start); nothing is compiled again.
+    InForce(Option<&'a Snapshot>),
+    /// The stored snapshot, compiled with the loaded policy (the command line).
+    Stored,
+}
+
 /// Runs one sync now. `now` is read through `clock` before and after the fetch.
-///
-/// `current` is the snapshot in force, which the guard compares against (the daemon has it in
-/// memory); `None` compiles the stored one with the loaded policy (the command line).
 pub async fn sync_once(
     config: &Config,
     store: &Store,
     client: &CobotClient,
     accept_revocations: bool,
-    current: Option<&Snapshot>,
+    baseline: Baseline<'_>,
     clock: impl Fn() -> DateTime<Utc>,
 ) -> Result<SyncResult, SyncError> {
     let started = clock();
@@ -177,9 +162,9 @@ pub async fn sync_once(
     };
     let finished = clock();
     let compiled;
-    let old = match current {
-        Some(current) => Some(current),
-        None => match store.load_snapshot() {
+    let old = match baseline {
+        Baseline::InForce(current) => current,
+        Baseline::Stored => match store.load_snapshot() {
             Ok(Some(stored)) => {
                 compiled = compile_stored(&stored, &config.policy);
                 Some(&compiled)

@@ -1,5 +1,5 @@
 //! Fuzzing the daemon's ways in, end to end: reader payloads through a real mosquitto broker (the
-//! reader payload parser in `app::readers` is reached the only way it is reached in production)
+//! reader payload parser in `readers::payload` is reached the only way it is reached in production)
 //! and HTTP bodies, headers and query strings on the admin open, app open, explain, members and
 //! events endpoints. Properties: the daemon never dies; every reader payload is answered on
 //! `<topic>/result` and recorded as one event (a repeat within the 2 s window gets the first

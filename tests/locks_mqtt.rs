@@ -13,7 +13,8 @@ use std::time::Duration;
 use mosquitto::{Mosquitto, drive};
 use permit::{cmd, permit};
 use portier::config::MqttConfig;
-use portier::locks::{Actuation, LockDriver, LockError, MqttLink, MqttLock, mqtt_client};
+use portier::locks::{Actuation, LockDriver, LockError, MqttLock};
+use portier::mqtt::{MqttLink, mqtt_client};
 use rumqttc::QoS;
 
 const TOPIC: &str = "zigbee2mqtt/side_door/set";

@@ -38,7 +38,7 @@ async fn oversized_reader_payloads_are_denied_and_recorded_and_the_next_card_ope
 
     // 16 KiB, 100 KiB and the largest payload the shipped broker passes on (1 MiB), then a
     // valid card at once: nothing in between waits for a reconnect.
-    let sizes = [16 * 1024, 100 * 1024, portier::locks::MAX_MESSAGE_SIZE];
+    let sizes = [16 * 1024, 100 * 1024, portier::mqtt::MAX_MESSAGE_SIZE];
     for size in sizes {
         reader
             .publish(READER_TOPIC, QoS::AtLeastOnce, false, vec![b'A'; size])

@@ -185,7 +185,7 @@ fn lock_and_broker_reasons(daemon: &Daemon, config: &Config, reasons: &mut Vec<S
              (reconnecting)",
             mqtt.url,
             mqtt.client_id,
-            crate::locks::READER_CLIENT_SUFFIX
+            crate::mqtt::READER_CLIENT_SUFFIX
         ));
     }
     for (id, lock) in daemon.locks.health() {

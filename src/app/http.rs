@@ -29,7 +29,7 @@ pub(crate) struct Api {
     /// The daemon's state.
     pub daemon: Arc<Daemon>,
     /// The door pipeline.
-    pub doors: Arc<super::doors::Doors>,
+    pub engine: Arc<crate::access::Engine>,
     /// Failed app-open attempts per client address.
     pub limiter: std::sync::Mutex<super::http_doors::RateLimiter>,
     /// Asks Cobot's `/api/user` who an app token belongs to.
@@ -224,7 +224,12 @@ async fn sync(State(api): State<Arc<Api>>, AdminQuery(params): AdminQuery<SyncPa
         accept_revocations: params.accept_revocations,
         reply: params.wait.then_some(reply),
     };
-    if daemon.sync_jobs.send(job).await.is_err() {
+    if daemon
+        .sync_jobs
+        .send(super::sync_task::Job::Sync(job))
+        .await
+        .is_err()
+    {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the daemon is shutting down",

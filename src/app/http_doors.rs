@@ -22,8 +22,8 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::doors::{AtTheLock, Carried, Decided, NotDecided, Presenter};
 use super::http::{AdminQuery, Api, admin_refusal, bearer, error, is_admin, unauthorized};
+use crate::access::{AtTheLock, Credential, NotDecided, Outcome, Request};
 use crate::store::token_hash;
 
 /// Failed attempts allowed per client address and minute.
@@ -61,19 +61,19 @@ impl RateLimiter {
     }
 }
 
-/// The answer to an open.
+/// The answer to an open: a view of the outcome's record.
 #[derive(Debug, Serialize)]
-struct OpenAnswer {
+struct OpenAnswer<'a> {
     granted: bool,
-    unit: String,
-    member: Option<String>,
-    reason: String,
-    decision_id: String,
+    unit: &'a str,
+    member: Option<&'a str>,
+    reason: &'a str,
+    decision_id: &'a str,
     /// Whether the door opened (false when denied, without a lock, or the lock failed).
     opened: bool,
     /// Why a granted door did not open, in a word (`no_lock`, `unreachable`, `timeout`, …).
     #[serde(skip_serializing_if = "Option::is_none")]
-    lock_error: Option<&'static str>,
+    lock_error: Option<&'a str>,
     /// `opened`, or `extended` when the door was already open.
     #[serde(skip_serializing_if = "Option::is_none")]
     lock: Option<crate::locks::Actuation>,
@@ -81,40 +81,52 @@ struct OpenAnswer {
     error: Option<String>,
 }
 
-fn answer(decided: &Decided, carried: Carried) -> Response {
-    let lock = match &carried.actuation {
-        AtTheLock::Done(done) => Some(*done),
-        _ => None,
-    };
-    let (opened, lock_error) = (carried.opened(), carried.lock_error());
+fn answer(outcome: &Outcome) -> Response {
+    let event = &outcome.event;
     let body = |error: Option<String>| OpenAnswer {
-        granted: decided.granted,
-        unit: decided.unit.clone(),
-        member: decided.member.clone(),
-        reason: decided.reason.clone(),
-        decision_id: decided.decision_id.clone(),
-        opened,
-        lock_error,
-        lock,
+        granted: event.granted,
+        unit: &event.unit,
+        member: event.member.as_deref(),
+        reason: &event.reason,
+        decision_id: &event.decision_id,
+        opened: event.opened,
+        lock_error: event.lock_error.as_deref(),
+        lock: match &outcome.lock {
+            AtTheLock::Done(done) => Some(*done),
+            _ => None,
+        },
         error,
     };
-    if let Err(e) = carried.event {
+    if let Err(e) = &outcome.stored {
         return (
             StatusCode::INTERNAL_SERVER_ERROR,
             Json(body(Some(format!("the event could not be recorded: {e}")))),
         )
             .into_response();
     }
-    let (status, error) = match carried.actuation {
+    let (status, error) = match &outcome.lock {
         AtTheLock::NotGranted => (StatusCode::FORBIDDEN, None),
         AtTheLock::NoLock => (
             StatusCode::CONFLICT,
-            Some(format!("unit {} has no lock to open", decided.unit)),
+            Some(format!("unit {} has no lock to open", event.unit)),
         ),
         AtTheLock::Done(_) => (StatusCode::OK, None),
         AtTheLock::Failed(e) => (StatusCode::BAD_GATEWAY, Some(e.to_string())),
     };
     (status, Json(body(error))).into_response()
+}
+
+/// Decides and carries out an open, and renders its outcome.
+async fn open(api: &Api, unit: String, credential: Credential) -> Response {
+    let request = Request {
+        unit,
+        credential,
+        reader: None,
+    };
+    match api.engine.handle(&request).await {
+        Ok(outcome) => answer(&outcome),
+        Err(e) => not_decided(e),
+    }
 }
 
 fn not_decided(e: NotDecided) -> Response {
@@ -203,12 +215,7 @@ pub(crate) async fn app_open(
             "unknown or missing Cobot token: log in to the app again",
         );
     };
-    let mut decided = match api.doors.decide(&unit, Presenter::App(&user), None) {
-        Ok(d) => d,
-        Err(e) => return not_decided(e),
-    };
-    let carried = api.doors.carry_out(&mut decided).await;
-    answer(&decided, carried)
+    open(&api, unit, Credential::App(user)).await
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -246,15 +253,14 @@ pub(crate) async fn admin_open(
             }
         }
     };
-    let mut decided = match api
-        .doors
-        .decide(&unit, Presenter::Admin(body.member.as_deref()), None)
-    {
-        Ok(d) => d,
-        Err(e) => return not_decided(e),
-    };
-    let carried = api.doors.carry_out(&mut decided).await;
-    answer(&decided, carried)
+    open(
+        &api,
+        unit,
+        Credential::Admin {
+            member: body.member,
+        },
+    )
+    .await
 }
 
 #[derive(Debug, Deserialize)]

@@ -411,6 +411,32 @@ fn classic(openmetrics: &str) -> String {
     out
 }
 
+impl crate::access::AccessMetrics for Metrics {
+    fn decided(&self, granted: bool, seconds: Option<f64>) {
+        if let Some(seconds) = seconds {
+            self.decision_seconds.observe(seconds);
+        }
+        let result = if granted { "granted" } else { "denied" };
+        self.decisions.get_or_create(&ResultLabel { result }).inc();
+    }
+
+    fn stage(&self, stage: &'static str, seconds: f64) {
+        Metrics::stage(self, stage, seconds);
+    }
+
+    fn actuated(&self, seconds: f64) {
+        self.actuation_seconds.observe(seconds);
+    }
+
+    fn lock_failed(&self, lock: &str) {
+        self.lock_errors
+            .get_or_create(&LockLabel {
+                lock: lock.to_owned(),
+            })
+            .inc();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

@@ -1,21 +1,19 @@
-//! The composition root of the daemon (`portier run`): wires the store, the snapshot channel,
-//! the sync task, the deciding task, the HTTP listener, systemd notification and signals.
+//! The composition root of the daemon (`portier run`): wires the store, the snapshot channel
+//! (its sender goes to the sync task), the access engine, the broker connection, the reader
+//! loop and its watchdog, the HTTP listener, systemd notification and signals. It builds and
+//! connects; the work happens in `access`, `readers`, `mqtt`, `locks` and the tasks here.
 //! Nothing imports this module but the command line.
 //!
 //! Start-up order follows what systemd is promised: the cache is loaded and compiled and the
 //! listener bound before `READY=1`; decisions are served from the cache at once, even when
 //! Cobot cannot be reached (an empty cache denies everything until the first sync).
 
-mod decider;
-mod doors;
 mod health;
 mod http;
 mod http_doors;
 mod http_serve;
 mod metrics;
-mod mqtt;
 mod notify;
-mod readers;
 mod state;
 mod sync_task;
 
@@ -25,9 +23,9 @@ use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{mpsc, watch};
 
+use crate::access::{Engine, Inputs};
 use crate::config::Config;
 use crate::store::Store;
-use crate::sync;
 use state::{CloudState, Daemon};
 
 /// How long a clean shutdown may take before the process gives up waiting.
@@ -123,28 +121,16 @@ pub(crate) fn status_line(daemon: &Daemon) -> String {
 
 async fn serve(config: Config) -> Result<(), String> {
     let store = Arc::new(Store::open(&config.site.state_dir).map_err(|e| e.to_string())?);
-    let (snapshot, unreadable_snapshot) = match store.load_snapshot() {
-        Ok(stored) => (
-            stored.map(|stored| Arc::new(sync::compile_stored(&stored, &config.policy))),
-            None,
-        ),
-        // Start anyway: health says failing and why, and the start-up sync replaces it.
-        Err(crate::store::StoreError::Corrupt { detail, .. }) => {
-            tracing::error!(%detail, "the stored snapshot cannot be read; every request is denied until a sync replaces it");
-            (None, Some(detail))
-        }
-        Err(e) => return Err(e.to_string()),
-    };
+    let (writer, snapshot, unreadable_snapshot) =
+        sync_task::open_snapshot(&store, &config.policy).map_err(|e| e.to_string())?;
     let sync_status = store.sync_status().map_err(|e| e.to_string())?;
     let last_event = store.last_event_time().map_err(|e| e.to_string())?;
-    let (snapshot_tx, _) = watch::channel(snapshot);
     let (sync_tx, sync_rx) = mpsc::channel(8);
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.http.listen))?;
 
-    // MQTT, when the site has readers or MQTT locks: one connection for lock commands and
-    // reader results, and one that reader messages arrive on (see app::mqtt for why).
+    // MQTT: one connection for readers and MQTT locks, when the site has either.
     let mqtt = match &config.mqtt {
         None => None,
         Some(mqtt) => {
@@ -155,42 +141,38 @@ async fn serve(config: Config) -> Result<(), String> {
                 ),
                 None => None,
             };
-            let readers = if config.readers.is_empty() {
-                None
-            } else {
-                let (client, eventloop) =
-                    crate::locks::mqtt_reader_client(mqtt, password.clone(), 256)
-                        .map_err(|e| e.to_string())?;
-                Some((crate::locks::MqttLink::new(client), eventloop))
-            };
-            let (client, eventloop) =
-                crate::locks::mqtt_client(mqtt, password, 256).map_err(|e| e.to_string())?;
-            Some((crate::locks::MqttLink::new(client), eventloop, readers))
+            // Reader messages arrive on a connection of their own (see `crate::mqtt`).
+            let receiving = !config.readers.is_empty();
+            Some(crate::mqtt::connect(mqtt, password, receiving).map_err(|e| e.to_string())?)
         }
     };
     let locks = Arc::new(
         crate::locks::Locks::new(
             &config.locks,
-            mqtt.as_ref().map(|(link, _, _)| link.clone()),
+            mqtt.as_ref().map(crate::mqtt::Connection::link),
             Arc::new(crate::locks::BluerBackend::new()),
         )
         .map_err(|e| e.to_string())?,
     );
-    let users = sync::cobot_client(&config, sync::cobot_token(&config).unwrap_or_default())
-        .map_err(|e| e.to_string())?;
-    let readers = Arc::new(config.readers.clone());
+    let users = crate::cobot::client_for(
+        &config,
+        crate::cobot::token_for(&config).unwrap_or_default(),
+    )
+    .map_err(|e| e.to_string())?;
+    let readers = config.readers.clone();
 
     let lock_ids: Vec<&str> = config.locks.iter().map(|l| l.id.as_str()).collect();
-    let metrics = metrics::Metrics::new(lock_ids);
+    let metrics = Arc::new(metrics::Metrics::new(lock_ids));
+    let clock = Arc::new(crate::access::EventClock::new(last_event));
     let daemon = Arc::new(Daemon {
         admin_token: RwLock::new(None),
         problems: Mutex::new(state::ConfigProblems::default()),
-        mqtt: mqtt.as_ref().map(|(link, _, _)| link.clone()),
+        mqtt: mqtt.as_ref().map(crate::mqtt::Connection::link),
         mqtt_readers: mqtt
             .as_ref()
-            .and_then(|(_, _, readers)| readers.as_ref().map(|(link, _)| link.clone())),
-        config: RwLock::new(Arc::new(config)),
-        snapshot: snapshot_tx,
+            .and_then(crate::mqtt::Connection::receiving_link),
+        config: watch::Sender::new(Arc::new(config)),
+        snapshot,
         store: Arc::clone(&store),
         sync_jobs: sync_tx,
         cloud: Mutex::new(CloudState {
@@ -198,24 +180,30 @@ async fn serve(config: Config) -> Result<(), String> {
             unreadable_snapshot,
             ..CloudState::default()
         }),
-        metrics,
-        last_event: Mutex::new(last_event),
+        metrics: Arc::clone(&metrics),
+        clock: Arc::clone(&clock),
         locks: Arc::clone(&locks),
     });
     apply_admin_token(&daemon, &daemon.config());
     let started = daemon.config();
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
-    let doors = Arc::new(doors::Doors::new(
-        Arc::clone(&daemon),
-        Arc::clone(&locks),
-        Arc::clone(&outbox_wake),
-    ));
+    let engine = Arc::new(Engine::new(Inputs {
+        snapshot: daemon.snapshot.clone(),
+        config: daemon.config.subscribe(),
+        store: Arc::clone(&store),
+        locks: Arc::clone(&locks),
+        clock,
+        metrics,
+        outbox: Arc::clone(&outbox_wake),
+    }));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
-    let (decider, probes) = decider::Decider::new(Arc::clone(&daemon));
+    let (checks, probes) = crate::readers::SelfChecks::new();
+    let (frames_tx, frames) = mpsc::channel(256);
     tasks.spawn(sync_task::run(
         Arc::clone(&daemon),
+        writer,
         sync_rx,
         shutdown_rx.clone(),
     ));
@@ -226,29 +214,38 @@ async fn serve(config: Config) -> Result<(), String> {
     ));
     tasks.spawn(retention_task(Arc::clone(&daemon), shutdown_rx.clone()));
     tasks.spawn(probe_task(Arc::clone(&locks), shutdown_rx.clone()));
-    // The task that decides card swipes answers the watchdog's self-checks.
-    match mqtt {
-        Some((link, eventloop, reader_eventloop)) => {
-            tasks.spawn(mqtt::run_event_loop(
-                eventloop,
-                reader_eventloop,
-                link,
-                readers,
-                Arc::clone(&doors),
-                decider,
-                shutdown_rx.clone(),
-            ));
-        }
-        None => {
-            tasks.spawn(decider.run(shutdown_rx.clone()));
-        }
+    // The readers' transports hand their messages to the reader loop, which decides them and
+    // answers the watchdog's self-checks.
+    let mut mqtt = mqtt;
+    let reader_table = crate::readers::table(
+        &readers,
+        crate::readers::Transports {
+            mqtt: mqtt.as_mut(),
+        },
+        &frames_tx,
+    );
+    if let Some(connection) = mqtt {
+        tasks.spawn(connection.run(shutdown_rx.clone()));
     }
+    drop(frames_tx);
+    tasks.spawn(crate::readers::run(
+        reader_table,
+        frames,
+        Arc::clone(&engine),
+        checks,
+        shutdown_rx.clone(),
+    ));
     if let Some(interval) = notify::watchdog_interval() {
-        tasks.spawn(decider::watchdog(probes, interval, shutdown_rx.clone()));
+        tasks.spawn(crate::readers::watchdog(
+            probes,
+            interval,
+            notify::watchdog,
+            shutdown_rx.clone(),
+        ));
     }
     let api = Arc::new(http::Api {
         daemon: Arc::clone(&daemon),
-        doors,
+        engine,
         limiter: Mutex::new(http_doors::RateLimiter::default()),
         users,
     });
@@ -264,7 +261,6 @@ async fn serve(config: Config) -> Result<(), String> {
     let transport = match tls {
         // App tokens cross the LAN: with a certificate, Portier serves HTTPS itself.
         Some((cert, key)) => {
-            crate::tls::install_provider();
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
                 .await
                 .map_err(|e| {
@@ -317,8 +313,8 @@ async fn outbox_task(
     let client_daemon = Arc::clone(&daemon);
     let client = move || {
         let config = client_daemon.config();
-        let token = sync::cobot_token(&config)?;
-        sync::cobot_client(&config, token).map_err(|e| e.to_string())
+        let token = crate::cobot::token_for(&config)?;
+        crate::cobot::client_for(&config, token).map_err(|e| e.to_string())
     };
     let timezone = daemon.config().site.timezone;
     crate::outbox::run(
@@ -372,14 +368,22 @@ async fn wait_for_stop(daemon: &Daemon, started: &Config) {
         tokio::select! {
             _ = term.recv() => return,
             _ = int.recv() => return,
-            _ = hup.recv() => reload(daemon, started),
+            _ = hup.recv() => {
+                // A stop signal during a reload stops at once.
+                tokio::select! {
+                    () = reload(daemon, started) => {}
+                    _ = term.recv() => return,
+                    _ = int.recv() => return,
+                }
+            }
         }
     }
 }
 
 /// Reloads the configuration file; an invalid file is reported and the old one kept (a health
 /// reason until a reload succeeds). Settings only a restart applies are a health reason too.
-fn reload(daemon: &Daemon, started: &Config) {
+/// The sync task applies the new configuration together with the snapshot compiled from it.
+async fn reload(daemon: &Daemon, started: &Config) {
     notify::reloading();
     let path = daemon.config().path.clone();
     let rejected = |why: String| {
@@ -397,17 +401,24 @@ fn reload(daemon: &Daemon, started: &Config) {
             rejected(errors.to_string());
         }
         Ok(config) => {
-            let recompiled = match daemon.store.load_snapshot() {
-                Ok(stored) => stored.map(|s| Arc::new(sync::compile_stored(&s, &config.policy))),
-                // Still unreadable (health says so): nothing to recompile until a sync.
-                Err(crate::store::StoreError::Corrupt { .. }) => None,
-                Err(e) => {
-                    tracing::error!(error = %e, "cannot read the cache; keeping the old configuration");
-                    rejected(format!("cannot read the cache: {e}"));
-                    notify::ready(&status_line(daemon));
-                    return;
-                }
+            let config = Arc::new(config);
+            let (reply, applied) = tokio::sync::oneshot::channel();
+            let job = sync_task::Job::Reload {
+                config: Arc::clone(&config),
+                reply,
             };
+            let applied = match daemon.sync_jobs.send(job).await {
+                Ok(()) => applied
+                    .await
+                    .unwrap_or_else(|_| Err("the daemon is shutting down".into())),
+                Err(_) => Err("the daemon is shutting down".into()),
+            };
+            if let Err(why) = applied {
+                tracing::error!(error = %why, "keeping the old configuration");
+                rejected(why);
+                notify::ready(&status_line(daemon));
+                return;
+            }
             apply_admin_token(daemon, &config);
             let restart = needs_restart(started, &config);
             if !restart.is_empty() {
@@ -424,11 +435,6 @@ fn reload(daemon: &Daemon, started: &Config) {
                     )
                 });
             });
-            *daemon
-                .config
-                .write()
-                .unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
-            daemon.snapshot.send_replace(recompiled);
             tracing::info!(file = %path.display(), "configuration reloaded");
         }
     }

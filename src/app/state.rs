@@ -1,7 +1,7 @@
 //! The daemon's shared state and what health and status are derived from it.
 //!
-//! Only the sync task publishes snapshots (through the `watch` channel); everything else reads
-//! the latest one. Locks in here are std locks held for a few instructions and never across an
+//! Only the sync task publishes snapshots (it holds the `watch` channel's sender); everything
+//! else reads the latest one. Locks in here are std locks held for a few instructions and never across an
 //! `.await`.
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -40,28 +40,29 @@ pub(crate) struct CloudState {
 /// State shared by the daemon's tasks.
 pub(crate) struct Daemon {
     /// The configuration in force (replaced on SIGHUP after validation).
-    pub config: RwLock<Arc<Config>>,
-    /// The snapshot decisions are made from; `None` until the first sync.
-    pub snapshot: watch::Sender<Option<Arc<Snapshot>>>,
+    pub config: watch::Sender<Arc<Config>>,
+    /// The snapshot decisions are made from; `None` until the first sync. Only the sync task
+    /// writes it.
+    pub snapshot: super::sync_task::SnapshotReceiver,
     /// The cache; this process owns it.
     pub store: Arc<Store>,
     /// Requests to the sync task.
-    pub sync_jobs: mpsc::Sender<SyncJob>,
+    pub sync_jobs: mpsc::Sender<super::sync_task::Job>,
     /// The admin bearer token; `None` makes admin endpoints answer 401.
     pub admin_token: RwLock<Option<String>>,
     /// Cobot link state.
     pub cloud: Mutex<CloudState>,
     /// Counters and histograms for `/metrics`.
-    pub metrics: super::metrics::Metrics,
+    pub metrics: Arc<super::metrics::Metrics>,
     /// The time of the newest persisted event: a clock behind it has jumped back.
-    pub last_event: Mutex<Option<DateTime<Utc>>>,
+    pub clock: Arc<crate::access::EventClock>,
     /// The site's locks (for their health).
     pub locks: Arc<crate::locks::Locks>,
     /// The broker connection, when `[mqtt]` is configured (for its health).
-    pub mqtt: Option<crate::locks::MqttLink>,
+    pub mqtt: Option<crate::mqtt::MqttLink>,
     /// The readers' broker connection, when `[mqtt]` and readers are configured (for its
     /// health).
-    pub mqtt_readers: Option<crate::locks::MqttLink>,
+    pub mqtt_readers: Option<crate::mqtt::MqttLink>,
     /// Configuration trouble found at start or on SIGHUP.
     pub problems: Mutex<ConfigProblems>,
 }
@@ -84,13 +85,13 @@ impl Daemon {
                 && self
                     .mqtt_readers
                     .as_ref()
-                    .is_none_or(crate::locks::MqttLink::is_up)
+                    .is_none_or(crate::mqtt::MqttLink::is_up)
         })
     }
 
     /// The configuration in force.
     pub fn config(&self) -> Arc<Config> {
-        Arc::clone(&self.config.read().unwrap_or_else(PoisonError::into_inner))
+        Arc::clone(&self.config.borrow())
     }
 
     /// The snapshot in force.
@@ -111,25 +112,10 @@ impl Daemon {
         f(&mut self.cloud.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
-    /// Notes the time of a persisted event.
-    pub fn saw_event(&self, time: DateTime<Utc>) {
-        let mut last = self
-            .last_event
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if last.is_none_or(|t| time > t) {
-            *last = Some(time);
-        }
-    }
-
     /// Whether the clock can be trusted at `now`: not before the build, and not behind the
     /// newest persisted event (a clock that jumped back).
     pub fn clock_trust(&self, now: DateTime<Utc>) -> ClockTrust {
-        let last = *self
-            .last_event
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        crate::clock::trust(now, last)
+        self.clock.trust(now)
     }
 
     /// A copy of the configuration problems.

@@ -1,4 +1,11 @@
-//! The daemon's sync task: the only publisher of snapshots.
+//! The daemon's sync task: the only writer of snapshots.
+//!
+//! It holds the snapshot channel's sender ([`SnapshotWriter`]): it compiles the stored snapshot
+//! at start, publishes every applied sync, and applies a reloaded configuration by compiling
+//! the stored snapshot with the new policy and publishing both together (a reload asks, it
+//! does not publish itself). Reloads are served at once, even while a sync is waiting for its
+//! spacing or talking to Cobot; a sync that was compiled with the policy a reload replaced is
+//! compiled again with the new one before it is published.
 //!
 //! It syncs once at start (while decisions are already served from the cache), then every
 //! `cobot.sync_interval` with a little jitter, and whenever asked (`POST /v1/sync`). Failures
@@ -12,18 +19,112 @@
 //! Every wait is bounded (a `Retry-After` by the client at 1 h, here again) and every
 //! `Instant` sum is checked, so no number from Cobot or the configuration can panic the task.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::state::{Daemon, SyncJob};
 use crate::clock;
 use crate::cobot::CobotError;
 use crate::cobot::client::MAX_RETRY_AFTER;
-use crate::sync::{self, SyncError, SyncSummary};
+use crate::config::Config;
+use crate::domain::Snapshot;
+use crate::domain::model::Policy;
+use crate::store::{Store, StoreError};
+use crate::sync::{self, Baseline, SyncError, SyncSummary};
+
+/// The snapshot in force, as everyone but the sync task reads it.
+pub(crate) type SnapshotReceiver = watch::Receiver<Option<Arc<Snapshot>>>;
+
+/// A request to the sync task.
+pub(crate) enum Job {
+    /// Sync with Cobot.
+    Sync(SyncJob),
+    /// Apply a reloaded configuration: recompile the stored snapshot with its policy and
+    /// publish both. The reply says why not, if the cache cannot be read (then nothing
+    /// changed).
+    Reload {
+        /// The new configuration, already validated.
+        config: Arc<Config>,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// The only sender of the snapshot channel.
+pub(crate) struct SnapshotWriter {
+    tx: watch::Sender<Option<Arc<Snapshot>>>,
+}
+
+/// The stored snapshot compiled with `policy`, for the start: the writer (for the sync task),
+/// the receiver everyone reads, and why the stored snapshot cannot be read, if so (the daemon
+/// starts anyway: health says failing, and the first sync replaces it).
+pub(crate) fn open_snapshot(
+    store: &Store,
+    policy: &Policy,
+) -> Result<(SnapshotWriter, SnapshotReceiver, Option<String>), StoreError> {
+    let (snapshot, unreadable) = match store.load_snapshot() {
+        Ok(stored) => (
+            stored.map(|stored| Arc::new(sync::compile_stored(&stored, policy))),
+            None,
+        ),
+        Err(StoreError::Corrupt { detail, .. }) => {
+            tracing::error!(%detail, "the stored snapshot cannot be read; every request is denied until a sync replaces it");
+            (None, Some(detail))
+        }
+        Err(e) => return Err(e),
+    };
+    let (tx, rx) = watch::channel(snapshot);
+    Ok((SnapshotWriter { tx }, rx, unreadable))
+}
+
+impl SnapshotWriter {
+    fn publish(&self, snapshot: Option<Arc<Snapshot>>) {
+        self.tx.send_replace(snapshot);
+    }
+
+    /// The stored snapshot compiled with `policy` (`None` when there is none, or it is
+    /// unreadable: health says so until a sync replaces it).
+    fn compile_stored(store: &Store, policy: &Policy) -> Result<Option<Arc<Snapshot>>, StoreError> {
+        match store.load_snapshot() {
+            Ok(stored) => Ok(stored.map(|s| Arc::new(sync::compile_stored(&s, policy)))),
+            Err(StoreError::Corrupt { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Applies a reloaded configuration and its snapshot together, or keeps both when the
+    /// cache cannot be read.
+    fn reload(
+        &self,
+        daemon: &Daemon,
+        config: Arc<Config>,
+        reply: oneshot::Sender<Result<(), String>>,
+    ) {
+        let outcome = match Self::compile_stored(&daemon.store, &config.policy) {
+            Ok(recompiled) => {
+                daemon.config.send_replace(config);
+                self.publish(recompiled);
+                Ok(())
+            }
+            Err(e) => Err(format!("cannot read the cache: {e}")),
+        };
+        // The reload may have given up (shutdown); nothing to do then.
+        let _ = reply.send(outcome);
+    }
+
+    /// Serves a job that arrives while a sync is under way: a reload now, a sync after.
+    fn meanwhile(&self, daemon: &Daemon, job: Job, waiting: &mut VecDeque<SyncJob>) {
+        match job {
+            Job::Sync(job) => waiting.push_back(job),
+            Job::Reload { config, reply } => self.reload(daemon, config, reply),
+        }
+    }
+}
 
 /// Cobot's `/api/memberships` allows 6 requests a minute.
 const MEMBERSHIP_SPACING: Duration = Duration::from_secs(10);
@@ -50,28 +151,52 @@ enum Retry {
 /// Runs until `shutdown` turns true.
 pub(crate) async fn run(
     daemon: Arc<Daemon>,
-    mut jobs: mpsc::Receiver<SyncJob>,
+    writer: SnapshotWriter,
+    mut jobs: mpsc::Receiver<Job>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut next = Instant::now();
     let mut last_attempt: Option<Instant> = None;
     let mut failures: u32 = 0;
+    let mut waiting = VecDeque::new();
     loop {
-        let job = tokio::select! {
-            () = tokio::time::sleep_until(next) => SyncJob { accept_revocations: false, reply: None },
-            Some(job) = jobs.recv() => job,
-            _ = shutdown.changed() => return,
+        let job = match waiting.pop_front() {
+            Some(job) => job,
+            None => tokio::select! {
+                () = tokio::time::sleep_until(next) => SyncJob { accept_revocations: false, reply: None },
+                Some(job) = jobs.recv() => match job {
+                    Job::Sync(job) => job,
+                    Job::Reload { config, reply } => {
+                        writer.reload(&daemon, config, reply);
+                        continue;
+                    }
+                },
+                _ = shutdown.changed() => return,
+            },
         };
         if let Some(previous) = last_attempt {
-            let earliest = later(previous, MEMBERSHIP_SPACING);
-            tokio::select! {
-                () = tokio::time::sleep_until(earliest) => {}
-                _ = shutdown.changed() => return,
+            let spaced = tokio::time::sleep_until(later(previous, MEMBERSHIP_SPACING));
+            tokio::pin!(spaced);
+            loop {
+                tokio::select! {
+                    () = &mut spaced => break,
+                    Some(job) = jobs.recv() => writer.meanwhile(&daemon, job, &mut waiting),
+                    _ = shutdown.changed() => return,
+                }
             }
         }
         last_attempt = Some(Instant::now());
         let interval = daemon.config().cobot.sync_interval;
-        let outcome = attempt(&daemon, job.accept_revocations).await;
+        let outcome = {
+            let attempt = attempt(&daemon, &writer, job.accept_revocations);
+            tokio::pin!(attempt);
+            loop {
+                tokio::select! {
+                    outcome = &mut attempt => break outcome,
+                    Some(job) = jobs.recv() => writer.meanwhile(&daemon, job, &mut waiting),
+                }
+            }
+        };
         let wait = match &outcome {
             Ok(_) => {
                 failures = 0;
@@ -97,9 +222,13 @@ pub(crate) async fn run(
     }
 }
 
-async fn attempt(daemon: &Daemon, accept_revocations: bool) -> Result<SyncSummary, Failed> {
+async fn attempt(
+    daemon: &Daemon,
+    writer: &SnapshotWriter,
+    accept_revocations: bool,
+) -> Result<SyncSummary, Failed> {
     let config = daemon.config();
-    let token = match sync::cobot_token(&config) {
+    let token = match crate::cobot::token_for(&config) {
         Ok(token) => {
             daemon.update_cloud(|c| c.token_problem = None);
             token
@@ -114,7 +243,7 @@ async fn attempt(daemon: &Daemon, accept_revocations: bool) -> Result<SyncSummar
             });
         }
     };
-    let client = sync::cobot_client(&config, token).map_err(|e| {
+    let client = crate::cobot::client_for(&config, token).map_err(|e| {
         count(daemon, "failed");
         Failed {
             message: e.to_string(),
@@ -128,7 +257,7 @@ async fn attempt(daemon: &Daemon, accept_revocations: bool) -> Result<SyncSummar
         &daemon.store,
         &client,
         accept_revocations,
-        current.as_deref(),
+        Baseline::InForce(current.as_deref()),
         clock::now,
     )
     .await;
@@ -156,7 +285,19 @@ async fn attempt(daemon: &Daemon, accept_revocations: bool) -> Result<SyncSummar
         Ok(outcome) => {
             daemon.update_cloud(|c| c.last_duration = Some(seconds));
             if let Some(snapshot) = outcome.snapshot {
-                daemon.snapshot.send_replace(Some(Arc::new(snapshot)));
+                let in_force = daemon.config();
+                if Arc::ptr_eq(&config, &in_force) {
+                    writer.publish(Some(Arc::new(snapshot)));
+                } else {
+                    // A reload replaced the policy while Cobot was asked: the data just stored
+                    // is compiled again with the policy now in force.
+                    match SnapshotWriter::compile_stored(&daemon.store, &in_force.policy) {
+                        Ok(recompiled) => writer.publish(recompiled),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot read the snapshot just stored")
+                        }
+                    }
+                }
                 daemon.update_cloud(|c| c.unreadable_snapshot = None);
             }
             super::notify::status(&super::status_line(daemon));

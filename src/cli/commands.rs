@@ -126,16 +126,16 @@ fn sync_command(config: &Config, args: &SyncArgs) -> Result<(), Failure> {
             }
         }
         Access::Local(store) => {
-            let token = sync::cobot_token(config).map_err(Failure::Usage)?;
-            let client =
-                sync::cobot_client(config, token).map_err(|e| Failure::Runtime(e.to_string()))?;
+            let token = crate::cobot::token_for(config).map_err(Failure::Usage)?;
+            let client = crate::cobot::client_for(config, token)
+                .map_err(|e| Failure::Runtime(e.to_string()))?;
             runtime()?
                 .block_on(sync::sync_once(
                     config,
                     &store,
                     &client,
                     args.accept_revocations,
-                    None,
+                    sync::Baseline::Stored,
                     clock::now,
                 ))
                 .map_err(|e| Failure::Runtime(e.to_string()))?

@@ -8,9 +8,9 @@
 //! transport trouble (retry may help) apart from a device that answered and refused (audit,
 //! never retry), the way tokio-modbus keeps `Error` apart from `ExceptionCode`.
 //!
-//! This module owns the lock connections (Modbus sockets, the BLE session) but not the MQTT
-//! event loop: the daemon polls that and feeds every result to [`MqttLink::observe`]. It does
-//! not decide, store events or read the wall clock except through `crate::clock`.
+//! This module owns the lock connections (Modbus sockets, the BLE session) but not the broker
+//! connection: MQTT locks publish through `crate::mqtt`'s [`MqttLink`]. It does not decide,
+//! store events or read the wall clock except through `crate::clock`.
 
 mod ble;
 mod log;
@@ -32,14 +32,12 @@ use serde::Serialize;
 
 use crate::config::{LockConfig, LockDriver as DriverConfig};
 use crate::domain::Permit;
+use crate::mqtt::MqttLink;
 
 pub use ble::{BleBackend, BleError, BleLock, BluerBackend, FakeBle, FakeBleWrite};
 pub use log::{LogEntry, LogLock};
 pub use modbus::ModbusLock;
-pub use mqtt::{
-    MAX_MESSAGE_SIZE, MAX_PACKET_SIZE, MqttLink, MqttLock, MqttSetupError, READER_CLIENT_SUFFIX,
-    mqtt_client, mqtt_network_options, mqtt_options, mqtt_reader_client,
-};
+pub use mqtt::MqttLock;
 
 /// A boxed, sendable future: what [`LockDriver::unlock`] returns, so the trait stays
 /// object-safe and the registry can hold drivers of every kind side by side.
@@ -218,8 +216,8 @@ impl std::fmt::Debug for Locks {
 }
 
 impl Locks {
-    /// Builds a driver for each `[[lock]]`. MQTT locks publish through `mqtt` (the daemon
-    /// polls its event loop and feeds [`MqttLink::observe`]); BLE locks use `ble`. Nothing is
+    /// Builds a driver for each `[[lock]]`. MQTT locks publish through `mqtt` (the broker
+    /// connection's link); BLE locks use `ble`. Nothing is
     /// connected yet: Modbus and BLE connect on the first command.
     pub fn new(
         configs: &[LockConfig],

@@ -1,9 +1,15 @@
 //! The reconnect rules, on a real `EventLoop` that never connects: requests are inspected
 //! in its `pending` queue after `EventLoop::clean` moves them out of the channel.
 
-use rumqttc::ConnAck;
+use std::time::Duration;
+
+use rumqttc::{
+    AsyncClient, ConnAck, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions,
+    Packet, QoS, Request,
+};
 
 use super::*;
+use crate::locks::LockError;
 use crate::locks::tests::{cmd, permit};
 use crate::locks::{Actuation, LockDriver};
 
@@ -107,40 +113,6 @@ async fn a_relock_caught_in_a_drop_is_sent_again_after_the_reconnect() {
         queued_payloads(&mut eventloop),
         vec![r#"{"state":"LOCK"}"#.to_owned()]
     );
-}
-
-#[test]
-fn options_use_a_clean_session_credentials_and_the_default_ports() {
-    let cfg = MqttConfig {
-        url: "mqtt://broker.local".parse().unwrap(),
-        client_id: "portier-co-up".into(),
-        username: Some("portier".into()),
-        password_file: None,
-        ca_file: None,
-    };
-    let options = mqtt_options(&cfg, Some("secret".into())).unwrap();
-    assert!(options.clean_session());
-    assert_eq!(options.broker_address(), ("broker.local".into(), 1883));
-    assert_eq!(options.keep_alive(), KEEP_ALIVE);
-    // A reader payload of up to 1 MiB must never drop the shared connection.
-    assert!(options.max_packet_size() > 1024 * 1024 + 65_535);
-    let login = options.credentials().unwrap();
-    assert_eq!(
-        (login.username.as_str(), login.password.as_str()),
-        ("portier", "secret")
-    );
-    let bad = MqttConfig {
-        url: "http://broker.local".parse().unwrap(),
-        ..cfg.clone()
-    };
-    assert!(mqtt_options(&bad, None).is_err());
-    let tls = MqttConfig {
-        url: "mqtts://broker.local".parse().unwrap(),
-        ca_file: Some("/nonexistent/ca.pem".into()),
-        ..cfg
-    };
-    let err = mqtt_options(&tls, None).unwrap_err();
-    assert!(err.to_string().contains("/nonexistent/ca.pem"), "{err}");
 }
 
 #[tokio::test]

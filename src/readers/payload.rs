@@ -1,30 +1,24 @@
-//! What a card reader sends, and how repeated or replayed messages are recognised.
+//! The text payload format readers send (today the MQTT reader; a USB keyboard-wedge reader
+//! would send the same): parsing only, no I/O.
 //!
-//! A reader publishes a credential on its topic: JSON `{"credential": "04A1B2C3"}` (optionally
+//! A reader sends a credential as JSON `{"credential": "04A1B2C3"}` (optionally
 //! with `"ts"`, Unix seconds) or the plain card id as text. A payload is JSON only if it starts
 //! with `{`. Anything larger than 1 KiB, empty, or not understood is denied as malformed, with a
 //! reason, and never crashes anything (the MQTT client takes packets of over 1 MiB, so every
 //! payload the broker delivers gets here). A message whose `ts` is more than 10 s old is denied
 //! as stale, and one more than 10 s in the future as clock skew (the reader's clock or ours is
-//! wrong; acting on it would let a recorded message be replayed later). The same payload on the
-//! same reader within 2 s is answered again with the first result (same decision id) and opens
-//! nothing new.
+//! wrong; acting on it would let a recorded message be replayed later). Repeats are the reader
+//! loop's business (`readers::repeat`).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use tokio::sync::watch;
-use tokio::time::Instant;
+use serde::Deserialize;
 
 /// Larger payloads are denied as malformed.
 pub(crate) const MAX_PAYLOAD: usize = 1024;
 /// A `ts` older than this is stale; one further than this in the future is clock skew.
 pub(crate) const MAX_AGE: Duration = Duration::from_secs(10);
-/// A repeated payload within this window gets the first answer again.
-pub(crate) const REPEAT_WINDOW: Duration = Duration::from_secs(2);
 
 /// What a reader message turned out to be.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,78 +105,6 @@ fn shown_seconds(seconds: f64) -> String {
         format!("more than {CAP:.0}")
     } else {
         format!("{seconds:.0}")
-    }
-}
-
-/// The answer published on `<reader topic>/result` (never retained).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ReaderResult {
-    /// Whether access was granted.
-    pub granted: bool,
-    /// The reader's unit.
-    pub unit: String,
-    /// Why.
-    pub reason: String,
-    /// The decision's id (also in the event and the lock command).
-    pub decision_id: String,
-    /// Whether the door opened: false when denied, when the unit has no lock, or when the lock
-    /// failed, timed out or its outcome is unknown.
-    pub opened: bool,
-    /// Why a granted door did not open, in a word (`no_lock`, `unreachable`, `timeout`, …).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lock_error: Option<String>,
-}
-
-/// A result as it becomes known: `None` until the first message's event is durable.
-pub(crate) type PendingResult = watch::Receiver<Option<ReaderResult>>;
-
-/// Recent answers per (reader, payload), to answer repeats without acting twice. Payloads are
-/// kept as SHA-256 digests (see [`digest`]), so a burst of large payloads costs 32 bytes each.
-#[derive(Debug, Default)]
-pub(crate) struct RecentResults {
-    answers: HashMap<(usize, [u8; 32]), (Instant, PendingResult)>,
-}
-
-/// The repeat key of a payload. An oversized one is denied for its size alone, so its length
-/// with its first and last KiB identify it well enough, and hashing stays cheap on the reader
-/// task however large the broker lets payloads be.
-fn digest(payload: &[u8]) -> [u8; 32] {
-    if payload.len() <= 2 * MAX_PAYLOAD {
-        return Sha256::digest(payload).into();
-    }
-    let mut hasher = Sha256::new();
-    hasher.update((payload.len() as u64).to_be_bytes());
-    hasher.update(&payload[..MAX_PAYLOAD]);
-    hasher.update(&payload[payload.len() - MAX_PAYLOAD..]);
-    hasher.finalize().into()
-}
-
-impl RecentResults {
-    /// The answer (maybe still pending) given to the same payload on the same reader within
-    /// the window, if any.
-    pub(crate) fn repeat(
-        &mut self,
-        reader: usize,
-        payload: &[u8],
-        now: Instant,
-    ) -> Option<PendingResult> {
-        self.answers
-            .retain(|_, (at, _)| now.saturating_duration_since(*at) < REPEAT_WINDOW);
-        self.answers
-            .get(&(reader, digest(payload)))
-            .map(|(_, result)| result.clone())
-    }
-
-    /// Remembers the answer to a payload; the returned sender fills it in.
-    pub(crate) fn remember(
-        &mut self,
-        reader: usize,
-        payload: &[u8],
-        now: Instant,
-    ) -> watch::Sender<Option<ReaderResult>> {
-        let (tx, rx) = watch::channel(None);
-        self.answers.insert((reader, digest(payload)), (now, rx));
-        tx
     }
 }
 
@@ -308,47 +230,5 @@ mod tests {
             parse_payload(float.as_bytes(), now()),
             ReaderPayload::Card("04A1".into())
         );
-    }
-
-    #[tokio::test]
-    async fn a_repeat_within_two_seconds_gets_the_first_answer_only_on_the_same_reader() {
-        let mut recent = RecentResults::default();
-        let t0 = Instant::now();
-        let result = ReaderResult {
-            granted: true,
-            unit: "front_door".into(),
-            reason: "ok".into(),
-            decision_id: "d1".into(),
-            opened: true,
-            lock_error: None,
-        };
-        let answer = recent.remember(0, b"04A1", t0);
-        let mut pending = recent
-            .repeat(0, b"04A1", t0 + Duration::from_millis(1500))
-            .unwrap();
-        answer.send_replace(Some(result.clone()));
-        let known = pending.wait_for(Option::is_some).await.unwrap().clone();
-        assert_eq!(known, Some(result));
-        assert!(
-            recent
-                .repeat(1, b"04A1", t0 + Duration::from_millis(1500))
-                .is_none()
-        );
-        assert!(
-            recent
-                .repeat(0, b"04A1", t0 + Duration::from_millis(2100))
-                .is_none()
-        );
-    }
-
-    #[test]
-    fn oversized_payloads_are_told_apart_by_length_and_ends() {
-        let big = vec![b'A'; 100 * 1024];
-        let mut other_end = big.clone();
-        other_end[100 * 1024 - 1] = b'B';
-        assert_eq!(digest(&big), digest(&big.clone()));
-        assert_ne!(digest(&big), digest(&big[1..]));
-        assert_ne!(digest(&big), digest(&other_end));
-        assert_ne!(digest(b"04A1"), digest(b"04A2"));
     }
 }

@@ -1,0 +1,313 @@
+//! [`Engine`]: decide, carry out on the lock, append the event.
+//!
+//! Deciding is synchronous and reads only the snapshot in memory, so a reader loop can decide
+//! its messages in order and carry each out in its own task. Carrying out runs the stages in
+//! order: the lock command goes out first (the door is not kept waiting for a disk flush), then,
+//! once the lock's outcome is known, the event is written once — granted or not, and whether the
+//! door opened — and the outcome is returned only once that event is durable. The first entry of
+//! a member on a site-local day whose door opened (or that was granted at a unit without a lock)
+//! creates a Cobot check-in through the store's outbox, in the same write as the event, so it
+//! happens exactly once even across restarts; a grant whose lock failed creates none.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{Notify, watch};
+
+use super::outcome::{AtTheLock, Decided, Outcome};
+use super::{AccessMetrics, Credential, EventClock, Request, decision_id};
+use crate::config::Config;
+use crate::domain::{self, Decision, MemberIdx, Moment, Permit, Snapshot, decide};
+use crate::locks::{Command, Locks};
+use crate::store::{CredentialKind, NewEvent, Store};
+
+/// Why a door request could not even be decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum NotDecided {
+    /// The unit is not configured (HTTP 404).
+    UnknownUnit(String),
+    /// The member named by staff is not synced (HTTP 400).
+    UnknownMember(String),
+}
+
+/// What the engine is built from: only what a decision and its carrying out need.
+pub(crate) struct Inputs {
+    /// The snapshot decisions are made from (`None` until the first sync).
+    pub snapshot: watch::Receiver<Option<Arc<Snapshot>>>,
+    /// The configuration in force: the policy (units before the first sync) and whether
+    /// check-ins are on.
+    pub config: watch::Receiver<Arc<Config>>,
+    /// The event log.
+    pub store: Arc<Store>,
+    /// The site's locks.
+    pub locks: Arc<Locks>,
+    /// The clock-trust source, told of every event appended.
+    pub clock: Arc<EventClock>,
+    /// Where decisions, stages and lock failures are counted.
+    pub metrics: Arc<dyn AccessMetrics>,
+    /// Woken when an event enqueues a Cobot check-in.
+    pub outbox: Arc<Notify>,
+}
+
+/// The access engine (see the module header).
+pub(crate) struct Engine {
+    inputs: Inputs,
+}
+
+impl Engine {
+    /// An engine over these inputs.
+    pub(crate) fn new(inputs: Inputs) -> Self {
+        Self { inputs }
+    }
+
+    /// Decides and carries out a request: what an HTTP open does in one go.
+    pub(crate) async fn handle(&self, request: &Request) -> Result<Outcome, NotDecided> {
+        let decided = self.decide(request)?;
+        Ok(self.carry_out(decided).await)
+    }
+
+    /// Records how long a stage took, from `started` until now (`portier_stage_seconds`).
+    pub(crate) fn record_stage(&self, stage: &'static str, started: std::time::Instant) {
+        self.inputs
+            .metrics
+            .stage(stage, started.elapsed().as_secs_f64());
+    }
+
+    fn snapshot(&self) -> Option<Arc<Snapshot>> {
+        self.inputs.snapshot.borrow().clone()
+    }
+
+    fn config(&self) -> Arc<Config> {
+        Arc::clone(&self.inputs.config.borrow())
+    }
+
+    /// Decides a request now, against the latest snapshot.
+    pub(crate) fn decide(&self, request: &Request) -> Result<Decided, NotDecided> {
+        let started = crate::clock::instant();
+        let now = crate::clock::now();
+        let unit = request.unit.as_str();
+        let snapshot = match (self.snapshot(), &request.credential) {
+            (Some(snapshot), _) => snapshot,
+            // Staff can open a door before the first sync: units and locks come from the
+            // configuration, so a snapshot without Cobot data is enough for that.
+            (None, Credential::Admin { member: None }) => Arc::new(domain::compile(
+                &domain::model::CobotData::default(),
+                &self.config().policy,
+                0,
+                now,
+            )),
+            (None, _) => {
+                if !self.config().policy.units.iter().any(|u| u.id == unit) {
+                    return Err(NotDecided::UnknownUnit(unit.to_owned()));
+                }
+                return Ok(self.refuse_request(
+                    request,
+                    "no snapshot yet: every request is denied until the first sync".into(),
+                ));
+            }
+        };
+        let unit_idx = snapshot
+            .unit(unit)
+            .ok_or_else(|| NotDecided::UnknownUnit(unit.to_owned()))?;
+        let credential = match &request.credential {
+            Credential::Card(card) => {
+                // One check for every reader kind: an id that is not 1-128 of [0-9A-Z] after
+                // removing separators is malformed, whatever the snapshot holds.
+                if let Err(e) = domain::normalize_card(card) {
+                    return Ok(self.refuse_request(request, format!("malformed card id: {e}")));
+                }
+                domain::Credential::Card(card)
+            }
+            Credential::App(user) => domain::Credential::User(user),
+            Credential::Admin { .. } => domain::Credential::Admin,
+        };
+        let admin_member = match &request.credential {
+            Credential::Admin {
+                member: Some(who), ..
+            } => Some(
+                snapshot
+                    .find_member(who)
+                    .ok_or_else(|| NotDecided::UnknownMember(who.clone()))?,
+            ),
+            _ => None,
+        };
+        let moment = Moment {
+            at: now,
+            clock: self.inputs.clock.trust(now),
+        };
+        let decision = decide(
+            &snapshot,
+            &domain::Request {
+                unit: unit_idx,
+                credential,
+            },
+            &moment,
+        );
+        let elapsed = started.elapsed().as_secs_f64();
+        self.inputs.metrics.stage("decide", elapsed);
+        self.inputs
+            .metrics
+            .decided(decision.granted(), Some(elapsed));
+        let member = admin_member.or(decision.member());
+        Ok(self.decided(&snapshot, decision, member, request, now))
+    }
+
+    fn decided(
+        &self,
+        snapshot: &Snapshot,
+        decision: Decision,
+        member: Option<MemberIdx>,
+        request: &Request,
+        now: DateTime<Utc>,
+    ) -> Decided {
+        let unit = snapshot.unit_id(decision.unit()).to_owned();
+        let reason = decision.reason(snapshot);
+        let granted = decision.granted();
+        let member = member.map(|m| snapshot.member_id(m).to_owned());
+        let check_in_day = (granted && self.config().cobot.check_ins && member.is_some())
+            .then(|| now.with_timezone(&snapshot.timezone()).date_naive());
+        tracing::info!(%unit, member = member.as_deref().unwrap_or("-"), granted, %reason, "access decided");
+        Decided {
+            event: NewEvent {
+                time: now,
+                unit,
+                member,
+                credential_kind: request.credential.kind(),
+                granted,
+                reason,
+                decision_id: decision_id(),
+                reader: request.reader.clone(),
+                opened: false,
+                lock_error: None,
+                check_in_day,
+            },
+            permit: decision.into_permit(),
+        }
+    }
+
+    /// A denial without a decision: a request that a way in refuses before deciding
+    /// (malformed, stale or replayed reader messages), or one made before the first sync.
+    pub(crate) fn refuse(
+        &self,
+        unit: &str,
+        kind: CredentialKind,
+        reader: Option<&str>,
+        reason: String,
+    ) -> Decided {
+        self.inputs.metrics.decided(false, None);
+        tracing::info!(%unit, granted = false, %reason, "access refused");
+        Decided {
+            event: NewEvent {
+                time: crate::clock::now(),
+                unit: unit.to_owned(),
+                member: None,
+                credential_kind: kind,
+                granted: false,
+                reason,
+                decision_id: decision_id(),
+                reader: reader.map(str::to_owned),
+                opened: false,
+                lock_error: None,
+                check_in_day: None,
+            },
+            permit: None,
+        }
+    }
+
+    fn refuse_request(&self, request: &Request, reason: String) -> Decided {
+        let kind = request.credential.kind();
+        self.refuse(&request.unit, kind, request.reader.as_deref(), reason)
+    }
+
+    /// Sends the lock command (if granted), then appends the event with the lock's outcome;
+    /// returns once the event is durable. The permit is used up with the decision.
+    pub(crate) async fn carry_out(&self, decided: Decided) -> Outcome {
+        let Decided { mut event, permit } = decided;
+        let command = Command {
+            decision_id: event.decision_id.clone(),
+            unit: event.unit.clone(),
+        };
+        let lock = self.actuate(permit.as_ref(), &command).await;
+        event.opened = lock.opened();
+        event.lock_error = lock.lock_error().map(str::to_owned);
+        event.check_in_day = event.check_in_day.filter(|_| lock.counts_as_entry());
+        let persisting = crate::clock::instant();
+        let appended = self.inputs.store.append_event(event.clone()).await;
+        self.record_stage("persist", persisting);
+        let stored = match appended {
+            Ok(record) => {
+                self.inputs.clock.saw(record.time);
+                if record.check_in.is_some() {
+                    self.inputs.outbox.notify_one();
+                }
+                Ok(record.seq)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, decision_id = %event.decision_id, "cannot record the event");
+                Err(e)
+            }
+        };
+        Outcome {
+            event,
+            lock,
+            stored,
+        }
+    }
+
+    /// The actuate stage: the lock command for a permit, if there is one and it names a lock.
+    async fn actuate(&self, permit: Option<&Permit>, command: &Command) -> AtTheLock {
+        let Some(permit) = permit else {
+            return AtTheLock::NotGranted;
+        };
+        let Some(lock) = permit.lock() else {
+            return AtTheLock::NoLock;
+        };
+        let started = crate::clock::instant();
+        let outcome = self.inputs.locks.unlock(permit, command).await;
+        self.record_stage("actuate", started);
+        match outcome {
+            Ok(done) => {
+                self.inputs
+                    .metrics
+                    .actuated(started.elapsed().as_secs_f64());
+                AtTheLock::Done(done)
+            }
+            Err(e) => {
+                tracing::warn!(unit = %command.unit, error = %e, "lock command failed; the door stays shut");
+                self.inputs.metrics.lock_failed(lock);
+                AtTheLock::Failed(e)
+            }
+        }
+    }
+
+    /// A trial decision on the current snapshot (an unknown card on the first unit): it
+    /// exercises the path a door request takes, for the watchdog's self-check.
+    pub(crate) fn self_check(&self) {
+        let Some(snapshot) = self.snapshot() else {
+            return;
+        };
+        let Some(unit) = self
+            .config()
+            .policy
+            .units
+            .first()
+            .and_then(|u| snapshot.unit(&u.id))
+        else {
+            return;
+        };
+        let now = crate::clock::now();
+        let moment = Moment {
+            at: now,
+            clock: self.inputs.clock.trust(now),
+        };
+        let request = domain::Request {
+            unit,
+            credential: domain::Credential::Card("portier-self-check"),
+        };
+        std::hint::black_box(decide(&snapshot, &request, &moment).granted());
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

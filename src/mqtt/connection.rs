@@ -1,0 +1,206 @@
+//! The tasks that poll the broker connections.
+//!
+//! rumqttc's event loops must be polled all the time, or nothing is sent or received; one task
+//! per connection does only that. The publishing connection's task tells the [`MqttLink`] of
+//! every poll first (so an unlock is never queued for a broker that is gone). The receiving
+//! connection, when there is one, sends nothing but the PUBACKs of what it receives (its own
+//! link observes it only for health): after every CONNACK it subscribes the registered topics (the session is clean) and
+//! hands each message to its [`Inbox`]. Connection errors are retried with jittered exponential
+//! backoff capped at 30 s.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rumqttc::{Event, EventLoop, Packet, QoS};
+use tokio::sync::watch;
+
+use super::MqttLink;
+
+const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// How long the publishing connection waits for the receiving one to stop at shutdown.
+const STOP_BOUND: Duration = Duration::from_secs(5);
+
+/// A message on a subscribed topic.
+#[derive(Debug)]
+pub(crate) struct Message {
+    /// The payload as the broker delivered it.
+    pub payload: Vec<u8>,
+    /// A retained message the broker replayed on subscribing.
+    pub retained: bool,
+    /// When the connection task took it from the broker.
+    pub received: std::time::Instant,
+}
+
+/// Where the messages of one subscribed topic go. Delivery may wait (a full queue slows the
+/// connection down rather than losing a message); it returns false once the receiver is gone.
+pub(crate) trait Inbox: Send + Sync {
+    /// Takes one message.
+    fn deliver(&self, message: Message) -> Pin<Box<dyn Future<Output = bool> + Send + '_>>;
+}
+
+/// The broker connections, until [`Connection::run`] polls them.
+pub struct Connection {
+    eventloop: EventLoop,
+    link: MqttLink,
+    inbound: Option<(MqttLink, EventLoop)>,
+    inboxes: HashMap<String, Arc<dyn Inbox>>,
+}
+
+impl Connection {
+    pub(super) fn new(
+        eventloop: EventLoop,
+        link: MqttLink,
+        inbound: Option<(MqttLink, EventLoop)>,
+    ) -> Self {
+        Self {
+            eventloop,
+            link,
+            inbound,
+            inboxes: HashMap::new(),
+        }
+    }
+
+    /// The link everything is published through (lock commands, reader results).
+    pub fn link(&self) -> MqttLink {
+        self.link.clone()
+    }
+
+    /// The receiving connection's link (for its health), when there is one.
+    pub fn receiving_link(&self) -> Option<MqttLink> {
+        self.inbound.as_ref().map(|(link, _)| link.clone())
+    }
+
+    /// Subscribes `topic` (QoS 1) on the receiving connection, delivering its messages to
+    /// `inbox`. A topic taken already keeps its first inbox. Without a receiving connection
+    /// nothing arrives: that is logged when the connection runs.
+    pub(crate) fn subscribe(&mut self, topic: &str, inbox: Arc<dyn Inbox>) {
+        self.inboxes.entry(topic.to_owned()).or_insert(inbox);
+    }
+
+    /// Polls until `shutdown` turns true, then disconnects.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let Connection {
+            mut eventloop,
+            link,
+            inbound,
+            inboxes,
+        } = self;
+        let receiving = match inbound {
+            Some((link, eventloop)) => Some(tokio::spawn(receive(
+                eventloop,
+                link,
+                inboxes,
+                shutdown.clone(),
+            ))),
+            None => {
+                if !inboxes.is_empty() {
+                    tracing::error!(
+                        "topics are subscribed but no receiving MQTT connection was opened"
+                    );
+                }
+                None
+            }
+        };
+        let client = link.client().clone();
+        let mut failures: u32 = 0;
+        loop {
+            let polled = tokio::select! {
+                polled = eventloop.poll() => polled,
+                _ = shutdown.changed() => break,
+            };
+            // The MQTT locks learn of every (dis)connection before anything else can happen.
+            link.observe(&mut eventloop, &polled);
+            match polled {
+                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                    failures = 0;
+                    tracing::info!("connected to the MQTT broker");
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    if !back_off(&mut failures, &e, "", &mut shutdown).await {
+                        break;
+                    }
+                }
+            }
+        }
+        if let Some(receiving) = receiving {
+            let _ = tokio::time::timeout(STOP_BOUND, receiving).await;
+        }
+        let _ = client.try_disconnect();
+    }
+}
+
+/// Polls the receiving connection until shutdown: subscribes every topic after each CONNACK and
+/// hands messages to their inboxes. rumqttc sends each PUBACK as soon as the message is read,
+/// whatever the message turns out to be.
+async fn receive(
+    mut eventloop: EventLoop,
+    link: MqttLink,
+    inboxes: HashMap<String, Arc<dyn Inbox>>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let client = link.client().clone();
+    let mut failures: u32 = 0;
+    loop {
+        let polled = tokio::select! {
+            polled = eventloop.poll() => polled,
+            _ = shutdown.changed() => break,
+        };
+        // Only for its health: no lock command is ever sent on this connection.
+        link.observe(&mut eventloop, &polled);
+        match polled {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                failures = 0;
+                tracing::info!("readers connected to the MQTT broker");
+                for topic in inboxes.keys() {
+                    if let Err(e) = client.try_subscribe(topic, QoS::AtLeastOnce) {
+                        tracing::error!(%topic, error = %e, "cannot subscribe");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => {
+                let Some(inbox) = inboxes.get(publish.topic.as_str()) else {
+                    continue;
+                };
+                let message = Message {
+                    payload: publish.payload.to_vec(),
+                    retained: publish.retain,
+                    received: crate::clock::instant(),
+                };
+                if !inbox.deliver(message).await {
+                    break;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if !back_off(&mut failures, &e, " (readers)", &mut shutdown).await {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = client.try_disconnect();
+}
+
+/// Waits before the next connection attempt (250 ms doubling, capped at 30 s, ±25 %); false
+/// when shutdown came first.
+async fn back_off(
+    failures: &mut u32,
+    error: &rumqttc::ConnectionError,
+    which: &str,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    *failures = failures.saturating_add(1);
+    let wait = Duration::from_millis(250)
+        .saturating_mul(1u32 << (*failures).min(7))
+        .min(BACKOFF_CAP)
+        .mul_f64(0.75 + rand::random::<f64>() * 0.5);
+    tracing::warn!(%error, retry_in = ?wait, "MQTT connection failed{which}");
+    tokio::select! {
+        () = tokio::time::sleep(wait) => true,
+        _ = shutdown.changed() => false,
+    }
+}
