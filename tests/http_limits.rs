@@ -142,9 +142,13 @@ async fn idle_connections_neither_starve_health_nor_stay(
     assert_eq!(healthz(&client, &base).await, Ok(200));
 }
 
+/// A client that opens a new connection for every request, as a monitoring probe does: a kept-alive
+/// connection may be one of those the daemon closes for its cap or its idle timeout, and a request
+/// racing that close fails on the client's side without telling anything about the daemon.
 fn patient_client() -> reqwest::Client {
     portier::tls::http_client_builder()
         .timeout(PATIENCE)
+        .pool_max_idle_per_host(0)
         .build()
         .expect("client")
 }
@@ -185,6 +189,7 @@ async fn over_https_idle_connections_are_closed_after_the_handshake_timeout_and_
     let pem = std::fs::read(&cert).expect("certificate");
     let client = portier::tls::http_client_builder()
         .timeout(PATIENCE)
+        .pool_max_idle_per_host(0)
         .tls_certs_only(reqwest::Certificate::from_pem_bundle(&pem).expect("pem"))
         .danger_accept_invalid_hostnames(true)
         .build()
