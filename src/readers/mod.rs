@@ -12,11 +12,13 @@
 //! Nothing here decides, touches a lock or writes an event: the engine does. A reader kind
 //! never keeps state about decisions; the loop does.
 
+mod hid;
 mod mqtt;
 mod payload;
 mod repeat;
 mod run;
 mod selfcheck;
+mod wiegand;
 
 use std::sync::Arc;
 
