@@ -136,6 +136,10 @@ pub enum Baseline<'a> {
     Stored,
 }
 
+/// Cobot's `/api/memberships` allows 6 requests a minute, and every sync makes one: the daemon
+/// spaces its sync attempts at least this far apart (a request waits, it is never refused).
+pub const MEMBERSHIP_SPACING: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Runs one sync now. `now` is read through `clock` before and after the fetch.
 pub async fn sync_once(
     config: &Config,

@@ -339,6 +339,12 @@ async fn while_the_service_user_runs_the_daemon_root_commands_ask_it_and_write_n
     let sync = site.portier(&["sync", "--json"]).await;
     sync.expect_code(0);
     assert_eq!(sync.json()["applied"], true);
+    // Through the daemon, it says what it may wait for.
+    assert!(
+        sync.stderr.contains("membership request every 10 s"),
+        "{}",
+        sync.stderr
+    );
     site.portier(&["status"]).await.expect_code(0);
     // Commands with no daemon to ask still refuse.
     site.portier(&["run"]).await.expect_code(1);

@@ -148,6 +148,8 @@ pub(crate) struct Metrics {
     sync_interval: Gauge<f64, AtomicU64>,
     members: Gauge,
     lock_up: Family<LockLabel, Gauge>,
+    /// The locks `lock_up` shows, to drop one a reload took out.
+    shown_locks: std::sync::Mutex<Vec<String>>,
     mqtt_connected: Gauge,
     clock_trusted: Gauge,
     outbox_oldest: Gauge<f64, AtomicU64>,
@@ -293,6 +295,7 @@ impl Metrics {
             sync_interval,
             members,
             lock_up,
+            shown_locks: std::sync::Mutex::default(),
             mqtt_connected,
             clock_trusted,
             outbox_oldest,
@@ -343,7 +346,18 @@ impl Metrics {
                 .current()
                 .map_or(0, |s| i64::try_from(s.report().members).unwrap_or(i64::MAX)),
         );
-        for (lock, health) in daemon.locks.health() {
+        let locks = daemon.locks.health();
+        let mut shown = self
+            .shown_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A lock a reload took out leaves no stale series.
+        for gone in shown.iter().filter(|lock| !locks.contains_key(*lock)) {
+            self.lock_up.remove(&LockLabel { lock: gone.clone() });
+        }
+        shown.clone_from(&locks.keys().cloned().collect());
+        drop(shown);
+        for (lock, health) in locks {
             self.lock_up
                 .get_or_create(&LockLabel { lock })
                 .set(i64::from(health.ok));

@@ -28,8 +28,15 @@ use crate::config::Config;
 use crate::store::Store;
 use state::{CloudState, Daemon};
 
-/// How long a clean shutdown may take before the process gives up waiting.
-const SHUTDOWN_BOUND: Duration = Duration::from_secs(8);
+/// Shutdown happens in three bounded steps, 9 s in all (the unit's `TimeoutStopSec` is 15 s):
+/// the tasks stop (the reader loop finishes the frames it has, a sync talking to Cobot is
+/// dropped) …
+const TASKS_BOUND: Duration = Duration::from_secs(5);
+/// … every door this process opened is locked again, while the broker connection still runs
+/// so that MQTT locks hear it …
+const RELOCK_BOUND: Duration = Duration::from_secs(3);
+/// … and the broker connection closes last.
+const BROKER_BOUND: Duration = Duration::from_secs(1);
 
 /// Runs the daemon until SIGTERM or SIGINT.
 pub fn run(config: Config) -> Result<(), String> {
@@ -66,8 +73,8 @@ fn apply_admin_token(daemon: &Daemon, config: &Config) {
 }
 
 /// Settings a SIGHUP does not apply, compared with the configuration the daemon started
-/// with: the state directory, the HTTP listener and TLS, and the connections and devices set
-/// up once at start (the broker, the locks, the readers).
+/// with: the state directory, the HTTP listener and TLS, and the broker connection (`[mqtt]`,
+/// opened once at start). Locks, readers, units and the policy are applied by a reload.
 fn needs_restart(started: &Config, new: &Config) -> Vec<&'static str> {
     let mut changed = Vec::new();
     if started.site.state_dir != new.site.state_dir {
@@ -83,12 +90,6 @@ fn needs_restart(started: &Config, new: &Config) -> Vec<&'static str> {
     }
     if started.mqtt != new.mqtt {
         changed.push("[mqtt]");
-    }
-    if started.locks != new.locks {
-        changed.push("[[lock]]");
-    }
-    if started.readers != new.readers {
-        changed.push("[[reader]]");
     }
     changed
 }
@@ -141,9 +142,9 @@ async fn serve(config: Config) -> Result<(), String> {
                 ),
                 None => None,
             };
-            // Reader messages arrive on a connection of their own (see `crate::mqtt`).
-            let receiving = !config.readers.is_empty();
-            Some(crate::mqtt::connect(mqtt, password, receiving).map_err(|e| e.to_string())?)
+            // Reader messages arrive on a connection of their own (see `crate::mqtt`), opened
+            // even without readers so that a reload can add some.
+            Some(crate::mqtt::connect(mqtt, password, true).map_err(|e| e.to_string())?)
         }
     };
     let locks = Arc::new(
@@ -159,7 +160,6 @@ async fn serve(config: Config) -> Result<(), String> {
         crate::cobot::token_for(&config).unwrap_or_default(),
     )
     .map_err(|e| e.to_string())?;
-    let readers = config.readers.clone();
 
     let lock_ids: Vec<&str> = config.locks.iter().map(|l| l.id.as_str()).collect();
     let metrics = Arc::new(metrics::Metrics::new(lock_ids));
@@ -216,18 +216,16 @@ async fn serve(config: Config) -> Result<(), String> {
     tasks.spawn(probe_task(Arc::clone(&locks), shutdown_rx.clone()));
     // The readers' transports hand their messages to the reader loop, which decides them and
     // answers the watchdog's self-checks.
-    let mut mqtt = mqtt;
-    let reader_table = crate::readers::table(
-        &readers,
+    let (readers, reader_table) = crate::readers::Readers::new(
+        &started.readers,
         crate::readers::Transports {
-            mqtt: mqtt.as_mut(),
+            mqtt: mqtt.as_ref(),
         },
-        &frames_tx,
+        frames_tx,
     );
-    if let Some(connection) = mqtt {
-        tasks.spawn(connection.run(shutdown_rx.clone()));
-    }
-    drop(frames_tx);
+    // The broker connection stops last, after the doors are locked again (see `TASKS_BOUND`).
+    let (broker_stop, broker_stopped) = watch::channel(false);
+    let broker = mqtt.map(|connection| tokio::spawn(connection.run(broker_stopped)));
     tasks.spawn(crate::readers::run(
         reader_table,
         frames,
@@ -285,21 +283,34 @@ async fn serve(config: Config) -> Result<(), String> {
     tracing::info!(%listen, "portier is serving decisions");
     notify::ready(&status_line(&daemon));
 
-    wait_for_stop(&daemon, &started).await;
+    wait_for_stop(&daemon, &started, &readers).await;
     notify::stopping();
     tracing::info!("stopping");
     // Nobody may still be listening; the tasks stop either way.
     let _ = shutdown_tx.send(true);
-    let drained = tokio::time::timeout(SHUTDOWN_BOUND, async {
+    if tokio::time::timeout(TASKS_BOUND, async {
         while tasks.join_next().await.is_some() {}
-        // Doors opened by this process are locked again before it exits.
-        for e in locks.relock_all().await {
-            tracing::warn!(error = %e, "relock at shutdown failed");
-        }
     })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("tasks did not stop in time; exiting anyway");
+    .await
+    .is_err()
+    {
+        tracing::warn!("tasks did not stop in time; locking the doors anyway");
+        tasks.abort_all();
+    }
+    // Doors opened by this process are locked again before it exits.
+    match tokio::time::timeout(RELOCK_BOUND, locks.relock_all()).await {
+        Ok(failures) => {
+            for e in failures {
+                tracing::warn!(error = %e, "relock at shutdown failed");
+            }
+        }
+        Err(_) => tracing::error!("relocking at shutdown took too long; a door may be open"),
+    }
+    let _ = broker_stop.send(true);
+    if let Some(broker) = broker
+        && tokio::time::timeout(BROKER_BOUND, broker).await.is_err()
+    {
+        tracing::warn!("the broker connection did not close in time");
     }
     Ok(())
 }
@@ -355,7 +366,7 @@ async fn retention_task(daemon: Arc<Daemon>, mut shutdown: watch::Receiver<bool>
 }
 
 /// Waits for SIGTERM or SIGINT, reloading the configuration on every SIGHUP meanwhile.
-async fn wait_for_stop(daemon: &Daemon, started: &Config) {
+async fn wait_for_stop(daemon: &Daemon, started: &Config, readers: &crate::readers::Readers) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
@@ -371,7 +382,7 @@ async fn wait_for_stop(daemon: &Daemon, started: &Config) {
             _ = hup.recv() => {
                 // A stop signal during a reload stops at once.
                 tokio::select! {
-                    () = reload(daemon, started) => {}
+                    () = reload(daemon, started, readers) => {}
                     _ = term.recv() => return,
                     _ = int.recv() => return,
                 }
@@ -382,8 +393,10 @@ async fn wait_for_stop(daemon: &Daemon, started: &Config) {
 
 /// Reloads the configuration file; an invalid file is reported and the old one kept (a health
 /// reason until a reload succeeds). Settings only a restart applies are a health reason too.
-/// The sync task applies the new configuration together with the snapshot compiled from it.
-async fn reload(daemon: &Daemon, started: &Config) {
+/// The sync task applies the new configuration together with the snapshot compiled from it;
+/// then the locks and readers of the new file go into service (a lock taken out or changed is
+/// locked again first if it is open).
+async fn reload(daemon: &Daemon, started: &Config, readers: &crate::readers::Readers) {
     notify::reloading();
     let path = daemon.config().path.clone();
     let rejected = |why: String| {
@@ -401,6 +414,17 @@ async fn reload(daemon: &Daemon, started: &Config) {
             rejected(errors.to_string());
         }
         Ok(config) => {
+            // Every lock of the new file is built before anything changes: one that cannot be
+            // set up rejects the whole reload.
+            let locks = match daemon.locks.prepare(&config.locks) {
+                Ok(locks) => locks,
+                Err(e) => {
+                    tracing::error!(error = %e, "keeping the old configuration");
+                    rejected(e.to_string());
+                    notify::ready(&status_line(daemon));
+                    return;
+                }
+            };
             let config = Arc::new(config);
             let (reply, applied) = tokio::sync::oneshot::channel();
             let job = sync_task::Job::Reload {
@@ -419,6 +443,15 @@ async fn reload(daemon: &Daemon, started: &Config) {
                 notify::ready(&status_line(daemon));
                 return;
             }
+            let retired = daemon.locks.install(locks);
+            if !retired.is_empty() {
+                tokio::spawn(async move {
+                    for e in crate::locks::retire(retired).await {
+                        tracing::warn!(error = %e, "cannot lock a door whose lock a reload took out");
+                    }
+                });
+            }
+            readers.apply(&config.readers);
             apply_admin_token(daemon, &config);
             let restart = needs_restart(started, &config);
             if !restart.is_empty() {

@@ -81,11 +81,14 @@ impl Daemon {
     /// `[mqtt]`.
     pub fn mqtt_up(&self) -> Option<bool> {
         self.mqtt.as_ref().map(|link| {
+            // The readers' connection counts only where there are readers (it is opened
+            // anyway, for a reload that adds some).
             link.is_up()
-                && self
-                    .mqtt_readers
-                    .as_ref()
-                    .is_none_or(crate::mqtt::MqttLink::is_up)
+                && (self.config().readers.is_empty()
+                    || self
+                        .mqtt_readers
+                        .as_ref()
+                        .is_none_or(crate::mqtt::MqttLink::is_up))
         })
     }
 

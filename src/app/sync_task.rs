@@ -35,7 +35,7 @@ use crate::config::Config;
 use crate::domain::Snapshot;
 use crate::domain::model::Policy;
 use crate::store::{Store, StoreError};
-use crate::sync::{self, Baseline, SyncError, SyncSummary};
+use crate::sync::{self, Baseline, MEMBERSHIP_SPACING, SyncError, SyncSummary};
 
 /// The snapshot in force, as everyone but the sync task reads it.
 pub(crate) type SnapshotReceiver = watch::Receiver<Option<Arc<Snapshot>>>;
@@ -126,8 +126,6 @@ impl SnapshotWriter {
     }
 }
 
-/// Cobot's `/api/memberships` allows 6 requests a minute.
-const MEMBERSHIP_SPACING: Duration = Duration::from_secs(10);
 /// Retries never wait longer than this (unless Cobot's `Retry-After` says so).
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
 const BACKOFF_BASE: Duration = Duration::from_secs(2);
@@ -194,6 +192,10 @@ pub(crate) async fn run(
                 tokio::select! {
                     outcome = &mut attempt => break outcome,
                     Some(job) = jobs.recv() => writer.meanwhile(&daemon, job, &mut waiting),
+                    // Shutdown does not wait for a slow Cobot: the attempt is dropped while it
+                    // waits for Cobot (its only await), before it has written anything, so the
+                    // snapshot in force stays, and the doors are locked in time.
+                    _ = shutdown.changed() => return,
                 }
             }
         };

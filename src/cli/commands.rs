@@ -116,6 +116,12 @@ fn cached_snapshot(config: &Config, store: &Store) -> Result<Snapshot, Failure> 
 fn sync_command(config: &Config, args: &SyncArgs) -> Result<(), Failure> {
     let summary = match access(config)? {
         Access::Daemon(daemon) => {
+            // Said before the wait, so nobody takes a spaced request for a hang.
+            eprintln!(
+                "asking the running daemon to sync; Cobot allows one membership request every \
+                 {} s, so this waits up to that long after the daemon's last sync",
+                sync::MEMBERSHIP_SPACING.as_secs()
+            );
             let mut query = vec![("wait", "true")];
             if args.accept_revocations {
                 query.push(("accept_revocations", "true"));

@@ -24,7 +24,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -201,16 +201,48 @@ pub trait LockDriver: Send + Sync {
     }
 }
 
-/// Every configured lock, by id.
+/// Every configured lock, by id. A reload swaps drivers in and out ([`Locks::prepare`],
+/// [`Locks::install`]) while requests are served: each call takes the driver it needs and
+/// lets go of the registry before any device I/O.
 pub struct Locks {
-    drivers: BTreeMap<String, Arc<dyn LockDriver>>,
-    logs: BTreeMap<String, Arc<LogLock>>,
+    mqtt: Option<MqttLink>,
+    ble: Arc<dyn BleBackend>,
+    installed: RwLock<BTreeMap<String, Installed>>,
+}
+
+/// One lock in service.
+#[derive(Clone)]
+struct Installed {
+    /// The `[[lock]]` it was built from (`None`: inserted by a test or the demo).
+    config: Option<LockConfig>,
+    driver: Arc<dyn LockDriver>,
+    /// The same driver when it is a log lock, to read what it recorded.
+    log: Option<Arc<LogLock>>,
+}
+
+/// Drivers built for a new set of `[[lock]]` sections, not yet in service (see
+/// [`Locks::install`]). Building connects to nothing.
+pub struct Prepared {
+    /// Locks that are new or whose settings changed, with their new drivers.
+    fresh: Vec<Installed>,
+    /// Every lock id of the new configuration.
+    wanted: Vec<String>,
+}
+
+impl Prepared {
+    /// Whether installing changes nothing (same locks, same settings).
+    pub fn is_empty(&self) -> bool {
+        self.fresh.is_empty()
+    }
 }
 
 impl std::fmt::Debug for Locks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Locks")
-            .field("locks", &self.drivers.keys().collect::<Vec<_>>())
+            .field(
+                "locks",
+                &self.installed().keys().cloned().collect::<Vec<_>>(),
+            )
             .finish()
     }
 }
@@ -224,110 +256,199 @@ impl Locks {
         mqtt: Option<MqttLink>,
         ble: Arc<dyn BleBackend>,
     ) -> Result<Locks, LockError> {
-        let mut locks = Locks {
-            drivers: BTreeMap::new(),
-            logs: BTreeMap::new(),
+        let locks = Locks {
+            mqtt,
+            ble,
+            installed: RwLock::default(),
         };
-        for config in configs {
-            let id = config.id.clone();
-            let driver: Arc<dyn LockDriver> = match &config.driver {
-                DriverConfig::Log => {
-                    let log = Arc::new(LogLock::new(&id));
-                    locks.logs.insert(id.clone(), Arc::clone(&log));
-                    log
-                }
-                DriverConfig::Modbus {
-                    address,
-                    slave,
-                    target,
-                } => Arc::new(ModbusLock::new(&id, address.clone(), *slave, *target)),
-                DriverConfig::Mqtt {
-                    topic,
-                    unlock_payload,
-                    lock_payload,
-                } => {
-                    let Some(link) = &mqtt else {
-                        return Err(LockError::Invalid {
-                            lock: id,
-                            detail: "it uses MQTT but no [mqtt] broker is configured".into(),
-                        });
-                    };
-                    Arc::new(MqttLock::new(
-                        &id,
-                        link.clone(),
-                        topic,
-                        unlock_payload,
-                        lock_payload.as_deref(),
-                    ))
-                }
-                DriverConfig::Ble {
-                    device,
-                    characteristic,
-                    unlock_payload,
-                    lock_payload,
-                } => Arc::new(BleLock::new(
-                    &id,
-                    Arc::clone(&ble),
-                    device,
-                    characteristic,
-                    unlock_payload.clone(),
-                    lock_payload.clone(),
-                )?),
-            };
-            locks.drivers.insert(id, driver);
-        }
+        let prepared = locks.prepare(configs)?;
+        let retired = locks.install(prepared);
+        debug_assert!(retired.is_empty());
         Ok(locks)
     }
 
-    /// Adds (or replaces) a driver, e.g. one a test or the demo made.
-    pub fn insert(&mut self, driver: Arc<dyn LockDriver>) {
-        self.drivers.insert(driver.id().to_owned(), driver);
+    fn installed(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Installed>> {
+        self.installed
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Builds drivers for the locks of `configs` that are new or changed; the locks in service
+    /// are untouched. Fails, changing nothing, when a lock cannot be set up.
+    pub fn prepare(&self, configs: &[LockConfig]) -> Result<Prepared, LockError> {
+        let installed = self.installed();
+        let mut fresh = Vec::new();
+        for config in configs {
+            let unchanged = installed
+                .get(&config.id)
+                .is_some_and(|lock| lock.config.as_ref() == Some(config));
+            if !unchanged {
+                fresh.push(self.build(config)?);
+            }
+        }
+        Ok(Prepared {
+            fresh,
+            wanted: configs.iter().map(|c| c.id.clone()).collect(),
+        })
+    }
+
+    /// Puts prepared drivers in service and takes out the locks the new configuration no
+    /// longer has. Returns the drivers taken out (replaced or removed), for the caller to
+    /// relock ([`retire`]): a door one of them opened must not stay open.
+    pub fn install(&self, prepared: Prepared) -> Vec<Arc<dyn LockDriver>> {
+        let mut installed = self
+            .installed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut retired = Vec::new();
+        let ids: std::collections::BTreeSet<&str> =
+            prepared.wanted.iter().map(String::as_str).collect();
+        installed.retain(|id, lock| {
+            let keep = ids.contains(id.as_str()) || lock.config.is_none();
+            if !keep {
+                retired.push(Arc::clone(&lock.driver));
+            }
+            keep
+        });
+        for lock in prepared.fresh {
+            let id = lock.driver.id().to_owned();
+            if let Some(old) = installed.insert(id, lock) {
+                retired.push(old.driver);
+            }
+        }
+        retired
+    }
+
+    fn build(&self, config: &LockConfig) -> Result<Installed, LockError> {
+        let id = config.id.clone();
+        let mut log = None;
+        let driver: Arc<dyn LockDriver> = match &config.driver {
+            DriverConfig::Log => {
+                let lock = Arc::new(LogLock::new(&id));
+                log = Some(Arc::clone(&lock));
+                lock
+            }
+            DriverConfig::Modbus {
+                address,
+                slave,
+                target,
+            } => Arc::new(ModbusLock::new(&id, address.clone(), *slave, *target)),
+            DriverConfig::Mqtt {
+                topic,
+                unlock_payload,
+                lock_payload,
+            } => {
+                let Some(link) = &self.mqtt else {
+                    return Err(LockError::Invalid {
+                        lock: id,
+                        detail: "it uses MQTT but the daemon has no broker connection (the [mqtt] \
+                                 section is read at start: add it and restart)"
+                            .into(),
+                    });
+                };
+                Arc::new(MqttLock::new(
+                    &id,
+                    link.clone(),
+                    topic,
+                    unlock_payload,
+                    lock_payload.as_deref(),
+                ))
+            }
+            DriverConfig::Ble {
+                device,
+                characteristic,
+                unlock_payload,
+                lock_payload,
+            } => Arc::new(BleLock::new(
+                &id,
+                Arc::clone(&self.ble),
+                device,
+                characteristic,
+                unlock_payload.clone(),
+                lock_payload.clone(),
+            )?),
+        };
+        Ok(Installed {
+            config: Some(config.clone()),
+            driver,
+            log,
+        })
+    }
+
+    /// Adds (or replaces) a driver, e.g. one a test or the demo made. A reload keeps it.
+    pub fn insert(&self, driver: Arc<dyn LockDriver>) {
+        let mut installed = self
+            .installed
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        installed.insert(
+            driver.id().to_owned(),
+            Installed {
+                config: None,
+                driver,
+                log: None,
+            },
+        );
     }
 
     /// The driver of a lock.
-    pub fn get(&self, id: &str) -> Option<&Arc<dyn LockDriver>> {
-        self.drivers.get(id)
+    pub fn get(&self, id: &str) -> Option<Arc<dyn LockDriver>> {
+        self.installed()
+            .get(id)
+            .map(|lock| Arc::clone(&lock.driver))
     }
 
     /// A log-only lock, to read what it recorded (demo, tests).
-    pub fn log_lock(&self, id: &str) -> Option<&Arc<LogLock>> {
-        self.logs.get(id)
+    pub fn log_lock(&self, id: &str) -> Option<Arc<LogLock>> {
+        self.installed().get(id).and_then(|lock| lock.log.clone())
+    }
+
+    fn drivers(&self) -> Vec<Arc<dyn LockDriver>> {
+        self.installed()
+            .values()
+            .map(|lock| Arc::clone(&lock.driver))
+            .collect()
     }
 
     /// Opens the permit's lock. A permit for a unit without a lock is `NotConfigured("")`; the
     /// caller answers those (409) before getting here.
     pub async fn unlock(&self, permit: &Permit, cmd: &Command) -> Result<Actuation, LockError> {
         let id = permit.lock().unwrap_or_default();
-        let Some(driver) = self.drivers.get(id) else {
+        let Some(driver) = self.get(id) else {
             return Err(LockError::NotConfigured(id.to_owned()));
         };
         driver.unlock(permit, cmd).await
     }
 
-    /// Relocks every open lock now (shutdown drain); returns the failures.
+    /// Relocks every open lock now (shutdown drain), all at once; returns the failures.
     pub async fn relock_all(&self) -> Vec<LockError> {
-        let mut failures = Vec::new();
-        for driver in self.drivers.values() {
-            if let Err(e) = driver.relock_now().await {
-                failures.push(e);
-            }
-        }
-        failures
+        retire(self.drivers()).await
     }
 
     /// Probes every lock, all at once (each applies its own timeout, so one dead device does
     /// not hold up the others' checks).
     pub async fn probe_all(&self) {
-        futures_util::future::join_all(self.drivers.values().map(|driver| driver.probe())).await;
+        let drivers = self.drivers();
+        futures_util::future::join_all(drivers.iter().map(|driver| driver.probe())).await;
     }
 
     /// Every lock's health, by id.
     pub fn health(&self) -> BTreeMap<String, LockHealth> {
-        self.drivers
+        self.installed()
             .iter()
-            .map(|(id, driver)| (id.clone(), driver.health()))
+            .map(|(id, lock)| (id.clone(), lock.driver.health()))
             .collect()
     }
+}
+
+/// Relocks drivers taken out of service (or every driver, at shutdown) now, all at once, each
+/// within its own device timeout; returns the failures. A lock that is not open sends nothing.
+pub async fn retire(drivers: Vec<Arc<dyn LockDriver>>) -> Vec<LockError> {
+    futures_util::future::join_all(drivers.iter().map(|driver| driver.relock_now()))
+        .await
+        .into_iter()
+        .filter_map(Result::err)
+        .collect()
 }
 
 /// Checks that a permit is for the lock `id`.

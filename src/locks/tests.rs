@@ -145,6 +145,66 @@ async fn the_registry_routes_a_permit_to_its_lock_and_rejects_unknown_locks() {
     );
 }
 
+#[tokio::test]
+async fn a_reload_keeps_unchanged_locks_adds_new_ones_and_relocks_the_ones_it_takes_out() {
+    let log = |id: &str| LockConfig {
+        id: id.into(),
+        driver: DriverConfig::Log,
+    };
+    let locks = Locks::new(&[log("front"), log("back")], None, Arc::new(FakeBle::new())).unwrap();
+    let front = locks.log_lock("front").unwrap();
+    let back = locks.log_lock("back").unwrap();
+    // The back door is open when the reload takes its lock out.
+    locks
+        .unlock(&permit("back", OPEN_FOR), &cmd("d1"))
+        .await
+        .unwrap();
+
+    assert!(
+        locks
+            .prepare(&[log("front"), log("back")])
+            .unwrap()
+            .is_empty()
+    );
+    let prepared = locks.prepare(&[log("front"), log("side")]).unwrap();
+    // Nothing changes before it is installed.
+    assert!(locks.get("side").is_none());
+    let retired = locks.install(prepared);
+    assert_eq!(retired.iter().map(|d| d.id()).collect::<Vec<_>>(), ["back"]);
+    assert!(retire(retired).await.is_empty());
+    assert_eq!(back.commands().last(), Some(&LogEntry::Relock));
+
+    // The unchanged lock is the same driver; the new one opens; the removed one is gone.
+    assert!(Arc::ptr_eq(&front, &locks.log_lock("front").unwrap()));
+    let side = locks.unlock(&permit("side", OPEN_FOR), &cmd("d2")).await;
+    assert_eq!(side, Ok(Actuation::Opened));
+    let gone = locks.unlock(&permit("back", OPEN_FOR), &cmd("d3")).await;
+    assert_eq!(gone, Err(LockError::NotConfigured("back".into())));
+    assert_eq!(locks.health().keys().collect::<Vec<_>>(), ["front", "side"]);
+}
+
+#[test]
+fn a_reload_with_a_lock_that_cannot_be_set_up_changes_nothing() {
+    let configs = [LockConfig {
+        id: "front".into(),
+        driver: DriverConfig::Log,
+    }];
+    let locks = Locks::new(&configs, None, Arc::new(FakeBle::new())).unwrap();
+    let broken = [
+        configs[0].clone(),
+        LockConfig {
+            id: "side".into(),
+            driver: DriverConfig::Mqtt {
+                topic: "z2m/side/set".into(),
+                unlock_payload: "{}".into(),
+                lock_payload: None,
+            },
+        },
+    ];
+    assert!(locks.prepare(&broken).is_err());
+    assert_eq!(locks.health().keys().collect::<Vec<_>>(), ["front"]);
+}
+
 #[test]
 fn an_mqtt_lock_without_a_broker_is_rejected_when_building_the_registry() {
     let configs = [LockConfig {

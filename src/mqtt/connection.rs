@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rumqttc::{Event, EventLoop, Packet, QoS};
@@ -41,12 +41,67 @@ pub(crate) trait Inbox: Send + Sync {
     fn deliver(&self, message: Message) -> Pin<Box<dyn Future<Output = bool> + Send + '_>>;
 }
 
+/// The subscribed topics and where their messages go, shared by the receiving connection's
+/// task and every [`Topics`] handle.
+type Inboxes = Arc<Mutex<Registry>>;
+
+#[derive(Default)]
+struct Registry {
+    inboxes: HashMap<String, Arc<dyn Inbox>>,
+    /// The receiving connection is up and has subscribed every topic in `inboxes`. Set and read
+    /// under the same lock as `inboxes`, so a topic added at any moment is subscribed exactly
+    /// once (a second SUBSCRIBE would make the broker replay a retained message again).
+    subscribed: bool,
+}
+
 /// The broker connections, until [`Connection::run`] polls them.
 pub struct Connection {
     eventloop: EventLoop,
     link: MqttLink,
     inbound: Option<(MqttLink, EventLoop)>,
-    inboxes: HashMap<String, Arc<dyn Inbox>>,
+    inboxes: Inboxes,
+}
+
+/// Subscribes and unsubscribes topics on the receiving connection, before or while it runs
+/// (a reload adds and removes readers). Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Topics {
+    inboxes: Inboxes,
+    client: Option<rumqttc::AsyncClient>,
+}
+
+impl Topics {
+    /// Delivers `topic`'s messages (QoS 1) to `inbox` from now on, replacing the inbox it had;
+    /// a topic new to the connection is subscribed once: now if connected, else by the next
+    /// CONNACK, which subscribes every topic. Without a receiving connection nothing arrives:
+    /// that is logged when the connection runs.
+    pub(crate) fn add(&self, topic: &str, inbox: Arc<dyn Inbox>) {
+        let mut registry = lock(&self.inboxes);
+        let new = registry.inboxes.insert(topic.to_owned(), inbox).is_none();
+        if let (true, true, Some(client)) = (new, registry.subscribed, &self.client)
+            && let Err(e) = client.try_subscribe(topic, QoS::AtLeastOnce)
+        {
+            // The next CONNACK subscribes it anyway.
+            tracing::warn!(%topic, error = %e, "cannot subscribe now");
+        }
+    }
+
+    /// Stops delivering `topic`'s messages (a message already on its way is dropped) and
+    /// unsubscribes it.
+    pub(crate) fn remove(&self, topic: &str) {
+        let mut registry = lock(&self.inboxes);
+        if registry.inboxes.remove(topic).is_some()
+            && registry.subscribed
+            && let Some(client) = &self.client
+            && let Err(e) = client.try_unsubscribe(topic)
+        {
+            tracing::warn!(%topic, error = %e, "cannot unsubscribe; its messages are ignored");
+        }
+    }
+}
+
+fn lock(inboxes: &Inboxes) -> std::sync::MutexGuard<'_, Registry> {
+    inboxes.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Connection {
@@ -59,7 +114,7 @@ impl Connection {
             eventloop,
             link,
             inbound,
-            inboxes: HashMap::new(),
+            inboxes: Inboxes::default(),
         }
     }
 
@@ -73,11 +128,12 @@ impl Connection {
         self.inbound.as_ref().map(|(link, _)| link.clone())
     }
 
-    /// Subscribes `topic` (QoS 1) on the receiving connection, delivering its messages to
-    /// `inbox`. A topic taken already keeps its first inbox. Without a receiving connection
-    /// nothing arrives: that is logged when the connection runs.
-    pub(crate) fn subscribe(&mut self, topic: &str, inbox: Arc<dyn Inbox>) {
-        self.inboxes.entry(topic.to_owned()).or_insert(inbox);
+    /// The handle that subscribes topics on the receiving connection.
+    pub(crate) fn topics(&self) -> Topics {
+        Topics {
+            inboxes: Arc::clone(&self.inboxes),
+            client: self.inbound.as_ref().map(|(link, _)| link.client().clone()),
+        }
     }
 
     /// Polls until `shutdown` turns true, then disconnects.
@@ -96,7 +152,7 @@ impl Connection {
                 shutdown.clone(),
             ))),
             None => {
-                if !inboxes.is_empty() {
+                if !lock(&inboxes).inboxes.is_empty() {
                     tracing::error!(
                         "topics are subscribed but no receiving MQTT connection was opened"
                     );
@@ -139,7 +195,7 @@ impl Connection {
 async fn receive(
     mut eventloop: EventLoop,
     link: MqttLink,
-    inboxes: HashMap<String, Arc<dyn Inbox>>,
+    inboxes: Inboxes,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let client = link.client().clone();
@@ -155,14 +211,17 @@ async fn receive(
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 failures = 0;
                 tracing::info!("readers connected to the MQTT broker");
-                for topic in inboxes.keys() {
+                let mut registry = lock(&inboxes);
+                registry.subscribed = true;
+                for topic in registry.inboxes.keys() {
                     if let Err(e) = client.try_subscribe(topic, QoS::AtLeastOnce) {
                         tracing::error!(%topic, error = %e, "cannot subscribe");
                     }
                 }
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let Some(inbox) = inboxes.get(publish.topic.as_str()) else {
+                let Some(inbox) = lock(&inboxes).inboxes.get(publish.topic.as_str()).cloned()
+                else {
                     continue;
                 };
                 let message = Message {
@@ -176,6 +235,8 @@ async fn receive(
             }
             Ok(_) => {}
             Err(e) => {
+                // The next CONNACK subscribes every topic again (the session is clean).
+                lock(&inboxes).subscribed = false;
                 if !back_off(&mut failures, &e, " (readers)", &mut shutdown).await {
                     break;
                 }

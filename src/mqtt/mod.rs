@@ -26,7 +26,7 @@ mod link;
 mod options;
 
 pub use connection::Connection;
-pub(crate) use connection::{Inbox, Message};
+pub(crate) use connection::{Inbox, Message, Topics};
 pub use link::MqttLink;
 pub use options::{
     KEEP_ALIVE, MAX_MESSAGE_SIZE, MAX_PACKET_SIZE, MqttSetupError, READER_CLIENT_SUFFIX,

@@ -20,7 +20,9 @@ mod run;
 mod selfcheck;
 mod wiegand;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use chrono::{DateTime, Utc};
 
@@ -28,16 +30,16 @@ pub(crate) use payload::{MAX_PAYLOAD, ReaderPayload, parse_payload};
 pub(crate) use run::run;
 pub(crate) use selfcheck::{SelfChecks, watchdog};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::access::Outcome;
 use crate::config::ReaderConfig;
-use crate::mqtt::Connection;
+use crate::mqtt::{Connection, Topics};
 
 /// One message from a reader, as its transport delivered it.
 #[derive(Debug)]
 pub(crate) struct Frame {
-    /// The reader: its index in the loop's reader table.
+    /// The reader: its number in the reader table.
     pub reader: usize,
     /// The message as received (parsed by the reader's kind).
     pub payload: Vec<u8>,
@@ -66,37 +68,88 @@ pub(crate) struct Reader {
     pub kind: Arc<dyn ReaderKind>,
 }
 
+/// The readers in service, by number. A number is never used again: a frame still on its way
+/// from a reader that a reload removed or changed finds no reader and is dropped, instead of
+/// being taken for another.
+pub(crate) type Table = BTreeMap<usize, Reader>;
+
 /// The transports reader kinds receive through (the broker connection, while it is not yet
 /// polled; a serial port or a USB device would join it here).
 pub(crate) struct Transports<'a> {
     /// The broker connection, when `[mqtt]` is configured.
-    pub mqtt: Option<&'a mut Connection>,
+    pub mqtt: Option<&'a Connection>,
 }
 
-/// The reader loop's table: every `[[reader]]`, in file order, attached to its transport so
-/// that its messages arrive on `frames` under its index in the table. A reader whose transport is missing
-/// is left out with an error (configuration validation prevents that).
-pub(crate) fn table(
-    configs: &[ReaderConfig],
-    transports: Transports<'_>,
-    frames: &mpsc::Sender<Frame>,
-) -> Vec<Reader> {
-    let Transports { mut mqtt } = transports;
-    let mqtt_kind: Option<Arc<dyn ReaderKind>> = mqtt.as_ref().map(|connection| {
-        Arc::new(mqtt::MqttReaders::new(&connection.link())) as Arc<dyn ReaderKind>
-    });
-    let mut table = Vec::with_capacity(configs.len());
-    for config in configs {
-        // Every reader is an MQTT reader today; a reader kind adds its arm here.
-        let (Some(connection), Some(kind)) = (mqtt.as_mut(), &mqtt_kind) else {
-            tracing::error!(reader = %config.id, "reader has no MQTT broker; it is not served");
-            continue;
-        };
-        mqtt::MqttReaders::attach(table.len(), config, connection, frames);
-        table.push(Reader {
-            config: config.clone(),
-            kind: Arc::clone(kind),
+/// The readers in service, attached to their transports: built at start, changed by a reload.
+/// The reader loop reads the table from the receiver [`Readers::new`] returns.
+pub(crate) struct Readers {
+    table: watch::Sender<Arc<Table>>,
+    next: AtomicUsize,
+    frames: mpsc::Sender<Frame>,
+    mqtt: Option<(Topics, Arc<dyn ReaderKind>)>,
+}
+
+impl Readers {
+    /// Puts every reader of `configs` in service, its messages arriving on `frames` under its
+    /// number.
+    pub(crate) fn new(
+        configs: &[ReaderConfig],
+        transports: Transports<'_>,
+        frames: mpsc::Sender<Frame>,
+    ) -> (Readers, watch::Receiver<Arc<Table>>) {
+        let Transports { mqtt } = transports;
+        let mqtt = mqtt.map(|connection| {
+            let kind: Arc<dyn ReaderKind> = Arc::new(mqtt::MqttReaders::new(&connection.link()));
+            (connection.topics(), kind)
         });
+        let (table, receiver) = watch::channel(Arc::default());
+        let readers = Readers {
+            table,
+            next: AtomicUsize::new(0),
+            frames,
+            mqtt,
+        };
+        readers.apply(configs);
+        (readers, receiver)
     }
-    table
+
+    /// Makes `configs` the readers in service: a reader whose entry is unchanged keeps its
+    /// number and subscription; a new or changed one is attached under a new number; a removed
+    /// one stops being served at once (its topic unsubscribed unless another reader uses it).
+    pub(crate) fn apply(&self, configs: &[ReaderConfig]) {
+        let old = Arc::clone(&self.table.borrow());
+        let mut table = Table::new();
+        for config in configs {
+            if let Some((&number, reader)) = old.iter().find(|(_, r)| r.config == *config) {
+                table.insert(number, reader.clone());
+                continue;
+            }
+            // Every reader is an MQTT reader today; a reader kind adds its arm here.
+            let Some((topics, kind)) = &self.mqtt else {
+                tracing::error!(reader = %config.id, "reader has no MQTT broker; it is not served");
+                continue;
+            };
+            let number = self.next.fetch_add(1, Ordering::Relaxed);
+            mqtt::MqttReaders::attach(number, config, topics, &self.frames);
+            table.insert(
+                number,
+                Reader {
+                    config: config.clone(),
+                    kind: Arc::clone(kind),
+                },
+            );
+        }
+        if let Some((topics, _)) = &self.mqtt {
+            for gone in old
+                .values()
+                .filter(|r| !table.values().any(|n| n.config.topic == r.config.topic))
+            {
+                topics.remove(&gone.config.topic);
+            }
+        }
+        for gone in old.keys().filter(|n| !table.contains_key(n)) {
+            tracing::info!(reader = %old[gone].config.id, "reader taken out of service");
+        }
+        self.table.send_replace(Arc::new(table));
+    }
 }

@@ -18,7 +18,7 @@ use tokio::sync::mpsc;
 use super::{Frame, ReaderKind, ReaderPayload, parse_payload};
 use crate::access::Outcome;
 use crate::config::ReaderConfig;
-use crate::mqtt::{Connection, Inbox, Message, MqttLink};
+use crate::mqtt::{Inbox, Message, MqttLink, Topics};
 
 /// The answer published on `<reader topic>/result`: a view of the outcome's record.
 #[derive(Debug, Serialize)]
@@ -52,19 +52,19 @@ impl MqttReaders {
         }
     }
 
-    /// Subscribes reader number `reader`'s topic on `connection`, its messages going to
-    /// `frames`.
+    /// Delivers reader number `reader`'s topic to `frames` (subscribing it on the receiving
+    /// connection if it is new there).
     pub(crate) fn attach(
         reader: usize,
         config: &ReaderConfig,
-        connection: &mut Connection,
+        topics: &Topics,
         frames: &mpsc::Sender<Frame>,
     ) {
         let inbox = ReaderInbox {
             reader,
             frames: frames.clone(),
         };
-        connection.subscribe(&config.topic, Arc::new(inbox));
+        topics.add(&config.topic, Arc::new(inbox));
     }
 }
 

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::repeat::RecentAnswers;
 use super::selfcheck::SelfChecks;
-use super::{Frame, Reader, ReaderPayload};
+use super::{Frame, ReaderPayload, Table};
 use crate::access::{Credential, Engine, Outcome, Request};
 use crate::store::CredentialKind;
 
@@ -25,7 +25,7 @@ const DRAIN_BOUND: Duration = Duration::from_secs(5);
 /// Handles frames until shutdown, then finishes the frames already received and the requests
 /// in flight (bounded).
 pub(crate) async fn run(
-    readers: Vec<Reader>,
+    readers: watch::Receiver<Arc<Table>>,
     mut frames: mpsc::Receiver<Frame>,
     engine: Arc<Engine>,
     mut checks: SelfChecks,
@@ -60,7 +60,8 @@ pub(crate) async fn run(
 
 /// What the loop keeps between frames.
 struct Loop {
-    readers: Vec<Reader>,
+    /// The readers in service (a reload replaces the table).
+    readers: watch::Receiver<Arc<Table>>,
     engine: Arc<Engine>,
     recent: RecentAnswers<Arc<Outcome>>,
     in_flight: JoinSet<()>,
@@ -70,7 +71,8 @@ impl Loop {
     fn handle(&mut self, frame: Frame) {
         // Reap finished tasks so the set does not grow.
         while self.in_flight.try_join_next().is_some() {}
-        let Some(reader) = self.readers.get(frame.reader).cloned() else {
+        // A reader a reload took out: its late frames are not answered.
+        let Some(reader) = self.readers.borrow().get(&frame.reader).cloned() else {
             return;
         };
         let engine = Arc::clone(&self.engine);
