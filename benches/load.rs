@@ -28,8 +28,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use portier::cobot::fake::{FakeCobot, Fixture};
-use portier::cobot::fixtures::{self, PLAN_FULL_TIME};
+use portier_fake_cobot::fixtures::{self, PLAN_FULL_TIME};
+use portier_fake_cobot::{FakeCobot, Fixture};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::json;
 use tokio::sync::mpsc;

@@ -8,11 +8,12 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use portier::cobot::{fixtures, wire};
+use portier::cobot::wire;
 use portier::config::Config;
 use portier::domain::compile;
 use portier::domain::model::CobotData;
 use portier::store::{Store, StoredSnapshot};
+use portier_fake_cobot::fixtures;
 
 const CONFIG: &str = r#"
 [site]

@@ -15,8 +15,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::Stdio;
 use std::time::Duration;
 
-use portier::cobot::fake::{FakeCobot, Fixture};
-use portier::cobot::fixtures::ADA_CARD;
+use portier_fake_cobot::fixtures::ADA_CARD;
+use portier_fake_cobot::{FakeCobot, Fixture};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 

@@ -3,8 +3,8 @@
 //!
 //! `cargo run --release --example fake_cobot -- 10000`
 
-use portier::cobot::fake::{FakeCobot, Fixture};
-use portier::cobot::fixtures;
+use portier_fake_cobot::fixtures;
+use portier_fake_cobot::{FakeCobot, Fixture};
 use serde_json::{Value, json};
 
 #[tokio::main(flavor = "current_thread")]

@@ -10,6 +10,7 @@
 
 pub(crate) mod access;
 pub mod app;
+pub(crate) mod backoff;
 pub mod cli;
 pub mod clock;
 pub mod cobot;

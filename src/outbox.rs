@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
-use rand::Rng;
 use tokio::sync::{Notify, watch};
 
 use crate::cobot::client::MAX_RETRY_AFTER;
@@ -282,13 +281,14 @@ fn until(now: DateTime<Utc>, at: DateTime<Utc>) -> Duration {
     (at - now).to_std().unwrap_or(Duration::ZERO)
 }
 
-/// Jittered exponential backoff for the `n`th consecutive failure (n ≥ 1), capped.
+/// Jittered exponential backoff (±25 %) for the `n`th consecutive failure (n ≥ 1), capped.
 fn backoff(base: Duration, cap: Duration, n: u32) -> Duration {
-    let exp = base.saturating_mul(1u32 << n.saturating_sub(1).min(16));
-    let factor = 1.0 + rand::rng().random_range(-0.25..=0.25);
-    Duration::try_from_secs_f64(exp.min(cap).as_secs_f64() * factor)
-        .unwrap_or(cap)
-        .min(cap)
+    crate::backoff::Backoff {
+        first: base,
+        cap,
+        jitter: 0.25,
+    }
+    .after(n)
 }
 
 /// The start of a site-local day in UTC. A DST change at midnight can skip 00:00; the day then

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{Site, free_port};
 use daemon::Daemon;
-use portier::cobot::fixtures::{ADA, MARGARET};
+use portier_fake_cobot::fixtures::{ADA, MARGARET};
 use serde_json::Value;
 
 async fn start_daemon(site: &Site, port: u16) -> Daemon {

@@ -21,8 +21,8 @@ use std::time::Duration;
 
 use common::{Run, Site, free_port, site_config};
 use daemon::Daemon;
-use portier::cobot::fake::Fault;
-use portier::cobot::fixtures::{ADA, CHARLES};
+use portier_fake_cobot::Fault;
+use portier_fake_cobot::fixtures::{ADA, CHARLES};
 use serde_json::Value;
 
 /// The uid (and gid) the tests hand the state directory to: `nobody` on Debian.

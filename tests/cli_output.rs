@@ -49,7 +49,7 @@ async fn printing_commands_end_quietly_when_stdout_is_closed() {
             &[
                 "explain",
                 "--member",
-                portier::cobot::fixtures::ADA,
+                portier_fake_cobot::fixtures::ADA,
                 "--unit",
                 "front_door",
             ],

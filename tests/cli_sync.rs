@@ -7,8 +7,8 @@ mod common;
 
 use chrono::{Datelike, Days, Weekday};
 use common::{Site, berlin, utc};
-use portier::cobot::fake::Fault;
-use portier::cobot::fixtures::*;
+use portier_fake_cobot::Fault;
+use portier_fake_cobot::fixtures::*;
 use serde_json::Value;
 
 fn member<'a>(members: &'a Value, id: &str) -> &'a Value {

@@ -6,12 +6,13 @@
 use std::time::Duration;
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use portier::cobot::fake::Fixture;
-use portier::cobot::fixtures::{self, ADA, ALAN, EDSGER, MARGARET};
 use portier::cobot::{
-    CheckInOutcome, CobotClient, CobotError, ConnectFlow, ConnectParams, FakeCobot, Fault,
-    FetchOptions, load_stored_token, store_token,
+    CheckInOutcome, CobotClient, CobotError, ConnectFlow, ConnectParams, FetchOptions,
+    load_stored_token, store_token,
 };
+use portier_fake_cobot::Fixture;
+use portier_fake_cobot::fixtures::{self, ADA, ALAN, EDSGER, MARGARET};
+use portier_fake_cobot::{FakeCobot, Fault};
 use serde_json::json;
 use url::Url;
 

@@ -33,8 +33,8 @@ use std::time::Duration;
 
 use common::{Site, free_port, site_config};
 use daemon::Daemon;
-use portier::cobot::fake::Fault;
-use portier::cobot::fixtures::{self, ADA, PLAN_FULL_TIME, PLAN_PART_TIME};
+use portier_fake_cobot::Fault;
+use portier_fake_cobot::fixtures::{self, ADA, PLAN_FULL_TIME, PLAN_PART_TIME};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use tokio::time::Instant;

@@ -28,7 +28,7 @@ use std::time::Duration;
 use common::{Site, free_port, site_config};
 use daemon::Daemon;
 use mosquitto::Mosquitto;
-use portier::cobot::fixtures::{self, PLAN_FULL_TIME};
+use portier_fake_cobot::fixtures::{self, PLAN_FULL_TIME};
 use rand::{Rng, SeedableRng};
 use rumqttc::{AsyncClient, QoS};
 use serde_json::{Value, json};

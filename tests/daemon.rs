@@ -17,8 +17,8 @@ use std::time::Duration;
 use common::{Site, free_port, site_config};
 use daemon::Daemon;
 use mosquitto::Mosquitto;
-use portier::cobot::fake::Fault;
-use portier::cobot::fixtures::{ADA, ADA_CARD, CHARLES};
+use portier_fake_cobot::Fault;
+use portier_fake_cobot::fixtures::{ADA, ADA_CARD, CHARLES};
 use rumqttc::{AsyncClient, QoS};
 use serde_json::Value;
 

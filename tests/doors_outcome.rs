@@ -18,7 +18,7 @@ use std::time::Duration;
 use common::{Site, free_port};
 use mosquitto::Mosquitto;
 use mqtt_site::{LOCK_TOPIC, MqttSite, READER_TOPIC, RESULT_TOPIC, events};
-use portier::cobot::fixtures::{ADA, ADA_CARD};
+use portier_fake_cobot::fixtures::{ADA, ADA_CARD};
 use rumqttc::QoS;
 use serde_json::Value;
 
@@ -166,7 +166,7 @@ async fn http_opens_say_whether_the_door_opened() {
     let (code, body) = d
         .post(
             "/v1/units/front_door/open",
-            Some(&format!("app-{}", portier::cobot::fixtures::CHARLES)),
+            Some(&format!("app-{}", portier_fake_cobot::fixtures::CHARLES)),
         )
         .await;
     assert_eq!(code, 403, "{body}");

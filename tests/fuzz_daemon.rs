@@ -27,7 +27,7 @@ use std::time::Duration;
 use common::{Site, free_port, site_config};
 use daemon::Daemon;
 use mosquitto::{Mosquitto, Received};
-use portier::cobot::fixtures::{ADA, ADA_CARD};
+use portier_fake_cobot::fixtures::{ADA, ADA_CARD};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, FileFailurePersistence, TestRunner};
 use rumqttc::{AsyncClient, QoS};

@@ -15,12 +15,12 @@
 use std::path::Path;
 
 use chrono::{NaiveDate, TimeZone, Utc};
-use portier::cobot::fixtures;
 use portier::cobot::wire;
 use portier::config::Config;
 use portier::domain::model::CobotData;
 use portier::domain::schedule::Schedule;
 use portier::domain::{Credential, Moment, Request, compile, decide};
+use portier_fake_cobot::fixtures;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as RunnerConfig, FileFailurePersistence};
 use serde_json::Value;

@@ -23,8 +23,8 @@ use daemon::Daemon;
 use modbus::ModbusServer;
 use mosquitto::Mosquitto;
 use mqtt_site::{MqttSite, READER_TOPIC, wait_events};
-use portier::cobot::fake::Fault;
-use portier::cobot::fixtures::{ADA, ADA_CARD};
+use portier_fake_cobot::Fault;
+use portier_fake_cobot::fixtures::{ADA, ADA_CARD};
 use rumqttc::QoS;
 use serde_json::Value;
 

@@ -22,12 +22,12 @@ use std::path::Path;
 
 use chrono::{DateTime, Days, Duration, NaiveDate, TimeZone, Utc};
 use chrono_tz::Europe::Berlin;
-use portier::cobot::fixtures::{self, PLAN_FLEX, PLAN_FULL_TIME, PLAN_PART_TIME, plan_copy};
 use portier::cobot::wire;
 use portier::config::Config;
 use portier::domain::model::{CobotData, Policy};
 use portier::domain::{Credential, Decision, Moment, Request, Snapshot, compile, decide};
 use portier::store::{Store, StoredSnapshot};
+use portier_fake_cobot::fixtures::{self, PLAN_FLEX, PLAN_FULL_TIME, PLAN_PART_TIME, plan_copy};
 use serde_json::{Value, json};
 
 const PLAN_NIGHT: &str = "d4e3f6b5c7a85b9d1e2f3a4b5c6d7e84";

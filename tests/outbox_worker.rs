@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use portier::clock;
-use portier::cobot::fake::Fixture;
-use portier::cobot::{CobotClient, FakeCobot, Fault};
+use portier::cobot::CobotClient;
 use portier::outbox::{self, Settings};
 use portier::store::{CheckInStatus, CredentialKind, EventRecord, NewEvent, Store};
+use portier_fake_cobot::Fixture;
+use portier_fake_cobot::{FakeCobot, Fault};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;

@@ -19,8 +19,8 @@ use chrono::NaiveDate;
 use common::{Site, today};
 use mosquitto::Mosquitto;
 use mqtt_site::{LOCK_TOPIC, MqttSite, READER_TOPIC, RESULT_TOPIC, events, shipped_drop_in};
-use portier::cobot::fake::Fixture;
-use portier::cobot::fixtures::{ADA, ADA_CARD, BARBARA};
+use portier_fake_cobot::Fixture;
+use portier_fake_cobot::fixtures::{ADA, ADA_CARD, BARBARA};
 use rumqttc::QoS;
 use serde_json::{Value, json};
 

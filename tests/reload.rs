@@ -19,8 +19,8 @@ use common::{Site, free_port, site_config};
 use daemon::Daemon;
 use mosquitto::Mosquitto;
 use mqtt_site::{LOCK_TOPIC, MqttSite, READER_TOPIC, RESULT_TOPIC};
-use portier::cobot::fake::Fault;
-use portier::cobot::fixtures::ADA_CARD;
+use portier_fake_cobot::Fault;
+use portier_fake_cobot::fixtures::ADA_CARD;
 use rumqttc::QoS;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

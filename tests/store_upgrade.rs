@@ -15,11 +15,11 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use common::{Site, free_port, site_config};
 use daemon::Daemon;
-use portier::cobot::fake::Fault;
-use portier::cobot::fixtures::{
+use portier::store::{CheckInStatus, CredentialKind, Store, token_hash};
+use portier_fake_cobot::Fault;
+use portier_fake_cobot::fixtures::{
     ADA, BARBARA, CHARLES, GRACE, KATHERINE, LINUS, MARGARET, user_id_of,
 };
-use portier::store::{CheckInStatus, CredentialKind, Store, token_hash};
 use serde_json::Value;
 
 /// The members the fixture's snapshot synced (the connected ones of the standard fixtures).

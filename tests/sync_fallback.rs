@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use common::{Site, free_port, site_config};
 use daemon::Daemon;
-use portier::cobot::fixtures::*;
+use portier_fake_cobot::fixtures::*;
 use serde_json::Value;
 
 /// The integration site with the fallback and the part-time assignment written as given.

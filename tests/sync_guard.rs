@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use common::{Site, berlin, free_port, site_config};
 use daemon::Daemon;
-use portier::cobot::fake::Fault;
-use portier::cobot::fixtures::*;
+use portier_fake_cobot::Fault;
+use portier_fake_cobot::fixtures::*;
 use serde_json::Value;
 
 /// A weekday after today without a booking of Margaret's (she has today and in a week).

@@ -8,8 +8,8 @@
 mod common;
 
 use common::Site;
-use portier::cobot::fake::Fixture;
-use portier::cobot::fixtures::*;
+use portier_fake_cobot::Fixture;
+use portier_fake_cobot::fixtures::*;
 use serde_json::{Value, json};
 
 /// A connected full-time membership with the given dates (strings as Cobot would send them).

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use common::{Site, free_port, site_config};
 use daemon::Daemon;
-use portier::cobot::fake::Fault;
-use portier::cobot::fixtures::ADA;
+use portier_fake_cobot::Fault;
+use portier_fake_cobot::fixtures::ADA;
 
 async fn start_daemon(site: &Site) -> Daemon {
     let port = free_port();

@@ -23,11 +23,11 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::state::{Daemon, SyncJob};
+use crate::backoff::{Backoff, jitter};
 use crate::clock;
 use crate::cobot::CobotError;
 use crate::cobot::client::MAX_RETRY_AFTER;
@@ -128,7 +128,12 @@ impl SnapshotWriter {
 
 /// Retries never wait longer than this (unless Cobot's `Retry-After` says so).
 const BACKOFF_CAP: Duration = Duration::from_secs(60);
-const BACKOFF_BASE: Duration = Duration::from_secs(2);
+/// How failed syncs are retried: 2 s doubling to 60 s, ±25 %.
+const BACKOFF: Backoff = Backoff {
+    first: Duration::from_secs(2),
+    cap: BACKOFF_CAP,
+    jitter: 0.25,
+};
 
 /// Why an attempt failed, and how to wait before the next.
 struct Failed {
@@ -208,7 +213,7 @@ pub(crate) async fn run(
                 failures = failures.saturating_add(1);
                 match failed.retry {
                     Retry::After(d) if d <= MAX_RETRY_AFTER => d,
-                    Retry::After(_) | Retry::Backoff => backoff(failures),
+                    Retry::After(_) | Retry::Backoff => BACKOFF.after(failures),
                     Retry::NextInterval => interval,
                 }
             }
@@ -330,19 +335,6 @@ fn count(daemon: &Daemon, result: &'static str) {
         .inc();
 }
 
-/// Jittered exponential backoff after `failures` consecutive failures, capped at 60 s.
-fn backoff(failures: u32) -> Duration {
-    let exp = BACKOFF_BASE.saturating_mul(1u32 << failures.saturating_sub(1).min(6));
-    jitter(exp.min(BACKOFF_CAP), 0.25).min(BACKOFF_CAP)
-}
-
-/// `d` ± `fraction` at random, so many boxes do not hit Cobot in step. Saturating: `d` itself
-/// when the product would not fit a `Duration` (`mul_f64` would panic).
-fn jitter(d: Duration, fraction: f64) -> Duration {
-    let factor = 1.0 + rand::rng().random_range(-fraction..=fraction);
-    Duration::try_from_secs_f64(d.as_secs_f64() * factor.max(0.0)).unwrap_or(d)
-}
-
 /// `from + wait`, or the backoff cap from `from` when the sum does not fit an `Instant` (a
 /// checked sum: `Instant + Duration` panics on overflow).
 fn later(from: Instant, wait: Duration) -> Instant {
@@ -363,8 +355,6 @@ mod tests {
             later(now, Duration::from_secs(3)),
             now + Duration::from_secs(3)
         );
-        // `Duration::mul_f64` would panic here.
-        assert!(jitter(Duration::MAX, 0.1) > Duration::from_secs(u64::MAX / 2));
-        assert!(backoff(u32::MAX) <= BACKOFF_CAP);
+        assert!(BACKOFF.after(u32::MAX) <= BACKOFF_CAP);
     }
 }

@@ -19,7 +19,14 @@ use crate::views::{self, ExplainQuery, ExplainView};
 /// Runs the parsed command.
 pub(super) fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
+        #[cfg(feature = "demo")]
         Command::Demo(args) => crate::demo::run(&args).map_err(Failure::Runtime),
+        #[cfg(not(feature = "demo"))]
+        Command::Demo(_) => Err(Failure::Runtime(
+            "this portier was built without the demo (cargo feature `demo`); \
+             the packaged build has it"
+                .to_owned(),
+        )),
         Command::CheckConfig => check_config(&cli.config),
         Command::Run => {
             let config = load_config(&cli.config)?;

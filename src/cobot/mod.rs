@@ -4,8 +4,8 @@
 //! skipping (and naming) bad records and failing on bad responses. `client` speaks HTTP to
 //! Cobot, one try per request; pacing and retries belong to the caller (the daemon), which uses
 //! the per-request building blocks; `factory` makes it for a configuration. `connect` is
-//! `portier cobot connect`. `fake` and `fixtures`
-//! play Cobot on loopback for `portier demo` and the tests.
+//! `portier cobot connect`. The simulated Cobot that plays it on loopback for `portier demo` and
+//! the tests is a crate of its own (`crates/fake-cobot`).
 //!
 //! Nothing here decides access, touches the store or reads the clock, and nothing here logs a
 //! token.
@@ -14,12 +14,9 @@ pub mod client;
 pub mod connect;
 mod error;
 mod factory;
-pub mod fake;
-pub mod fixtures;
 pub mod wire;
 
 pub use client::{CheckIn, CheckInOutcome, CobotClient, CobotUser, FetchOptions};
 pub use connect::{ConnectError, ConnectFlow, ConnectParams, load_stored_token, store_token};
 pub use error::CobotError;
 pub use factory::{client_for, token_for};
-pub use fake::{FakeCobot, Fault, Fixture};

@@ -2,12 +2,12 @@
 //! payload (if any) after `open_for`.
 //!
 //! The radio sits behind [`BleBackend`] (connect + write): [`BluerBackend`] talks to BlueZ
-//! through bluer, [`FakeBle`] records writes for tests. A BLE write is not idempotent in
+//! through bluer; a fake in `fake_ble` (tests only) records writes. A BLE write is not idempotent in
 //! general (some locks toggle), so there is **no blind retry**: a failure before anything was
 //! written is `Transport` (retry is safe), a GATT error answer is `Refused`, and a write whose
 //! outcome is unknown (timeout or disconnect midway) is `Uncertain`, never retried.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bluer::{AdapterEvent, Address, ErrorKind, Uuid};
@@ -185,102 +185,6 @@ pub(crate) fn classify_write_error(kind: &ErrorKind, message: &str) -> BleError 
         | ErrorKind::InvalidArguments
         | ErrorKind::NotSupported => BleError::Refused(message.to_owned()),
         _ => BleError::Unknown(message.to_owned()),
-    }
-}
-
-/// One write a [`FakeBle`] received.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FakeBleWrite {
-    /// The device written to.
-    pub device: Address,
-    /// The characteristic written.
-    pub characteristic: Uuid,
-    /// The bytes.
-    pub payload: Vec<u8>,
-}
-
-/// A backend for tests: records writes, or fails every write with a chosen error; its adapter
-/// can be taken away.
-#[derive(Default)]
-pub struct FakeBle {
-    writes: Mutex<Vec<FakeBleWrite>>,
-    attempts: Mutex<usize>,
-    failure: Mutex<Option<BleError>>,
-    adapter_missing: std::sync::atomic::AtomicBool,
-}
-
-impl FakeBle {
-    /// A fake whose writes succeed.
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Makes every following write fail with `error` (`None`: succeed again).
-    pub fn fail_with(&self, error: Option<BleError>) {
-        *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = error;
-    }
-
-    /// The successful writes so far, in order.
-    pub fn writes(&self) -> Vec<FakeBleWrite> {
-        self.writes
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Takes the Bluetooth adapter away (`false`) or gives it back (`true`): what the health
-    /// probe sees. Writes are not affected; use [`FakeBle::fail_with`] for those.
-    pub fn set_adapter_present(&self, present: bool) {
-        self.adapter_missing
-            .store(!present, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    /// How many writes were attempted, failed ones included.
-    pub fn attempts(&self) -> usize {
-        *self.attempts.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl BleBackend for FakeBle {
-    fn adapter_present(&self) -> BoxFuture<'_, Result<(), BleError>> {
-        let missing = self
-            .adapter_missing
-            .load(std::sync::atomic::Ordering::SeqCst);
-        Box::pin(std::future::ready(if missing {
-            Err(BleError::NotWritten(
-                "no Bluetooth adapter: hci0 not found".into(),
-            ))
-        } else {
-            Ok(())
-        }))
-    }
-
-    fn write<'a>(
-        &'a self,
-        device: Address,
-        characteristic: Uuid,
-        payload: &'a [u8],
-    ) -> BoxFuture<'a, Result<(), BleError>> {
-        Box::pin(async move {
-            *self.attempts.lock().unwrap_or_else(PoisonError::into_inner) += 1;
-            if let Some(error) = self
-                .failure
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .clone()
-            {
-                return Err(error);
-            }
-            self.writes
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(FakeBleWrite {
-                    device,
-                    characteristic,
-                    payload: payload.to_vec(),
-                });
-            Ok(())
-        })
     }
 }
 

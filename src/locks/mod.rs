@@ -13,6 +13,8 @@
 //! store events or read the wall clock except through `crate::clock`.
 
 mod ble;
+#[cfg(test)]
+mod fake_ble;
 mod log;
 mod modbus;
 mod mqtt;
@@ -34,7 +36,9 @@ use crate::config::{LockConfig, LockDriver as DriverConfig};
 use crate::domain::Permit;
 use crate::mqtt::MqttLink;
 
-pub use ble::{BleBackend, BleError, BleLock, BluerBackend, FakeBle, FakeBleWrite};
+pub use ble::{BleBackend, BleError, BleLock, BluerBackend};
+#[cfg(test)]
+pub(crate) use fake_ble::FakeBle;
 pub use log::{LogEntry, LogLock};
 pub use modbus::ModbusLock;
 pub use mqtt::MqttLock;

@@ -15,10 +15,13 @@ use tokio::time::Instant;
 use super::{Actuation, BoxFuture, Command, LockError, LockHealth, check_permit};
 use crate::domain::Permit;
 
-/// First wait before retrying a failed relock; doubles up to [`RELOCK_RETRY_MAX`].
-const RELOCK_RETRY_FIRST: Duration = Duration::from_millis(250);
-/// Longest wait between relock attempts: a lock stuck open is retried at least this often.
-const RELOCK_RETRY_MAX: Duration = Duration::from_secs(30);
+/// Retrying a failed relock: 250 ms doubling to 30 s (a lock stuck open is retried at least
+/// that often), ±10 % so that locks behind one dead gateway do not retry in step.
+const RELOCK_RETRY: crate::backoff::Backoff = crate::backoff::Backoff {
+    first: Duration::from_millis(250),
+    cap: Duration::from_secs(30),
+    jitter: 0.1,
+};
 
 /// How a driver opens and closes its device. Implementations apply their own timeouts.
 pub(crate) trait Actuator: Send + Sync + 'static {
@@ -272,7 +275,7 @@ impl<A> Inner<A> {
 /// Waits for the pulse to end (following extensions), then relocks, retrying with backoff
 /// until it succeeds or the lock is relocked elsewhere.
 async fn relocker<A: Actuator>(inner: Arc<Inner<A>>) {
-    let mut retry = RELOCK_RETRY_FIRST;
+    let mut failures: u32 = 0;
     loop {
         let deadline = {
             let mut state = inner.state.lock().await;
@@ -313,10 +316,11 @@ async fn relocker<A: Actuator>(inner: Arc<Inner<A>>) {
             }
             Err(e) => {
                 drop(state);
+                failures = failures.saturating_add(1);
+                let retry = RELOCK_RETRY.after(failures);
                 tracing::warn!(lock = %inner.id, error = %e, retry_in_ms = retry.as_millis() as u64,
                     "relock failed; retrying");
                 tokio::time::sleep(retry).await;
-                retry = (retry * 2).min(RELOCK_RETRY_MAX);
             }
         }
     }

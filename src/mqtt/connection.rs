@@ -14,14 +14,22 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rumqttc::{Event, EventLoop, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, Outgoing, Packet, QoS};
 use tokio::sync::watch;
 
 use super::MqttLink;
 
-const BACKOFF_CAP: Duration = Duration::from_secs(30);
+/// Reconnects: 500 ms doubling to 30 s, ±25 %.
+const RECONNECT: crate::backoff::Backoff = crate::backoff::Backoff {
+    first: Duration::from_millis(500),
+    cap: Duration::from_secs(30),
+    jitter: 0.25,
+};
 /// How long the publishing connection waits for the receiving one to stop at shutdown.
 const STOP_BOUND: Duration = Duration::from_secs(5);
+/// How long a connection may take at shutdown to send what is still queued and its DISCONNECT
+/// (inside the daemon's one-second bound for the broker connection).
+const FLUSH_BOUND: Duration = Duration::from_millis(800);
 
 /// A message on a subscribed topic.
 #[derive(Debug)]
@@ -182,11 +190,31 @@ impl Connection {
                 }
             }
         }
+        // The relocks of shutdown were handed over just before: they go out first.
+        disconnect(&mut eventloop, &client).await;
         if let Some(receiving) = receiving {
             let _ = tokio::time::timeout(STOP_BOUND, receiving).await;
         }
-        let _ = client.try_disconnect();
     }
+}
+
+/// Sends what the client still has queued, then a DISCONNECT, polling until the DISCONNECT is
+/// written, the connection fails or [`FLUSH_BOUND`] passes. The broker reads a connection's
+/// packets in order, so a relock queued before the DISCONNECT reaches it. (Merely dropping the
+/// event loop would lose them: nothing is sent unless it is polled.)
+async fn disconnect(eventloop: &mut EventLoop, client: &AsyncClient) {
+    if client.try_disconnect().is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(FLUSH_BOUND, async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
 }
 
 /// Polls the receiving connection until shutdown: subscribes every topic after each CONNACK and
@@ -243,10 +271,10 @@ async fn receive(
             }
         }
     }
-    let _ = client.try_disconnect();
+    disconnect(&mut eventloop, &client).await;
 }
 
-/// Waits before the next connection attempt (250 ms doubling, capped at 30 s, ±25 %); false
+/// Waits before the next connection attempt ([`RECONNECT`]); false
 /// when shutdown came first.
 async fn back_off(
     failures: &mut u32,
@@ -255,10 +283,7 @@ async fn back_off(
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
     *failures = failures.saturating_add(1);
-    let wait = Duration::from_millis(250)
-        .saturating_mul(1u32 << (*failures).min(7))
-        .min(BACKOFF_CAP)
-        .mul_f64(0.75 + rand::random::<f64>() * 0.5);
+    let wait = RECONNECT.after(*failures);
     tracing::warn!(%error, retry_in = ?wait, "MQTT connection failed{which}");
     tokio::select! {
         () = tokio::time::sleep(wait) => true,

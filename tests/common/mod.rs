@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use chrono::{DateTime, NaiveDate, Utc};
-use portier::cobot::fake::{FakeCobot, Fixture};
+use portier_fake_cobot::{FakeCobot, Fixture};
 use serde_json::Value;
 
 /// The site configuration used by the integration tests: the demo's site, listening on

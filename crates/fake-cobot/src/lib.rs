@@ -1,4 +1,7 @@
-//! A real HTTP server on `127.0.0.1:0` that plays Cobot, for `portier demo` and the tests.
+//! The simulated Cobot: a real HTTP server on `127.0.0.1:0` that plays Cobot, for
+//! `portier demo`, the tests and the benchmarks. It is a crate of its own so that nothing of it
+//! is in Portier's production code: the daemon never links it, and a build without the
+//! default `demo` feature leaves it out of the binary altogether.
 //!
 //! Space API (`/api/plans`, …) and www endpoints (`/api/user`, `/api/spaces/<sub>`,
 //! `/api/access_tokens/<t>/space`, `/oauth/*`) live on the same server, so api_url = www_url =
@@ -16,9 +19,7 @@ use serde_json::Value;
 use tokio::task::JoinHandle;
 use url::Url;
 
-use super::fixtures;
-
-#[path = "fake_routes.rs"]
+pub mod fixtures;
 mod routes;
 
 /// A fault the fake answers with instead of the normal answer.

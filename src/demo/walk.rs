@@ -1,9 +1,4 @@
-//! `portier demo`: the whole chain with no Cobot account and no files.
-//!
-//! It serves a simulated Cobot space on 127.0.0.1 (the same fake the tests use), writes a site
-//! configuration and secrets into a temporary directory, and then runs the real commands —
-//! `check-config`, `sync`, `members`, `explain` — exactly as an installer would, including an
-//! internet outage. Locks are log-only. Nothing outside the temporary directory is touched.
+//! The demo's walk-through: the simulated Cobot, the site on disk and the commands run on it.
 
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
@@ -11,97 +6,10 @@ use std::path::Path;
 
 use chrono::{Datelike, Days, NaiveDate, TimeZone, Weekday};
 
+use super::DEMO_CONFIG;
 use crate::cli;
 use crate::cli::output::out;
-use crate::cobot::fake::{FakeCobot, Fixture};
-use crate::cobot::fixtures;
-
-/// The demo site's configuration; `{api}` is the simulated Cobot's URL. The integration
-/// tests run against the same site.
-pub const DEMO_CONFIG: &str = r#"# The demo site: a simulated Cobot space with four plans mapped to doors.
-[site]
-name = "demo-space"
-timezone = "Europe/Berlin"
-state_dir = "state"
-
-[http]
-admin_token_file = "admin.token"
-
-[cobot]
-subdomain = "co-up"
-api_url = "{api}"
-www_url = "{api}"
-access_token_file = "cobot.token"
-additional_groups_field = "smart_spaces_access_additional_units"
-fallback_plan = "Part Time (weekdays)"
-
-[[group]]
-id = "full_time"
-name = "Full Time"
-
-[[group]]
-id = "part_time"
-name = "Part Time"
-
-[[group]]
-id = "flex"
-name = "Flex"
-
-[[group]]
-id = "staff"
-name = "Staff"
-
-[[assignment]]
-plan = "Full Time"
-groups = ["full_time"]
-
-[[assignment]]
-plan = "Part Time (weekdays)"
-groups = ["part_time"]
-
-[[assignment]]
-plan = "Flex (day passes)"
-groups = ["flex"]
-requires_booking = true
-
-[[unit]]
-id = "building"
-
-[[unit]]
-id = "front_door"
-parent = "building"
-lock = "front_lock"
-
-[[unit]]
-id = "office"
-parent = "building"
-lock = "office_lock"
-
-[[permission]]
-group = "full_time"
-unit = "building"
-
-[[permission]]
-group = "part_time"
-unit = "front_door"
-schedule = ["Mon-Fri 08:00-18:00"]
-
-[[permission]]
-group = "flex"
-unit = "front_door"
-
-[[permission]]
-group = "staff"
-unit = "office"
-
-[[lock]]
-id = "front_lock"
-driver = "log"
-
-[[lock]]
-id = "office_lock"
-driver = "log"
-"#;
+use portier_fake_cobot::{FakeCobot, Fixture, fixtures};
 
 /// Runs the demo; the error says what failed.
 pub fn run(args: &crate::cli::DemoArgs) -> Result<(), String> {
