@@ -11,30 +11,17 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::Router;
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 use tokio::sync::oneshot;
 
-use super::state::{self, Daemon, HealthStatus, SyncJob};
+use super::http_api::{AdminQuery, Api, error};
+use super::state::{self, HealthStatus, SyncJob};
 use crate::clock;
 use crate::views::{self, ErrorView, ExplainQuery, QueryError};
-
-/// What the handlers share.
-pub(crate) struct Api {
-    /// The daemon's state.
-    pub daemon: Arc<Daemon>,
-    /// The door pipeline.
-    pub engine: Arc<crate::access::Engine>,
-    /// Failed app-open attempts per client address.
-    pub limiter: std::sync::Mutex<super::http_doors::RateLimiter>,
-    /// Asks Cobot's `/api/user` who an app token belongs to.
-    pub users: crate::cobot::CobotClient,
-}
 
 /// Builds the router.
 pub(crate) fn router(api: Arc<Api>) -> Router {
@@ -102,81 +89,8 @@ async fn json_errors(request: axum::extract::Request, next: axum::middleware::Ne
     Response::from_parts(parts, axum::body::Body::from(body))
 }
 
-pub(crate) fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (
-        status,
-        Json(ErrorView {
-            error: message.into(),
-        }),
-    )
-        .into_response()
-}
-
 async fn not_found() -> Response {
     error(StatusCode::NOT_FOUND, "no such endpoint")
-}
-
-/// The bearer token of a request, if the header is well-formed.
-pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
-/// True when the request carries the admin token (compared in constant time).
-pub(crate) fn is_admin(daemon: &Daemon, headers: &HeaderMap) -> bool {
-    match (daemon.admin_token(), bearer(headers)) {
-        (Some(expected), Some(given)) => bool::from(given.as_bytes().ct_eq(expected.as_bytes())),
-        _ => false,
-    }
-}
-
-/// Why a request failed the admin check, for the log (never the token).
-pub(crate) fn admin_refusal(daemon: &Daemon, headers: &HeaderMap) -> &'static str {
-    match (daemon.admin_token(), bearer(headers)) {
-        (None, _) => "no usable admin token is configured (http.admin_token_file)",
-        (Some(_), None) => "no bearer token",
-        (Some(_), Some(_)) => "wrong admin token",
-    }
-}
-
-pub(crate) fn unauthorized() -> Response {
-    error(StatusCode::UNAUTHORIZED, "missing or wrong admin token")
-}
-
-/// The query of an admin request: the admin token is checked first (401), then the query is
-/// parsed (400 with the reason).
-pub(crate) struct AdminQuery<T>(pub T);
-
-impl<T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<Arc<Api>>
-    for AdminQuery<T>
-{
-    type Rejection = Response;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        api: &Arc<Api>,
-    ) -> Result<Self, Response> {
-        if !is_admin(&api.daemon, &parts.headers) {
-            // The admin routes with a query have no path parameters: the path is the route.
-            let endpoint = parts.uri.path();
-            let client = parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0.ip());
-            api.daemon
-                .auth_failed(endpoint, client, admin_refusal(&api.daemon, &parts.headers));
-            return Err(unauthorized());
-        }
-        Query::<T>::try_from_uri(&parts.uri)
-            .map(|Query(query)| AdminQuery(query))
-            .map_err(bad_query)
-    }
-}
-
-pub(crate) fn bad_query(rejection: QueryRejection) -> Response {
-    error(StatusCode::BAD_REQUEST, rejection.body_text())
 }
 
 async fn healthz(State(api): State<Arc<Api>>) -> Response {

@@ -9,8 +9,7 @@
 //! answer, so a member seen before still gets in during an outage (for
 //! `cobot.token_cache_ttl`).
 
-use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::{Arc, PoisonError};
 use std::time::Duration;
 
@@ -22,44 +21,15 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
-use super::http::{AdminQuery, Api, admin_refusal, bearer, error, is_admin, unauthorized};
+use super::http_api::{AdminQuery, Api, admin_refusal, bearer, error, is_admin, unauthorized};
 use crate::access::{AtTheLock, Credential, NotDecided, Outcome, Request};
 use crate::store::token_hash;
 
-/// Failed attempts allowed per client address and minute.
-const MAX_FAILURES: u32 = 10;
-const WINDOW: Duration = Duration::from_secs(60);
 /// How long an app open waits for Cobot's `/api/user` before using the cache.
 const USER_LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 /// Events per page by default, and at most.
 const DEFAULT_LIMIT: usize = 100;
 const MAX_LIMIT: usize = 1000;
-
-/// Counts failed (401) app-open attempts per client address in fixed one-minute windows.
-#[derive(Debug, Default)]
-pub(crate) struct RateLimiter {
-    failures: HashMap<IpAddr, (Instant, u32)>,
-}
-
-impl RateLimiter {
-    /// Seconds until `ip` may try again, if it is blocked now.
-    pub(crate) fn blocked(&mut self, ip: IpAddr, now: Instant) -> Option<u64> {
-        self.failures
-            .retain(|_, (start, _)| now.saturating_duration_since(*start) < WINDOW);
-        let (start, count) = self.failures.get(&ip)?;
-        (*count >= MAX_FAILURES)
-            .then(|| (WINDOW.saturating_sub(now.saturating_duration_since(*start))).as_secs() + 1)
-    }
-
-    /// Records a failed attempt from `ip`.
-    pub(crate) fn failed(&mut self, ip: IpAddr, now: Instant) {
-        let entry = self.failures.entry(ip).or_insert((now, 0));
-        if now.saturating_duration_since(entry.0) >= WINDOW {
-            *entry = (now, 0);
-        }
-        entry.1 = entry.1.saturating_add(1);
-    }
-}
 
 /// The answer to an open: a view of the outcome's record.
 #[derive(Debug, Serialize)]
@@ -282,25 +252,5 @@ pub(crate) async fn events(
     {
         Ok(events) => Json(serde_json::json!({ "events": events })).into_response(),
         Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ten_failures_in_a_minute_block_an_address_until_the_minute_is_over() {
-        let mut limiter = RateLimiter::default();
-        let ip: IpAddr = [192, 0, 2, 7].into();
-        let other: IpAddr = [192, 0, 2, 8].into();
-        let t0 = Instant::now();
-        for i in 0..MAX_FAILURES {
-            assert_eq!(limiter.blocked(ip, t0), None, "attempt {i}");
-            limiter.failed(ip, t0 + Duration::from_secs(u64::from(i)));
-        }
-        assert!(limiter.blocked(ip, t0 + Duration::from_secs(30)).is_some());
-        assert_eq!(limiter.blocked(other, t0 + Duration::from_secs(30)), None);
-        assert_eq!(limiter.blocked(ip, t0 + Duration::from_secs(61)), None);
     }
 }

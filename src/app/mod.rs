@@ -10,6 +10,7 @@
 
 mod health;
 mod http;
+mod http_api;
 mod http_doors;
 mod http_serve;
 mod metrics;
@@ -38,13 +39,57 @@ const RELOCK_BOUND: Duration = Duration::from_secs(3);
 /// … and the broker connection closes last.
 const BROKER_BOUND: Duration = Duration::from_secs(1);
 
+/// Why the daemon could not start. Once it serves, nothing stops it but a signal: faults
+/// after that are logged, shown in health, and retried.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// Tokio could not build its runtime (threads, epoll).
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+    /// The state directory's database or snapshot file.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The HTTP address is taken or not allowed.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// `http.listen`.
+        address: std::net::SocketAddr,
+        /// What the system said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The HTTPS certificate or key cannot be read or used.
+    #[error("http.tls_cert_file / http.tls_key_file ({}, {}): {source}", cert.display(), key.display())]
+    Tls {
+        /// `http.tls_cert_file`.
+        cert: std::path::PathBuf,
+        /// `http.tls_key_file`.
+        key: std::path::PathBuf,
+        /// What reading or parsing them said.
+        #[source]
+        source: std::io::Error,
+    },
+    /// `mqtt.password_file` cannot be used.
+    #[error("mqtt.password_file: {0}")]
+    MqttPassword(#[source] crate::config::SecretError),
+    /// The broker settings cannot make a client (TLS files, client id).
+    #[error(transparent)]
+    Mqtt(#[from] crate::mqtt::MqttSetupError),
+    /// A lock's driver cannot be set up.
+    #[error(transparent)]
+    Lock(#[from] crate::locks::LockError),
+    /// The Cobot client cannot be built (TLS roots).
+    #[error(transparent)]
+    Cobot(#[from] crate::cobot::CobotError),
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
-pub fn run(config: Config) -> Result<(), String> {
+pub fn run(config: Config) -> Result<(), DaemonError> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        .map_err(DaemonError::Runtime)?;
     runtime.block_on(serve(config))
 }
 
@@ -120,46 +165,43 @@ pub(crate) fn status_line(daemon: &Daemon) -> String {
     }
 }
 
-async fn serve(config: Config) -> Result<(), String> {
-    let store = Arc::new(Store::open(&config.site.state_dir).map_err(|e| e.to_string())?);
-    let (writer, snapshot, unreadable_snapshot) =
-        sync_task::open_snapshot(&store, &config.policy).map_err(|e| e.to_string())?;
-    let sync_status = store.sync_status().map_err(|e| e.to_string())?;
-    let last_event = store.last_event_time().map_err(|e| e.to_string())?;
+async fn serve(config: Config) -> Result<(), DaemonError> {
+    let store = Arc::new(Store::open(&config.site.state_dir)?);
+    let (writer, snapshot, unreadable_snapshot) = sync_task::open_snapshot(&store, &config.policy)?;
+    let sync_status = store.sync_status()?;
+    let last_event = store.last_event_time()?;
     let (sync_tx, sync_rx) = mpsc::channel(8);
     let listener = tokio::net::TcpListener::bind(config.http.listen)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", config.http.listen))?;
+        .map_err(|source| DaemonError::Listen {
+            address: config.http.listen,
+            source,
+        })?;
 
     // MQTT: one connection for readers and MQTT locks, when the site has either.
     let mqtt = match &config.mqtt {
         None => None,
         Some(mqtt) => {
             let password = match &mqtt.password_file {
-                Some(file) => Some(
-                    crate::config::read_secret(file)
-                        .map_err(|e| format!("mqtt.password_file: {e}"))?,
-                ),
+                Some(file) => {
+                    Some(crate::config::read_secret(file).map_err(DaemonError::MqttPassword)?)
+                }
                 None => None,
             };
             // Reader messages arrive on a connection of their own (see `crate::mqtt`), opened
             // even without readers so that a reload can add some.
-            Some(crate::mqtt::connect(mqtt, password, true).map_err(|e| e.to_string())?)
+            Some(crate::mqtt::connect(mqtt, password, true)?)
         }
     };
-    let locks = Arc::new(
-        crate::locks::Locks::new(
-            &config.locks,
-            mqtt.as_ref().map(crate::mqtt::Connection::link),
-            Arc::new(crate::locks::BluerBackend::new()),
-        )
-        .map_err(|e| e.to_string())?,
-    );
+    let locks = Arc::new(crate::locks::Locks::new(
+        &config.locks,
+        mqtt.as_ref().map(crate::mqtt::Connection::link),
+        Arc::new(crate::locks::BluerBackend::new()),
+    )?);
     let users = crate::cobot::client_for(
         &config,
         crate::cobot::token_for(&config).unwrap_or_default(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
 
     let lock_ids: Vec<&str> = config.locks.iter().map(|l| l.id.as_str()).collect();
     let metrics = Arc::new(metrics::Metrics::new(lock_ids));
@@ -241,10 +283,10 @@ async fn serve(config: Config) -> Result<(), String> {
             shutdown_rx.clone(),
         ));
     }
-    let api = Arc::new(http::Api {
+    let api = Arc::new(http_api::Api {
         daemon: Arc::clone(&daemon),
         engine,
-        limiter: Mutex::new(http_doors::RateLimiter::default()),
+        limiter: Mutex::new(http_api::RateLimiter::default()),
         users,
     });
     let app = http::router(api);
@@ -261,13 +303,7 @@ async fn serve(config: Config) -> Result<(), String> {
         Some((cert, key)) => {
             let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(&cert, &key)
                 .await
-                .map_err(|e| {
-                    format!(
-                        "http.tls_cert_file / http.tls_key_file ({}, {}): {e}",
-                        cert.display(),
-                        key.display()
-                    )
-                })?;
+                .map_err(|source| DaemonError::Tls { cert, key, source })?;
             http_serve::Transport::Tls(tls)
         }
         None => http_serve::Transport::Plain,

@@ -20,7 +20,7 @@ use crate::views::{self, ExplainQuery, ExplainView};
 pub(super) fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         #[cfg(feature = "demo")]
-        Command::Demo(args) => crate::demo::run(&args).map_err(Failure::Runtime),
+        Command::Demo(args) => super::demo::run(&args).map_err(Failure::Runtime),
         #[cfg(not(feature = "demo"))]
         Command::Demo(_) => Err(Failure::Runtime(
             "this portier was built without the demo (cargo feature `demo`); \
@@ -35,7 +35,7 @@ pub(super) fn run(cli: Cli) -> Result<(), Failure> {
                 return Err(Failure::Reported(64));
             }
             owner::ensure_owner(&config.site.state_dir)?;
-            crate::app::run(config).map_err(Failure::Runtime)
+            crate::app::run(config).map_err(|e| Failure::Runtime(e.to_string()))
         }
         Command::Sync(args) => sync_command(&load_config(&cli.config)?, &args),
         Command::Members(args) => members(&load_config(&cli.config)?, &args),

@@ -6,6 +6,8 @@
 
 mod backup;
 mod commands;
+#[cfg(feature = "demo")]
+mod demo;
 pub(crate) mod output;
 mod owner;
 mod remote;

@@ -10,10 +10,9 @@ use std::path::PathBuf;
 
 use crate::domain::model::UnitDef;
 
+use super::checker::{Checker, check_name};
 use super::error::KeyPath;
-use super::policy::check_name;
 use super::raw::{RawLock, RawReader};
-use super::validate::Checker;
 use super::{LockConfig, LockDriver, ModbusAddress, ModbusTarget, ReaderConfig};
 
 /// Modbus TCP's well-known port.

@@ -10,6 +10,7 @@
 //! read the clock, open sockets or know the store.
 
 mod bounds;
+mod checker;
 mod error;
 mod locks;
 mod policy;

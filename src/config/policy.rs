@@ -15,11 +15,11 @@ use crate::domain::model::{
 use crate::domain::schedule::Schedule;
 
 use super::bounds::Bounds;
+use super::checker::{Checker, check_name};
 use super::error::KeyPath;
 use super::raw::{
     RawAssignment, RawCobot, RawGroup, RawHoliday, RawOffline, RawOverride, RawPermission, RawUnit,
 };
-use super::validate::Checker;
 
 /// Default `open_for` of a unit.
 const DEFAULT_OPEN_FOR: Duration = Duration::from_secs(5);
@@ -377,20 +377,4 @@ fn resolve_groups(
         ck.report.error(key, format!("unknown group \"{group}\""));
     }
     groups
-}
-
-/// Checks an id of a unit, lock or reader: it appears in URLs and MQTT topics.
-pub(crate) fn check_name(ck: &mut Checker<'_, '_>, id: &str, key: &KeyPath) {
-    let ok = !id.is_empty()
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-    if !ok {
-        ck.report.error(
-            key,
-            format!(
-                "\"{id}\" is not an id (letters, digits, `_`, `-` and `.`, like \"front_door\")"
-            ),
-        );
-    }
 }

@@ -14,7 +14,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use sled::Transactional;
 
-use super::outbox::{CheckInTask, outbox_key};
+use super::check_in::{CheckInStatus, CheckInTask, outbox_key};
 use super::{Store, StoreError, abort, decode, encode};
 
 /// Key in tree `meta`: the seq the next event gets (big-endian u64). Absent = 1.
@@ -30,21 +30,6 @@ pub enum CredentialKind {
     App,
     /// A remote open by staff with the admin token.
     Admin,
-}
-
-/// The event's view of the Cobot check-in it caused.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum CheckInStatus {
-    /// Waiting in the outbox; such an event is never pruned.
-    Pending,
-    /// Cobot has the check-in (created by us, or found there after an uncertain try).
-    Sent,
-    /// Cobot refused it with a final answer (e.g. 422 "No time passes left."); not retried.
-    Refused {
-        /// Cobot's reason, with its status.
-        reason: String,
-    },
 }
 
 /// One stored event, as `GET /v1/events` shows it.

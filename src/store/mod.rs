@@ -30,6 +30,7 @@ use thiserror::Error;
 use crate::domain::model::CobotData;
 
 mod backup;
+mod check_in;
 mod events;
 mod outbox;
 mod record;
@@ -37,8 +38,8 @@ mod snapshot_file;
 mod tokens;
 
 pub use backup::{BEFORE_RESTORE, BackupSummary, inspect, restore, write_backup_file};
-pub use events::{CheckInStatus, CredentialKind, EventRecord, NewEvent};
-pub use outbox::{CheckInResult, CheckInTask};
+pub use check_in::{CheckInResult, CheckInStatus, CheckInTask};
+pub use events::{CredentialKind, EventRecord, NewEvent};
 pub use tokens::token_hash;
 
 /// sled's page cache, set explicitly: the box has little memory and the working set is small
@@ -392,15 +393,36 @@ fn take_owner_lock(state_dir: &Path) -> Result<File, StoreError> {
 }
 
 /// Opens (creating if needed) the sled database at `path` with Portier's settings.
+/// How long [`open_db`] waits for a closing handle of this process to let go of sled's lock.
+const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Opens sled at `path`. The caller holds the owner lock, so another process cannot hold sled's
+/// own file lock; only a `Store` of this process that was just dropped can (sled's background
+/// threads close the file a moment after the last handle goes, e.g. when a restore or a test
+/// reopens the store at once). That is waited out, for at most [`SLED_LOCK_WAIT`].
 fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
-    sled::Config::new()
-        .path(path)
-        .cache_capacity(CACHE_BYTES)
-        .open()
-        .map_err(|source| StoreError::Db {
-            path: path.to_path_buf(),
-            source,
-        })
+    let deadline = std::time::Instant::now() + SLED_LOCK_WAIT;
+    loop {
+        match sled::Config::new()
+            .path(path)
+            .cache_capacity(CACHE_BYTES)
+            .open()
+        {
+            Ok(db) => return Ok(db),
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(source) => {
+                return Err(StoreError::Db {
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
 }
 
 /// Makes everything written to `db` so far survive a power cut.

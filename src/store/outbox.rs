@@ -8,59 +8,16 @@
 //! check-in stands. Every state change is flushed before it returns: a check-in that Cobot has
 //! is never sent again after a crash. Talking to Cobot is `crate::outbox`'s job, not this one.
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
-use serde::{Deserialize, Serialize};
+use chrono::{DateTime, Duration, Utc};
 use sled::Transactional;
 
-use super::events::{CheckInStatus, EventRecord};
+use super::check_in::{CheckInResult, CheckInStatus, CheckInTask, outbox_key};
+use super::events::EventRecord;
 use super::{Store, StoreError, abort, decode, encode};
 
 /// Finished-check-in markers are kept this many days beyond event retention; they only matter
 /// on their own day, the extra days cover time zones.
 const DAY_MARKER_SLACK_DAYS: i64 = 2;
-
-/// A Cobot check-in waiting to be sent.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct CheckInTask {
-    /// The membership id to check in.
-    pub member: String,
-    /// The site-local day of the entry.
-    pub day: NaiveDate,
-    /// The event that caused it (its status is updated when the task finishes).
-    pub event_seq: u64,
-    /// Failed tries so far.
-    pub attempts: u32,
-    /// A POST may have reached Cobot without us seeing the answer (timeout, lost connection,
-    /// or a crash while sending): ask Cobot for the day's check-ins before posting again.
-    pub uncertain: bool,
-    /// Not before this time (`None`: at once).
-    pub next_attempt: Option<DateTime<Utc>>,
-}
-
-/// How a try to send a check-in ended, for [`Store::finish_check_in`].
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CheckInResult {
-    /// Cobot has the check-in: the task is done.
-    Sent,
-    /// Cobot refused it with a final answer: the task is done and the reason goes into the
-    /// event.
-    Refused {
-        /// Cobot's reason, with its status.
-        reason: String,
-    },
-    /// Try again at `at`; `uncertain` says whether the POST may have reached Cobot.
-    Retry {
-        /// The earliest next try.
-        at: DateTime<Utc>,
-        /// Ask Cobot for the day's check-ins before posting again.
-        uncertain: bool,
-    },
-}
-
-/// The outbox key of a member's check-in on a day: dates sort first, so keys are in day order.
-pub(super) fn outbox_key(day: NaiveDate, member: &str) -> String {
-    format!("{}/{member}", day.format("%Y-%m-%d"))
-}
 
 impl Store {
     /// Every pending check-in, oldest day first.

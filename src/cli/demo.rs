@@ -1,4 +1,5 @@
-//! The demo's walk-through: the simulated Cobot, the site on disk and the commands run on it.
+//! `portier demo`'s walk-through: the simulated Cobot, the site ([`DEMO_CONFIG`]) on disk, and
+//! the commands run on it as an installer would.
 
 use std::fmt::Write as _;
 use std::os::unix::fs::PermissionsExt;
@@ -6,9 +7,9 @@ use std::path::Path;
 
 use chrono::{Datelike, Days, NaiveDate, TimeZone, Weekday};
 
-use super::DEMO_CONFIG;
 use crate::cli;
 use crate::cli::output::out;
+use crate::demo::DEMO_CONFIG;
 use portier_fake_cobot::{FakeCobot, Fixture, fixtures};
 
 /// Runs the demo; the error says what failed.
@@ -218,7 +219,7 @@ fn serve(args: &crate::cli::DemoArgs, config: &Path, cobot: &FakeCobot) -> Resul
         );
     }
     out!("Doors opening show in the log below as \"lock opened\" (the office lock is log-only).");
-    crate::app::run(config)
+    crate::app::run(config).map_err(|e| e.to_string())
 }
 
 fn next(day: NaiveDate, weekday: Weekday) -> NaiveDate {

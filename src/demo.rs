@@ -5,13 +5,8 @@
 //! `check-config`, `sync`, `members`, `explain` — exactly as an installer would, including an
 //! internet outage. Locks are log-only. Nothing outside the temporary directory is touched.
 //!
-//! The walk-through lives in `walk` and needs the `demo` feature (on by default), which brings the
-//! simulated Cobot; the site's configuration stays in every build because the tests use it.
-
-#[cfg(feature = "demo")]
-mod walk;
-#[cfg(feature = "demo")]
-pub use walk::run;
+//! The walk-through is `cli::demo` (cargo feature `demo`, on by default, which brings the
+//! simulated Cobot); the site's configuration is here, in every build, because tests use it.
 
 /// The demo site's configuration; `{api}` is the simulated Cobot's URL. The integration
 /// tests run against the same site.
