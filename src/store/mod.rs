@@ -401,7 +401,7 @@ const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 /// threads close the file a moment after the last handle goes, e.g. when a restore or a test
 /// reopens the store at once). That is waited out, for at most [`SLED_LOCK_WAIT`].
 fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
-    let deadline = std::time::Instant::now() + SLED_LOCK_WAIT;
+    let deadline = crate::clock::instant() + SLED_LOCK_WAIT;
     loop {
         match sled::Config::new()
             .path(path)
@@ -411,8 +411,11 @@ fn open_db(path: &Path) -> Result<sled::Db, StoreError> {
             Ok(db) => return Ok(db),
             Err(sled::Error::Io(e))
                 if e.to_string().contains("could not acquire lock")
-                    && std::time::Instant::now() < deadline =>
+                    && crate::clock::instant() < deadline =>
             {
+                // Opening is synchronous (start-up, a restore, the command line) and this wait
+                // is rare and short.
+                #[allow(clippy::disallowed_methods)]
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
             Err(source) => {
