@@ -177,7 +177,7 @@ fn lock_and_broker_reasons(daemon: &Daemon, config: &Config, reasons: &mut Vec<S
             mqtt.url
         ));
     } else if let (Some(mqtt), Some(link)) = (&config.mqtt, &daemon.mqtt_readers)
-        && !config.readers.is_empty()
+        && config.readers.iter().any(|r| r.topic().is_some())
         && !link.is_up()
     {
         reasons.push(format!(

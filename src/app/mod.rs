@@ -262,6 +262,7 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         &started.readers,
         crate::readers::Transports {
             mqtt: mqtt.as_ref(),
+            keyboards: Arc::new(crate::readers::hid::Evdev),
         },
         frames_tx,
     );

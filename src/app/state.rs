@@ -81,10 +81,10 @@ impl Daemon {
     /// `[mqtt]`.
     pub fn mqtt_up(&self) -> Option<bool> {
         self.mqtt.as_ref().map(|link| {
-            // The readers' connection counts only where there are readers (it is opened
+            // The readers' connection counts only where there are MQTT readers (it is opened
             // anyway, for a reload that adds some).
             link.is_up()
-                && (self.config().readers.is_empty()
+                && (!self.config().readers.iter().any(|r| r.topic().is_some())
                     || self
                         .mqtt_readers
                         .as_ref()

@@ -2,7 +2,7 @@
 //!
 //! A lock's keys depend on its driver; a key that belongs to another driver is an unknown key
 //! (`lock[0].topic: unknown key for driver "modbus"`), so a half-edited lock cannot carry
-//! settings that silently do nothing. Addresses, MACs, UUIDs and hex payloads are parsed here,
+//! settings that silently do nothing; so does a reader's key that belongs to another kind. Addresses, MACs, UUIDs and hex payloads are parsed here,
 //! once, so drivers get values they can use as they are.
 
 use std::collections::HashMap;
@@ -13,7 +13,9 @@ use crate::domain::model::UnitDef;
 use super::checker::{Checker, check_name};
 use super::error::KeyPath;
 use super::raw::{RawLock, RawReader};
-use super::{LockConfig, LockDriver, ModbusAddress, ModbusTarget, ReaderConfig};
+use super::{
+    HidDevice, LockConfig, LockDriver, ModbusAddress, ModbusTarget, ReaderConfig, ReaderSource,
+};
 
 /// Modbus TCP's well-known port.
 const MODBUS_TCP_PORT: u16 = 502;
@@ -339,7 +341,11 @@ fn topic(ck: &mut Checker<'_, '_>, text: Option<&str>, key: &KeyPath) -> Option<
     Some(text.to_owned())
 }
 
-/// Checks every `[[reader]]`: unique id and topic, an existing unit.
+/// Reader kinds with the keys each takes besides `id`, `kind` and `unit`.
+const READER_KINDS: &[(&str, &[&str])] = &[("mqtt", &["topic"]), ("hid", &["device", "usb"])];
+
+/// Checks every `[[reader]]`: unique id, an existing unit, its kind's keys (a unique topic for
+/// MQTT readers, one device for USB readers).
 pub(crate) fn readers(
     ck: &mut Checker<'_, '_>,
     raw: &[RawReader],
@@ -368,25 +374,118 @@ pub(crate) fn readers(
             ck.report
                 .error(&key.key("unit"), format!("unknown unit \"{unit}\""));
         }
-        let topic = topic(ck, reader.topic.as_deref(), &key.key("topic"));
-        if let Some(text) = reader.topic.as_deref() {
-            match first_topic.get(text) {
+        let source = reader_source(ck, reader, &key);
+        if let (Some(ReaderSource::Mqtt { topic }), Some(text)) = (&source, &reader.topic) {
+            match first_topic.get(text.as_str()) {
                 Some(first) => ck.report.error(
                     &key.key("topic"),
-                    format!("reader[{first}] listens on \"{text}\" already"),
+                    format!("reader[{first}] listens on \"{topic}\" already"),
                 ),
                 None => {
                     first_topic.insert(text, i);
                 }
             }
         }
-        if let (Some(id), Some(unit), Some(topic)) = (id, unit, topic) {
+        if let (Some(id), Some(unit), Some(source)) = (id, unit, source) {
             readers.push(ReaderConfig {
                 id: id.to_owned(),
                 unit: unit.to_owned(),
-                topic,
+                source,
             });
         }
     }
     readers
+}
+
+/// A reader's kind (default `mqtt`) and its keys; keys of another kind are errors.
+fn reader_source(
+    ck: &mut Checker<'_, '_>,
+    reader: &RawReader,
+    key: &KeyPath,
+) -> Option<ReaderSource> {
+    let name = reader.kind.as_deref().unwrap_or("mqtt");
+    let Some((_, allowed)) = READER_KINDS.iter().find(|(kind, _)| *kind == name) else {
+        ck.report.error(
+            &key.key("kind"),
+            format!("unknown reader kind \"{name}\" (mqtt or hid)"),
+        );
+        return None;
+    };
+    let present = [
+        ("topic", reader.topic.is_some()),
+        ("device", reader.device.is_some()),
+        ("usb", reader.usb.is_some()),
+    ];
+    let mut foreign = false;
+    for (field, _) in present
+        .iter()
+        .filter(|(f, set)| *set && !allowed.contains(f))
+    {
+        ck.report
+            .error(&key.key(field), format!("unknown key for kind \"{name}\""));
+        foreign = true;
+    }
+    let source = match name {
+        "hid" => hid_device(ck, reader, key).map(ReaderSource::Hid),
+        _ => topic(ck, reader.topic.as_deref(), &key.key("topic"))
+            .map(|topic| ReaderSource::Mqtt { topic }),
+    };
+    source.filter(|_| !foreign)
+}
+
+/// A USB reader's `device` path or `usb = "VVVV:PPPP"` (exactly one of them).
+fn hid_device(ck: &mut Checker<'_, '_>, reader: &RawReader, key: &KeyPath) -> Option<HidDevice> {
+    match (&reader.device, &reader.usb) {
+        (Some(_), Some(_)) => {
+            ck.report.error(
+                &key.key("usb"),
+                "give either device or usb, not both".to_owned(),
+            );
+            None
+        }
+        (None, None) => {
+            ck.report.error(
+                &key.key("device"),
+                "required for kind \"hid\": the reader's input device, like \
+                 \"/dev/input/by-id/usb-ACME_Reader-event-kbd\" (or usb = \"VVVV:PPPP\")"
+                    .to_owned(),
+            );
+            None
+        }
+        (Some(path), None) => {
+            if path.is_empty() || !path.starts_with('/') {
+                ck.report.error(
+                    &key.key("device"),
+                    format!(
+                        "\"{path}\" is not an absolute device path, like \"/dev/input/by-id/...\""
+                    ),
+                );
+                return None;
+            }
+            Some(HidDevice::Path(PathBuf::from(path)))
+        }
+        (None, Some(text)) => match usb_id(text) {
+            Some((vendor, product)) => Some(HidDevice::Usb { vendor, product }),
+            None => {
+                ck.report.error(
+                    &key.key("usb"),
+                    format!(
+                        "\"{text}\" is not a USB vendor and product id, like \"08ff:0009\" (as lsusb shows them)"
+                    ),
+                );
+                None
+            }
+        },
+    }
+}
+
+/// `VVVV:PPPP` in hex.
+fn usb_id(text: &str) -> Option<(u16, u16)> {
+    let (vendor, product) = text.split_once(':')?;
+    let hex = |part: &str| {
+        (part.len() == 4 && part.chars().all(|c| c.is_ascii_hexdigit()))
+            .then(|| u16::from_str_radix(part, 16).ok())
+            .flatten()
+    };
+    Some((hex(vendor)?, hex(product)?))
 }

@@ -226,15 +226,61 @@ pub enum ModbusTarget {
     },
 }
 
-/// `[[reader]]`: a card reader publishing credentials on an MQTT topic.
+/// `[[reader]]`: a card reader at a unit's door.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReaderConfig {
     /// The reader's id.
     pub id: String,
     /// The unit it opens.
     pub unit: String,
-    /// Topic its credentials arrive on; results go to `<topic>/result`.
-    pub topic: String,
+    /// How its reads arrive (`kind` and that kind's keys).
+    pub source: ReaderSource,
+}
+
+impl ReaderConfig {
+    /// The topic of an MQTT reader.
+    pub fn topic(&self) -> Option<&str> {
+        match &self.source {
+            ReaderSource::Mqtt { topic } => Some(topic),
+            ReaderSource::Hid(_) => None,
+        }
+    }
+}
+
+/// A reader's kind and where its reads come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReaderSource {
+    /// `kind = "mqtt"` (the default): credentials arrive on `topic`; results go to
+    /// `<topic>/result`.
+    Mqtt {
+        /// The topic.
+        topic: String,
+    },
+    /// `kind = "hid"`: a USB keyboard-wedge reader, typing the card and ENTER.
+    Hid(HidDevice),
+}
+
+/// Which input device a USB reader is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HidDevice {
+    /// `device`: its path, best the stable `/dev/input/by-id/...` name.
+    Path(PathBuf),
+    /// `usb = "VVVV:PPPP"`: the first input device with this USB vendor and product id.
+    Usb {
+        /// The vendor id.
+        vendor: u16,
+        /// The product id.
+        product: u16,
+    },
+}
+
+impl std::fmt::Display for HidDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HidDevice::Path(path) => write!(f, "{}", path.display()),
+            HidDevice::Usb { vendor, product } => write!(f, "USB {vendor:04x}:{product:04x}"),
+        }
+    }
 }
 
 impl Config {

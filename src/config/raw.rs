@@ -175,6 +175,9 @@ pub(crate) struct RawLock {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawReader {
     pub id: Option<String>,
+    pub kind: Option<String>,
     pub unit: Option<String>,
     pub topic: Option<String>,
+    pub device: Option<String>,
+    pub usb: Option<String>,
 }

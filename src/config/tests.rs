@@ -110,7 +110,7 @@ fn the_example_file_loads_with_its_values() {
         LockDriver::Ble { device, unlock_payload, lock_payload: None, .. }
             if device == "AA:BB:CC:DD:EE:FF" && unlock_payload == &[1]
     ));
-    assert_eq!(config.readers[0].topic, "portier/readers/front");
+    assert_eq!(config.readers[0].topic(), Some("portier/readers/front"));
     assert_eq!(
         config.mqtt.as_ref().map(|m| m.client_id.as_str()),
         Some("portier-co-up")
@@ -250,6 +250,79 @@ fn a_reader_without_an_mqtt_section_is_an_error() {
     let error = error_for(&errors, "mqtt");
     assert_at(error, &text, "[[reader]]", 0);
     assert!(error.message.contains("required"));
+}
+
+#[test]
+fn usb_readers_need_no_broker_and_take_a_device_path_or_a_usb_id() {
+    let text = format!(
+        "{BASE}\n[[unit]]\nid = \"door\"\n\n[[reader]]\nid = \"desk\"\nkind = \"hid\"\nunit = \"door\"\n\
+         device = \"/dev/input/by-id/usb-ACME-event-kbd\"\n\n[[reader]]\nid = \"side\"\nkind = \"hid\"\n\
+         unit = \"door\"\nusb = \"08FF:0009\"\n"
+    );
+    let config = load(&text).expect("valid");
+    assert_eq!(config.mqtt, None);
+    assert_eq!(
+        config.readers[0].source,
+        ReaderSource::Hid(HidDevice::Path(
+            "/dev/input/by-id/usb-ACME-event-kbd".into()
+        ))
+    );
+    assert_eq!(
+        config.readers[1].source,
+        ReaderSource::Hid(HidDevice::Usb {
+            vendor: 0x08ff,
+            product: 0x0009
+        })
+    );
+    assert_eq!(config.readers[1].topic(), None);
+}
+
+#[test]
+fn a_usb_reader_with_a_topic_both_devices_or_a_bad_id_and_an_unknown_kind_are_errors() {
+    let reader =
+        |i: usize, keys: &str| format!("\n[[reader]]\nid = \"r{i}\"\nunit = \"door\"\n{keys}\n");
+    let text = format!(
+        "{BASE}\n[[unit]]\nid = \"door\"\n{}{}{}{}{}",
+        reader(
+            0,
+            "kind = \"hid\"\ndevice = \"/dev/input/event3\"\ntopic = \"readers/r0\""
+        ),
+        reader(
+            1,
+            "kind = \"hid\"\ndevice = \"/dev/input/event3\"\nusb = \"08ff:0009\""
+        ),
+        reader(2, "kind = \"hid\"\nusb = \"08ff-0009\""),
+        reader(3, "kind = \"hid\""),
+        reader(4, "kind = \"nfc\""),
+    );
+    let errors = errors(&text);
+    assert!(
+        error_for(&errors, "reader[0].topic")
+            .message
+            .contains("unknown key for kind \"hid\"")
+    );
+    assert!(
+        error_for(&errors, "reader[1].usb")
+            .message
+            .contains("either device or usb")
+    );
+    assert!(
+        error_for(&errors, "reader[2].usb")
+            .message
+            .contains("08ff-0009")
+    );
+    assert!(
+        error_for(&errors, "reader[3].device")
+            .message
+            .contains("required")
+    );
+    assert!(
+        error_for(&errors, "reader[4].kind")
+            .message
+            .contains("unknown reader kind \"nfc\"")
+    );
+    // None of them talks MQTT: no [mqtt] is asked for.
+    assert!(errors.iter().all(|e| e.key != "mqtt"), "{errors:#?}");
 }
 
 #[test]

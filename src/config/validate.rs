@@ -314,16 +314,19 @@ impl Checker<'_, '_> {
             let mqtt_lock = locks
                 .iter()
                 .position(|l| l.driver.as_deref() == Some("mqtt"));
-            let needed_by = match (mqtt_lock, readers.is_empty()) {
+            let mqtt_reader = readers
+                .iter()
+                .position(|r| r.kind.as_deref().is_none_or(|kind| kind == "mqtt"));
+            let needed_by = match (mqtt_lock, mqtt_reader) {
                 (Some(i), _) => Some((
                     KeyPath::root("lock").index(i),
                     "an MQTT lock needs the broker",
                 )),
-                (None, false) => Some((
-                    KeyPath::root("reader").index(0),
-                    "readers talk through the broker",
+                (None, Some(i)) => Some((
+                    KeyPath::root("reader").index(i),
+                    "MQTT readers talk through the broker",
                 )),
-                (None, true) => None,
+                (None, None) => None,
             };
             if let Some((at, reason)) = needed_by {
                 self.report

@@ -1,6 +1,6 @@
 //! The reader seam: every card reader, whatever its transport, plugs into one loop.
 //!
-//! A reader kind (MQTT today; Wiegand, OSDP or USB next) does two things and nothing else:
+//! A reader kind (MQTT and USB today; Wiegand and OSDP next) does two things and nothing else:
 //! its transport delivers each message as a [`Frame`] into the loop's channel, and it
 //! implements [`ReaderKind`] — how its payloads are read and how an answer goes back to the
 //! reader. The loop ([`run`]) owns what every kind shares: the repeat window (the same payload
@@ -12,7 +12,7 @@
 //! Nothing here decides, touches a lock or writes an event: the engine does. A reader kind
 //! never keeps state about decisions; the loop does.
 
-mod hid;
+pub(crate) mod hid;
 mod mqtt;
 mod payload;
 mod repeat;
@@ -20,9 +20,9 @@ mod run;
 mod selfcheck;
 mod wiegand;
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
 
@@ -33,7 +33,7 @@ pub(crate) use selfcheck::{SelfChecks, watchdog};
 use tokio::sync::{mpsc, watch};
 
 use crate::access::Outcome;
-use crate::config::ReaderConfig;
+use crate::config::{ReaderConfig, ReaderSource};
 use crate::mqtt::{Connection, Topics};
 
 /// One message from a reader, as its transport delivered it.
@@ -74,10 +74,12 @@ pub(crate) struct Reader {
 pub(crate) type Table = BTreeMap<usize, Reader>;
 
 /// The transports reader kinds receive through (the broker connection, while it is not yet
-/// polled; a serial port or a USB device would join it here).
+/// polled; the input devices; serial ports would join them here).
 pub(crate) struct Transports<'a> {
     /// The broker connection, when `[mqtt]` is configured.
     pub mqtt: Option<&'a Connection>,
+    /// Opens USB readers' input devices ([`hid::Evdev`] in the daemon).
+    pub keyboards: Arc<dyn hid::Keyboards>,
 }
 
 /// The readers in service, attached to their transports: built at start, changed by a reload.
@@ -87,6 +89,10 @@ pub(crate) struct Readers {
     next: AtomicUsize,
     frames: mpsc::Sender<Frame>,
     mqtt: Option<(Topics, Arc<dyn ReaderKind>)>,
+    keyboards: Arc<dyn hid::Keyboards>,
+    hid: Arc<dyn ReaderKind>,
+    /// The device tasks of USB readers in service, by number.
+    devices: Mutex<HashMap<usize, tokio::task::AbortHandle>>,
 }
 
 impl Readers {
@@ -97,7 +103,7 @@ impl Readers {
         transports: Transports<'_>,
         frames: mpsc::Sender<Frame>,
     ) -> (Readers, watch::Receiver<Arc<Table>>) {
-        let Transports { mqtt } = transports;
+        let Transports { mqtt, keyboards } = transports;
         let mqtt = mqtt.map(|connection| {
             let kind: Arc<dyn ReaderKind> = Arc::new(mqtt::MqttReaders::new(&connection.link()));
             (connection.topics(), kind)
@@ -108,14 +114,18 @@ impl Readers {
             next: AtomicUsize::new(0),
             frames,
             mqtt,
+            keyboards,
+            hid: Arc::new(hid::HidReaders),
+            devices: Mutex::new(HashMap::new()),
         };
         readers.apply(configs);
         (readers, receiver)
     }
 
     /// Makes `configs` the readers in service: a reader whose entry is unchanged keeps its
-    /// number and subscription; a new or changed one is attached under a new number; a removed
-    /// one stops being served at once (its topic unsubscribed unless another reader uses it).
+    /// number and its transport (subscription, open device); a new or changed one is attached
+    /// under a new number; a removed one stops being served at once (its topic unsubscribed
+    /// unless another reader uses it, its device closed).
     pub(crate) fn apply(&self, configs: &[ReaderConfig]) {
         let old = Arc::clone(&self.table.borrow());
         let mut table = Table::new();
@@ -124,32 +134,62 @@ impl Readers {
                 table.insert(number, reader.clone());
                 continue;
             }
-            // Every reader is an MQTT reader today; a reader kind adds its arm here.
-            let Some((topics, kind)) = &self.mqtt else {
-                tracing::error!(reader = %config.id, "reader has no MQTT broker; it is not served");
+            let number = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(kind) = self.attach(number, config) else {
                 continue;
             };
-            let number = self.next.fetch_add(1, Ordering::Relaxed);
-            mqtt::MqttReaders::attach(number, config, topics, &self.frames);
             table.insert(
                 number,
                 Reader {
                     config: config.clone(),
-                    kind: Arc::clone(kind),
+                    kind,
                 },
             );
         }
         if let Some((topics, _)) = &self.mqtt {
-            for gone in old
-                .values()
-                .filter(|r| !table.values().any(|n| n.config.topic == r.config.topic))
-            {
-                topics.remove(&gone.config.topic);
+            for topic in old.values().filter_map(|r| r.config.topic()) {
+                if !table.values().any(|n| n.config.topic() == Some(topic)) {
+                    topics.remove(topic);
+                }
             }
         }
+        let mut devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
         for gone in old.keys().filter(|n| !table.contains_key(n)) {
+            if let Some(task) = devices.remove(gone) {
+                task.abort();
+            }
             tracing::info!(reader = %old[gone].config.id, "reader taken out of service");
         }
+        drop(devices);
         self.table.send_replace(Arc::new(table));
+    }
+
+    /// Starts delivering reader `number`'s reads to the loop; its kind, or `None` (logged) when
+    /// its transport is missing.
+    fn attach(&self, number: usize, config: &ReaderConfig) -> Option<Arc<dyn ReaderKind>> {
+        match &config.source {
+            ReaderSource::Mqtt { topic } => {
+                let Some((topics, kind)) = &self.mqtt else {
+                    tracing::error!(reader = %config.id, "reader has no MQTT broker; it is not served");
+                    return None;
+                };
+                mqtt::MqttReaders::attach(number, topic, topics, &self.frames);
+                Some(Arc::clone(kind))
+            }
+            ReaderSource::Hid(device) => {
+                let task = tokio::spawn(hid::device::serve(
+                    number,
+                    config.id.clone(),
+                    device.clone(),
+                    Arc::clone(&self.keyboards),
+                    self.frames.clone(),
+                ));
+                self.devices
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .insert(number, task.abort_handle());
+                Some(Arc::clone(&self.hid))
+            }
+        }
     }
 }

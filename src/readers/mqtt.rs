@@ -56,7 +56,7 @@ impl MqttReaders {
     /// connection if it is new there).
     pub(crate) fn attach(
         reader: usize,
-        config: &ReaderConfig,
+        topic: &str,
         topics: &Topics,
         frames: &mpsc::Sender<Frame>,
     ) {
@@ -64,7 +64,7 @@ impl MqttReaders {
             reader,
             frames: frames.clone(),
         };
-        topics.add(&config.topic, Arc::new(inbox));
+        topics.add(topic, Arc::new(inbox));
     }
 }
 
@@ -86,9 +86,9 @@ impl Inbox for ReaderInbox {
     }
 }
 
-/// The topic a reader's answers go to.
-fn result_topic(reader: &ReaderConfig) -> String {
-    format!("{}/result", reader.topic)
+/// The topic a reader's answers go to (`None` for a reader of another kind).
+fn result_topic(reader: &ReaderConfig) -> Option<String> {
+    reader.topic().map(|topic| format!("{topic}/result"))
 }
 
 impl ReaderKind for MqttReaders {
@@ -113,7 +113,9 @@ impl ReaderKind for MqttReaders {
                 return;
             }
         };
-        let topic = result_topic(reader);
+        let Some(topic) = result_topic(reader) else {
+            return;
+        };
         if let Err(e) = self
             .client
             .try_publish(&topic, QoS::AtLeastOnce, false, payload)

@@ -1,0 +1,315 @@
+//! The USB reader kind with recorded key events behind [`Keyboards`] (no `/dev/uinput` here):
+//! the device task alone, and a swipe through the reader loop, the engine, a log-only lock and
+//! a sled store on disk.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, watch};
+
+use super::device::{BoxFuture, KeySource, READ_TIMEOUT, serve};
+use super::*;
+use crate::config::{Config, HidDevice, ReaderSource};
+use crate::readers::{Frame, Readers, SelfChecks, Transports};
+
+/// Linux key codes of the characters used here.
+fn code(c: char) -> u16 {
+    match c {
+        '0' => 11,
+        '1'..='9' => 2 + (c as u16 - '1' as u16),
+        'a' => 30,
+        'b' => 48,
+        'c' => 46,
+        'd' => 32,
+        'e' => 18,
+        'f' => 33,
+        '!' => 59, // F1: no character
+        '\n' => 28,
+        other => panic!("no key for {other:?}"),
+    }
+}
+
+/// One recorded step of a device.
+#[derive(Clone, Debug)]
+enum Step {
+    /// Types the text (press and release per character), `\n` being ENTER.
+    Type(&'static str),
+    /// Nothing for this long.
+    Pause(Duration),
+    /// The device fails (unplugged).
+    Unplug,
+}
+
+/// Devices that play recorded steps: each `open` takes the next recording, or fails when none
+/// is left (the device is not plugged in).
+struct Recorded {
+    recordings: Mutex<VecDeque<Vec<Step>>>,
+    opened: Mutex<Vec<HidDevice>>,
+}
+
+impl Recorded {
+    fn new(recordings: Vec<Vec<Step>>) -> Arc<Self> {
+        Arc::new(Self {
+            recordings: Mutex::new(recordings.into()),
+            opened: Mutex::new(Vec::new()),
+        })
+    }
+}
+
+impl Keyboards for Recorded {
+    fn open(&self, device: &HidDevice) -> std::io::Result<Box<dyn KeySource>> {
+        let steps =
+            self.recordings.lock().unwrap().pop_front().ok_or_else(|| {
+                std::io::Error::new(std::io::ErrorKind::NotFound, "not plugged in")
+            })?;
+        self.opened.lock().unwrap().push(device.clone());
+        let mut keys = VecDeque::new();
+        for step in steps {
+            match step {
+                Step::Type(text) => {
+                    for c in text.chars() {
+                        keys.push_back(Key::Event(code(c), 1));
+                        keys.push_back(Key::Event(code(c), 0));
+                    }
+                }
+                Step::Pause(d) => keys.push_back(Key::Pause(d)),
+                Step::Unplug => keys.push_back(Key::Gone),
+            }
+        }
+        Ok(Box::new(Playing(keys)))
+    }
+}
+
+enum Key {
+    Event(u16, i32),
+    Pause(Duration),
+    Gone,
+}
+
+/// A recording being played; after its last step the device stays silent.
+struct Playing(VecDeque<Key>);
+
+impl KeySource for Playing {
+    fn next_key(&mut self) -> BoxFuture<'_, std::io::Result<(u16, i32)>> {
+        Box::pin(async move {
+            loop {
+                match self.0.front() {
+                    None => std::future::pending::<()>().await,
+                    Some(Key::Pause(d)) => {
+                        let d = *d;
+                        tokio::time::sleep(d).await;
+                        self.0.pop_front();
+                    }
+                    Some(Key::Event(code, value)) => {
+                        let key = (*code, *value);
+                        self.0.pop_front();
+                        return Ok(key);
+                    }
+                    Some(Key::Gone) => {
+                        self.0.pop_front();
+                        return Err(std::io::Error::from_raw_os_error(19)); // ENODEV
+                    }
+                }
+            }
+        })
+    }
+}
+
+fn parsed(frame: &Frame) -> ReaderPayload {
+    HidReaders.parse(&frame.payload, crate::clock::now())
+}
+
+async fn next(frames: &mut tokio::sync::mpsc::Receiver<Frame>) -> Frame {
+    tokio::time::timeout(Duration::from_secs(10), frames.recv())
+        .await
+        .expect("a frame in time")
+        .expect("the device task is alive")
+}
+
+#[tokio::test]
+async fn reads_become_frames_partial_ones_are_dropped_and_an_unplugged_reader_comes_back() {
+    let device = HidDevice::Usb {
+        vendor: 0x08ff,
+        product: 0x0009,
+    };
+    let keyboards = Recorded::new(vec![
+        vec![
+            Step::Type("04a1b2c3\n"),
+            // Half a card, then nothing: dropped after the read timeout, never a frame.
+            Step::Type("04a1"),
+            Step::Pause(READ_TIMEOUT * 2),
+            Step::Type("1234\n"),
+            // A key that is no card character: the read is malformed, and said so.
+            Step::Type("12!4\n"),
+            Step::Unplug,
+        ],
+        // Plugged in again.
+        vec![Step::Type("beef\n")],
+    ]);
+    let (frames_tx, mut frames) = tokio::sync::mpsc::channel(8);
+    let task = tokio::spawn(serve(
+        7,
+        "desk".into(),
+        device.clone(),
+        Arc::clone(&keyboards) as Arc<dyn Keyboards>,
+        frames_tx,
+    ));
+
+    let first = next(&mut frames).await;
+    assert_eq!(first.reader, 7);
+    assert!(!first.replayed);
+    assert_eq!(parsed(&first), ReaderPayload::Card("04a1b2c3".into()));
+    assert_eq!(
+        parsed(&next(&mut frames).await),
+        ReaderPayload::Card("1234".into())
+    );
+    match parsed(&next(&mut frames).await) {
+        ReaderPayload::Malformed(why) => assert!(why.contains("key code 59"), "{why}"),
+        other => panic!("{other:?}"),
+    }
+    // After the unplug the device is opened again (every 2 s) and reads on.
+    assert_eq!(
+        parsed(&next(&mut frames).await),
+        ReaderPayload::Card("beef".into())
+    );
+    assert_eq!(
+        *keyboards.opened.lock().unwrap(),
+        vec![device.clone(), device]
+    );
+    task.abort();
+}
+
+#[test]
+fn payloads_that_no_device_task_made_are_malformed_not_a_panic() {
+    for payload in [&b""[..], b"X1234", b"C\xff\xfe"] {
+        assert!(matches!(
+            HidReaders.parse(payload, crate::clock::now()),
+            ReaderPayload::Malformed(_)
+        ));
+    }
+}
+
+/// The demo site with one member, Ada, whose card is 04A1B2C3.
+fn site(dir: &std::path::Path) -> (Arc<Config>, crate::domain::Snapshot) {
+    use crate::domain::model::{
+        CheckInToken, CobotData, CobotMembership, CobotPlan, MembershipPlan,
+    };
+    let text = crate::demo::DEMO_CONFIG.replace("{api}", "http://127.0.0.1:9");
+    let config = Arc::new(Config::parse(&text, &dir.join("portier.toml"), None).unwrap());
+    let data = CobotData {
+        plans: vec![CobotPlan {
+            id: "p_full".into(),
+            name: "Full Time".into(),
+            hidden: false,
+        }],
+        memberships: vec![CobotMembership {
+            id: "m_ada".into(),
+            name: "Ada Lovelace".into(),
+            email: None,
+            user_id: Some("u_ada".into()),
+            plan: Some(MembershipPlan {
+                name: Some("Full Time".into()),
+                parent_plan_id: Some("p_full".into()),
+                canceled_to: None,
+            }),
+            upcoming_plan: None,
+            confirmed_at: Some(crate::clock::now() - chrono::Duration::days(30)),
+            starts_at: None,
+            canceled_to: None,
+            custom_fields: Vec::new(),
+        }],
+        check_in_tokens: vec![CheckInToken {
+            token: "04A1B2C3".into(),
+            membership_id: "m_ada".into(),
+        }],
+        ..CobotData::default()
+    };
+    let snapshot = crate::domain::compile(&data, &config.policy, 1, crate::clock::now());
+    (config, snapshot)
+}
+
+#[tokio::test]
+async fn a_card_on_a_usb_reader_opens_the_door_and_is_recorded_with_the_reader() {
+    use crate::access::{AccessMetrics, Engine, EventClock, Inputs};
+    struct Quiet;
+    impl AccessMetrics for Quiet {
+        fn decided(&self, _: bool, _: Option<f64>) {}
+        fn stage(&self, _: &'static str, _: f64) {}
+        fn actuated(&self, _: f64) {}
+        fn lock_failed(&self, _: &str) {}
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (config, snapshot) = site(dir.path());
+    let locks = Arc::new(
+        crate::locks::Locks::new(&config.locks, None, Arc::new(crate::locks::FakeBle::new()))
+            .unwrap(),
+    );
+    let store = Arc::new(crate::store::Store::open(&dir.path().join("state")).unwrap());
+    let engine = Arc::new(Engine::new(Inputs {
+        snapshot: watch::channel(Some(Arc::new(snapshot))).1,
+        config: watch::channel(Arc::clone(&config)).1,
+        store: Arc::clone(&store),
+        locks: Arc::clone(&locks),
+        clock: Arc::new(EventClock::new(None)),
+        metrics: Arc::new(Quiet),
+        outbox: Arc::new(Notify::new()),
+    }));
+
+    // A stranger's card, then Ada's, typed by the desk reader at the front door.
+    let keyboards = Recorded::new(vec![vec![
+        Step::Type("deadbeef\n"),
+        Step::Type("04a1b2c3\n"),
+    ]]);
+    let reader = ReaderConfig {
+        id: "desk".into(),
+        unit: "front_door".into(),
+        source: ReaderSource::Hid(HidDevice::Path(
+            "/dev/input/by-id/usb-desk-event-kbd".into(),
+        )),
+    };
+    let (frames_tx, frames) = tokio::sync::mpsc::channel(8);
+    let (readers, table) = Readers::new(
+        std::slice::from_ref(&reader),
+        Transports {
+            mqtt: None,
+            keyboards: Arc::clone(&keyboards) as Arc<dyn Keyboards>,
+        },
+        frames_tx,
+    );
+    let (checks, _probes) = SelfChecks::new();
+    let (stop, stopped) = watch::channel(false);
+    let running = tokio::spawn(crate::readers::run(
+        table,
+        frames,
+        Arc::clone(&engine),
+        checks,
+        stopped,
+    ));
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.events_after(0, 10).unwrap().len() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "two events in time");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events = store.events_after(0, 10).unwrap();
+    assert!(!events[0].granted && !events[0].opened, "{:?}", events[0]);
+    assert!(events[1].granted && events[1].opened, "{:?}", events[1]);
+    assert_eq!(events[1].member.as_deref(), Some("m_ada"));
+    for event in &events {
+        assert_eq!(event.reader.as_deref(), Some("desk"));
+        assert_eq!(event.unit, "front_door");
+    }
+    assert_eq!(locks.log_lock("front_lock").unwrap().unlocks(), 1);
+
+    // Taken out by a reload, then shut down: the loop ends.
+    readers.apply(&[]);
+    assert!(table_is_empty(&readers));
+    stop.send_replace(true);
+    running.await.unwrap();
+    assert_eq!(keyboards.opened.lock().unwrap().len(), 1);
+}
+
+fn table_is_empty(readers: &Readers) -> bool {
+    readers.devices.lock().unwrap().is_empty()
+}
