@@ -95,6 +95,13 @@ async fn oversized_reader_payloads_are_denied_and_recorded_and_the_next_card_ope
             .iter()
             .any(|e| e["granted"] == true && e["member"] == ADA && e["opened"] == true)
     );
+    // The reader's status shows that it was heard, for wiring checks, and never the card.
+    let (_, status) = d.admin_get("/v1/status").await;
+    let front = &status["readers"]["front_reader"];
+    assert_eq!(front["kind"], "mqtt", "{status}");
+    assert_eq!(front["unit"], "front_door", "{status}");
+    assert!(front["last_frame_at"].is_string(), "{status}");
+    assert!(!status.to_string().contains(ADA_CARD), "{status}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -206,7 +206,9 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     let lock_ids: Vec<&str> = config.locks.iter().map(|l| l.id.as_str()).collect();
     let metrics = Arc::new(metrics::Metrics::new(lock_ids));
     let clock = Arc::new(crate::access::EventClock::new(last_event));
+    let (reader_table_tx, reader_table) = watch::channel(Arc::default());
     let daemon = Arc::new(Daemon {
+        readers: reader_table.clone(),
         admin_token: RwLock::new(None),
         problems: Mutex::new(state::ConfigProblems::default()),
         mqtt: mqtt.as_ref().map(crate::mqtt::Connection::link),
@@ -258,13 +260,14 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     tasks.spawn(probe_task(Arc::clone(&locks), shutdown_rx.clone()));
     // The readers' transports hand their messages to the reader loop, which decides them and
     // answers the watchdog's self-checks.
-    let (readers, reader_table) = crate::readers::Readers::new(
+    let readers = crate::readers::Readers::new(
         &started.readers,
         crate::readers::Transports {
             mqtt: mqtt.as_ref(),
             keyboards: Arc::new(crate::readers::hid::Evdev),
         },
         frames_tx,
+        reader_table_tx,
     );
     // The broker connection stops last, after the doors are locked again (see `TASKS_BOUND`).
     let (broker_stop, broker_stopped) = watch::channel(false);

@@ -65,6 +65,8 @@ pub(crate) struct Daemon {
     pub mqtt_readers: Option<crate::mqtt::MqttLink>,
     /// Configuration trouble found at start or on SIGHUP.
     pub problems: Mutex<ConfigProblems>,
+    /// The readers in service (for their status).
+    pub readers: watch::Receiver<Arc<crate::readers::Table>>,
 }
 
 /// Configuration trouble that makes health degraded, each a sentence saying what to do.
@@ -173,6 +175,8 @@ pub(crate) struct StatusView {
     pub offline_since: Option<DateTime<Utc>>,
     pub clock: &'static str,
     pub locks: std::collections::BTreeMap<String, LockStatus>,
+    /// Per reader: its kind, unit, device state and last message (never card data).
+    pub readers: std::collections::BTreeMap<String, crate::readers::ReaderStatus>,
     /// Whether the MQTT broker connection is up; `None` without `[mqtt]`.
     pub mqtt_connected: Option<bool>,
     pub outbox_depth: usize,
@@ -249,6 +253,7 @@ pub(crate) fn status(daemon: &Daemon, now: DateTime<Utc>) -> StatusView {
                 })
                 .collect()
         },
+        readers: crate::readers::statuses(&daemon.readers.borrow()),
         mqtt_connected: daemon.mqtt_up(),
         outbox_depth: outbox.depth,
         outbox_oldest_seconds: outbox.oldest_age.map(|age| age.num_seconds().max(0)),

@@ -66,6 +66,48 @@ pub(crate) struct Reader {
     pub config: ReaderConfig,
     /// Its kind.
     pub kind: Arc<dyn ReaderKind>,
+    /// What `/v1/status` shows of it.
+    pub status: Arc<Mutex<ReaderStatus>>,
+}
+
+/// A reader as `/v1/status` shows it, for wiring checks: never card data.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub(crate) struct ReaderStatus {
+    /// `mqtt` or `hid`.
+    pub kind: &'static str,
+    /// The unit it opens.
+    pub unit: String,
+    /// Whether its device is open (USB readers); absent where the transport says it
+    /// elsewhere (MQTT readers: `mqtt_connected`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
+    /// When its last message arrived, whatever it was.
+    pub last_frame_at: Option<DateTime<Utc>>,
+}
+
+impl Reader {
+    /// Notes a message from the reader at `now`.
+    pub(crate) fn seen(&self, now: DateTime<Utc>) {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .last_frame_at = Some(now);
+    }
+}
+
+/// The readers in service as `/v1/status` shows them, by id.
+pub(crate) fn statuses(table: &Table) -> BTreeMap<String, ReaderStatus> {
+    table
+        .values()
+        .map(|r| {
+            let status = r
+                .status
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone();
+            (r.config.id.clone(), status)
+        })
+        .collect()
 }
 
 /// The readers in service, by number. A number is never used again: a frame still on its way
@@ -83,7 +125,7 @@ pub(crate) struct Transports<'a> {
 }
 
 /// The readers in service, attached to their transports: built at start, changed by a reload.
-/// The reader loop reads the table from the receiver [`Readers::new`] returns.
+/// The reader loop reads the table from the channel given to [`Readers::new`].
 pub(crate) struct Readers {
     table: watch::Sender<Arc<Table>>,
     next: AtomicUsize,
@@ -97,18 +139,19 @@ pub(crate) struct Readers {
 
 impl Readers {
     /// Puts every reader of `configs` in service, its messages arriving on `frames` under its
-    /// number.
+    /// number; the readers in service are published on `table` (for the reader loop and
+    /// `/v1/status`).
     pub(crate) fn new(
         configs: &[ReaderConfig],
         transports: Transports<'_>,
         frames: mpsc::Sender<Frame>,
-    ) -> (Readers, watch::Receiver<Arc<Table>>) {
+        table: watch::Sender<Arc<Table>>,
+    ) -> Readers {
         let Transports { mqtt, keyboards } = transports;
         let mqtt = mqtt.map(|connection| {
             let kind: Arc<dyn ReaderKind> = Arc::new(mqtt::MqttReaders::new(&connection.link()));
             (connection.topics(), kind)
         });
-        let (table, receiver) = watch::channel(Arc::default());
         let readers = Readers {
             table,
             next: AtomicUsize::new(0),
@@ -119,7 +162,7 @@ impl Readers {
             devices: Mutex::new(HashMap::new()),
         };
         readers.apply(configs);
-        (readers, receiver)
+        readers
     }
 
     /// Makes `configs` the readers in service: a reader whose entry is unchanged keeps its
@@ -135,7 +178,15 @@ impl Readers {
                 continue;
             }
             let number = self.next.fetch_add(1, Ordering::Relaxed);
-            let Some(kind) = self.attach(number, config) else {
+            let status = Arc::new(Mutex::new(ReaderStatus {
+                kind: match config.source {
+                    ReaderSource::Mqtt { .. } => "mqtt",
+                    ReaderSource::Hid(_) => "hid",
+                },
+                unit: config.unit.clone(),
+                ..ReaderStatus::default()
+            }));
+            let Some(kind) = self.attach(number, config, &status) else {
                 continue;
             };
             table.insert(
@@ -143,6 +194,7 @@ impl Readers {
                 Reader {
                     config: config.clone(),
                     kind,
+                    status,
                 },
             );
         }
@@ -166,7 +218,12 @@ impl Readers {
 
     /// Starts delivering reader `number`'s reads to the loop; its kind, or `None` (logged) when
     /// its transport is missing.
-    fn attach(&self, number: usize, config: &ReaderConfig) -> Option<Arc<dyn ReaderKind>> {
+    fn attach(
+        &self,
+        number: usize,
+        config: &ReaderConfig,
+        status: &Arc<Mutex<ReaderStatus>>,
+    ) -> Option<Arc<dyn ReaderKind>> {
         match &config.source {
             ReaderSource::Mqtt { topic } => {
                 let Some((topics, kind)) = &self.mqtt else {
@@ -178,8 +235,11 @@ impl Readers {
             }
             ReaderSource::Hid(device) => {
                 let task = tokio::spawn(hid::device::serve(
-                    number,
-                    config.id.clone(),
+                    hid::device::Attached {
+                        reader: number,
+                        id: config.id.clone(),
+                        status: Arc::clone(status),
+                    },
                     device.clone(),
                     Arc::clone(&self.keyboards),
                     self.frames.clone(),

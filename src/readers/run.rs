@@ -75,6 +75,7 @@ impl Loop {
         let Some(reader) = self.readers.borrow().get(&frame.reader).cloned() else {
             return;
         };
+        reader.seen(crate::clock::now());
         let engine = Arc::clone(&self.engine);
         let config = &reader.config;
         if frame.replayed {

@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use super::decode::Decoder;
 use crate::config::HidDevice;
-use crate::readers::Frame;
+use crate::readers::{Frame, ReaderStatus};
 
 /// How long a read may pause between keys before it is dropped as partial. Readers type a
 /// whole card within a few tens of milliseconds.
@@ -87,16 +87,36 @@ impl KeySource for EvdevKeys {
     }
 }
 
-/// Serves USB reader number `reader` (`id`) until the reader loop is gone or the task is
-/// aborted (a reload took the reader out): opens `device`, hands each read to `frames`, and
-/// when the device fails or cannot be opened, tries again every [`REOPEN`].
+/// The reader a device task serves.
+pub(crate) struct Attached {
+    /// Its number in the reader table.
+    pub reader: usize,
+    /// Its id, for the log.
+    pub id: String,
+    /// Its status: online while the device is open.
+    pub status: Arc<Mutex<ReaderStatus>>,
+}
+
+impl Attached {
+    fn online(&self, online: bool) {
+        self.status
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .online = Some(online);
+    }
+}
+
+/// Serves a USB reader until the reader loop is gone or the task is aborted (a reload took the
+/// reader out): opens `device`, hands each read to `frames`, and when the device fails or
+/// cannot be opened, tries again every [`REOPEN`].
 pub(crate) async fn serve(
-    reader: usize,
-    id: String,
+    attached: Attached,
     device: HidDevice,
     keyboards: Arc<dyn Keyboards>,
     frames: mpsc::Sender<Frame>,
 ) {
+    let Attached { reader, ref id, .. } = attached;
+    attached.online(false);
     let mut failing = false;
     loop {
         let opening = {
@@ -108,7 +128,10 @@ pub(crate) async fn serve(
             Ok(Ok(source)) => {
                 tracing::info!(reader = %id, %device, "USB reader opened");
                 failing = false;
-                match read(reader, &id, source, &frames).await {
+                attached.online(true);
+                let end = read(reader, id, source, &frames).await;
+                attached.online(false);
+                match end {
                     End::LoopGone => return,
                     End::Device(e) => tracing::warn!(reader = %id, %device, error = %e,
                         "USB reader lost (unplugged?); opening it again"),

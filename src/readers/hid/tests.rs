@@ -148,9 +148,13 @@ async fn reads_become_frames_partial_ones_are_dropped_and_an_unplugged_reader_co
         vec![Step::Type("beef\n")],
     ]);
     let (frames_tx, mut frames) = tokio::sync::mpsc::channel(8);
+    let status = Arc::new(Mutex::new(crate::readers::ReaderStatus::default()));
     let task = tokio::spawn(serve(
-        7,
-        "desk".into(),
+        super::device::Attached {
+            reader: 7,
+            id: "desk".into(),
+            status: Arc::clone(&status),
+        },
         device.clone(),
         Arc::clone(&keyboards) as Arc<dyn Keyboards>,
         frames_tx,
@@ -177,6 +181,7 @@ async fn reads_become_frames_partial_ones_are_dropped_and_an_unplugged_reader_co
         *keyboards.opened.lock().unwrap(),
         vec![device.clone(), device]
     );
+    assert_eq!(status.lock().unwrap().online, Some(true));
     task.abort();
 }
 
@@ -269,14 +274,17 @@ async fn a_card_on_a_usb_reader_opens_the_door_and_is_recorded_with_the_reader()
         )),
     };
     let (frames_tx, frames) = tokio::sync::mpsc::channel(8);
-    let (readers, table) = Readers::new(
+    let (table_tx, table) = watch::channel(Arc::default());
+    let readers = Readers::new(
         std::slice::from_ref(&reader),
         Transports {
             mqtt: None,
             keyboards: Arc::clone(&keyboards) as Arc<dyn Keyboards>,
         },
         frames_tx,
+        table_tx,
     );
+    let statuses = table.clone();
     let (checks, _probes) = SelfChecks::new();
     let (stop, stopped) = watch::channel(false);
     let running = tokio::spawn(crate::readers::run(
@@ -301,6 +309,10 @@ async fn a_card_on_a_usb_reader_opens_the_door_and_is_recorded_with_the_reader()
         assert_eq!(event.unit, "front_door");
     }
     assert_eq!(locks.log_lock("front_lock").unwrap().unlocks(), 1);
+    let status = &crate::readers::statuses(&statuses.borrow())["desk"];
+    assert_eq!(status.kind, "hid");
+    assert_eq!(status.online, Some(true));
+    assert!(status.last_frame_at.is_some());
 
     // Taken out by a reload, then shut down: the loop ends.
     readers.apply(&[]);
