@@ -18,6 +18,7 @@ pub mod config;
 pub mod demo;
 pub mod domain;
 pub mod locks;
+pub(crate) mod memory;
 pub mod mqtt;
 pub mod outbox;
 pub(crate) mod readers;

@@ -171,6 +171,7 @@ pub(crate) async fn run(
                     Job::Sync(job) => job,
                     Job::Reload { config, reply } => {
                         writer.reload(&daemon, config, reply);
+                        crate::memory::release_freed();
                         continue;
                     }
                 },
@@ -219,6 +220,8 @@ pub(crate) async fn run(
             }
         };
         next = later(Instant::now(), wait);
+        // The attempt's parse buffers and the replaced snapshot are freed below the new one.
+        crate::memory::release_freed();
         if let Some(reply) = job.reply {
             // The asker may have given up (client disconnected); nothing to do then.
             let _ = reply.send(outcome.map_err(|f| f.message));
