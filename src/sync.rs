@@ -153,8 +153,18 @@ pub async fn sync_once(
     let mut status = store.sync_status()?;
     status.last_attempt = Some(started);
     let options = fetch_options(&config.policy, config.cobot.booking_horizon, started);
-    // The snapshot to compare with, before Cobot is asked: the stored record is parsed and
-    // dropped before the new answers are in memory, so the two never add up.
+    let data = match client.fetch(&options).await.and_then(|data| {
+        check_plan_list(&data)?;
+        Ok(data)
+    }) {
+        Ok(data) => data,
+        Err(e) => {
+            status.last_error = Some(e.to_string());
+            store.save_sync_status(&status)?;
+            return Err(e.into());
+        }
+    };
+    let finished = clock();
     let compiled;
     let old = match baseline {
         Baseline::InForce(current) => current,
@@ -173,18 +183,6 @@ pub async fn sync_once(
             Err(other) => return Err(other.into()),
         },
     };
-    let data = match client.fetch(&options).await.and_then(|data| {
-        check_plan_list(&data)?;
-        Ok(data)
-    }) {
-        Ok(data) => data,
-        Err(e) => {
-            status.last_error = Some(e.to_string());
-            store.save_sync_status(&status)?;
-            return Err(e.into());
-        }
-    };
-    let finished = clock();
     let version = old.map_or(0, Snapshot::version) + 1;
     let new = compile(&data, &config.policy, version, finished);
 
