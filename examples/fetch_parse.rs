@@ -8,8 +8,8 @@
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).ok_or("usage: fetch_parse CONFIG")?;
     portier::tls::install_provider();
-    let config = portier::config::Config::load(std::path::Path::new(&path))
-        .map_err(|e| e.to_string())?;
+    let config =
+        portier::config::Config::load(std::path::Path::new(&path)).map_err(|e| e.to_string())?;
     let client = portier::cobot::client_for(&config, portier::cobot::token_for(&config)?)?;
     let options = portier::sync::fetch_options(
         &config.policy,

@@ -171,6 +171,15 @@ impl Readers {
     /// unless another reader uses it, its device closed).
     pub(crate) fn apply(&self, configs: &[ReaderConfig]) {
         let old = Arc::clone(&self.table.borrow());
+        // Devices of readers going away are let go first, so that a changed USB reader's new
+        // task finds its device free to grab.
+        let mut devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
+        for (gone, _) in old.iter().filter(|(_, r)| !configs.contains(&r.config)) {
+            if let Some(task) = devices.remove(gone) {
+                task.abort();
+            }
+        }
+        drop(devices);
         let mut table = Table::new();
         for config in configs {
             if let Some((&number, reader)) = old.iter().find(|(_, r)| r.config == *config) {
@@ -205,14 +214,9 @@ impl Readers {
                 }
             }
         }
-        let mut devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
         for gone in old.keys().filter(|n| !table.contains_key(n)) {
-            if let Some(task) = devices.remove(gone) {
-                task.abort();
-            }
             tracing::info!(reader = %old[gone].config.id, "reader taken out of service");
         }
-        drop(devices);
         self.table.send_replace(Arc::new(table));
     }
 
