@@ -411,7 +411,7 @@ async fn run_case(case: Case) -> Result<String, String> {
     if code != 200 || explain["granted"] != true {
         return Err(format!("Ada no longer gets in: {code} {explain}"));
     }
-    let counted = metrics(&d).await;
+    let counted = d.metrics().await;
     let failed_or_held = counted.lines().any(|l| {
         (l.starts_with("portier_syncs_total{result=\"failed\"}")
             || l.starts_with("portier_syncs_total{result=\"held\"}"))
@@ -485,17 +485,6 @@ fn health_summary(health: &Value) -> String {
         .and_then(|r| r.first())
         .and_then(Value::as_str)
         .map_or_else(|| health.to_string(), |s| s.chars().take(90).collect())
-}
-
-async fn metrics(d: &Daemon) -> String {
-    portier::tls::http_client()
-        .get(format!("{}/metrics", d.base))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("metrics text")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

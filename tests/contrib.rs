@@ -82,14 +82,7 @@ async fn exposed_families() -> BTreeSet<String> {
     site.write_config(&site_config(), port);
     let mut d = Daemon::start(&site.config(), site.dir.path(), port, None);
     assert!(d.wait_for_notify("READY=1", Duration::from_secs(10)).await);
-    let text = portier::tls::http_client()
-        .get(format!("{}/metrics", d.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = d.metrics().await;
     text.lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split(' ').next())

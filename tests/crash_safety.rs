@@ -294,14 +294,7 @@ async fn sigkill_during_syncs_snapshot_writes_and_swipe_bursts_loses_and_duplica
     verified_seq = verify_stored(&d, verified_seq, &answered, rounds()).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let text = portier::tls::http_client()
-            .get(format!("{}/metrics", d.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let text = d.metrics().await;
         if text.contains("portier_outbox_depth 0") {
             break;
         }

@@ -219,14 +219,7 @@ async fn a_card_opens_the_door_is_recorded_answered_and_checked_in_once() {
         .poll("/healthz", Duration::from_secs(1), |_, _| true)
         .await;
     assert_eq!(code, 200, "{health}");
-    let metrics = portier::tls::http_client()
-        .get(format!("{}/metrics", d.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = d.metrics().await;
     assert!(metrics.contains("portier_decisions_total"), "{metrics}");
     assert!(metrics.contains("portier_outbox_depth 0"), "{metrics}");
 

@@ -152,6 +152,18 @@ impl Daemon {
         assert!(status.success());
     }
 
+    /// `GET /metrics` as monitoring scrapes it (no token, no `Accept`): the text.
+    pub async fn metrics(&self) -> String {
+        portier::tls::http_client()
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("the metrics text")
+    }
+
     /// An HTTP client call with the admin token.
     pub async fn admin_get(&self, path: &str) -> (u16, serde_json::Value) {
         let response = portier::tls::http_client()
