@@ -67,6 +67,27 @@ pub(crate) fn locks(ck: &mut Checker<'_, '_>, raw: &[RawLock]) -> Vec<LockConfig
     locks
 }
 
+/// Reports each key of `present` that is set but not `allowed` for `what` (a lock driver or a
+/// reader kind) as an unknown key; true when there was one.
+fn foreign_keys(
+    ck: &mut Checker<'_, '_>,
+    key: &KeyPath,
+    present: &[(&str, bool)],
+    allowed: &[&str],
+    what: &str,
+) -> bool {
+    let mut foreign = false;
+    for (field, _) in present
+        .iter()
+        .filter(|(f, set)| *set && !allowed.contains(f))
+    {
+        ck.report
+            .error(&key.key(field), format!("unknown key for {what}"));
+        foreign = true;
+    }
+    foreign
+}
+
 fn lock_driver(ck: &mut Checker<'_, '_>, lock: &RawLock, key: &KeyPath) -> Option<LockDriver> {
     let name = ck.required(lock.driver.as_deref(), &key.key("driver"))?;
     let Some((_, allowed)) = DRIVERS.iter().find(|(driver, _)| *driver == name) else {
@@ -88,17 +109,7 @@ fn lock_driver(ck: &mut Checker<'_, '_>, lock: &RawLock, key: &KeyPath) -> Optio
         ("device", lock.device.is_some()),
         ("characteristic", lock.characteristic.is_some()),
     ];
-    let mut foreign = false;
-    for (field, _) in present
-        .iter()
-        .filter(|(f, set)| *set && !allowed.contains(f))
-    {
-        ck.report.error(
-            &key.key(field),
-            format!("unknown key for driver \"{name}\""),
-        );
-        foreign = true;
-    }
+    let foreign = foreign_keys(ck, key, &present, allowed, &format!("driver \"{name}\""));
     let driver = match name {
         "modbus" => modbus(ck, lock, key),
         "mqtt" => mqtt(ck, lock, key),
@@ -416,15 +427,7 @@ fn reader_source(
         ("device", reader.device.is_some()),
         ("usb", reader.usb.is_some()),
     ];
-    let mut foreign = false;
-    for (field, _) in present
-        .iter()
-        .filter(|(f, set)| *set && !allowed.contains(f))
-    {
-        ck.report
-            .error(&key.key(field), format!("unknown key for kind \"{name}\""));
-        foreign = true;
-    }
+    let foreign = foreign_keys(ck, key, &present, allowed, &format!("kind \"{name}\""));
     let source = match name {
         "hid" => hid_device(ck, reader, key).map(ReaderSource::Hid),
         _ => topic(ck, reader.topic.as_deref(), &key.key("topic"))
