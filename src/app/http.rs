@@ -35,6 +35,7 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
         .route("/v1/members", get(members))
         .route("/v1/events", get(http_doors::events))
         .route("/v1/backup", get(backup))
+        .route("/v1/enrol", get(enrol))
         .route("/v1/units/{unit}/open", post(http_doors::app_open))
         .route("/v1/admin/units/{unit}/open", post(http_doors::admin_open))
         .fallback(not_found)
@@ -212,6 +213,74 @@ async fn backup(
         Err(e) => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the backup task failed: {e}"),
+        ),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct EnrolParams {
+    reader: String,
+    wait: Option<String>,
+}
+
+/// How long `GET /v1/enrol` waits for a card unless told (`wait`), and at most.
+const ENROL_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+const ENROL_WAIT_MAX: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// `GET /v1/enrol?reader=ID[&wait=60s]` (admin): waits for the next card on enrolment reader
+/// `ID` and answers it as each door reader would send it.
+async fn enrol(
+    State(api): State<Arc<Api>>,
+    AdminQuery(params): AdminQuery<EnrolParams>,
+) -> Response {
+    let wait = match params.wait.as_deref().map(humantime::parse_duration) {
+        None => ENROL_WAIT,
+        Some(Ok(wait)) if !wait.is_zero() && wait <= ENROL_WAIT_MAX => wait,
+        Some(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "wait must be a duration from 1s to 10m, like \"60s\"".to_owned(),
+            );
+        }
+    };
+    let table = Arc::clone(&api.daemon.readers.borrow());
+    let Some(reader) = table
+        .values()
+        .find(|r| r.config.id == params.reader)
+        .cloned()
+    else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no reader \"{}\" is in service", params.reader),
+        );
+    };
+    if let Some(unit) = &reader.config.unit {
+        return error(
+            StatusCode::CONFLICT,
+            format!(
+                "reader \"{}\" is the door reader of unit \"{unit}\"; only a reader with \
+                 enrol = true is read for enrolment",
+                params.reader
+            ),
+        );
+    }
+    match tokio::time::timeout(wait, api.daemon.enrolment.next(&params.reader)).await {
+        Ok(read) => {
+            let config = api.daemon.config();
+            Json(crate::readers::enrol::enrolled(
+                &read,
+                &reader.config,
+                &config.readers,
+            ))
+            .into_response()
+        }
+        Err(_) => error(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "no card was read on \"{}\" within {}",
+                params.reader,
+                humantime::format_duration(wait)
+            ),
         ),
     }
 }

@@ -207,8 +207,10 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     let metrics = Arc::new(metrics::Metrics::new(lock_ids));
     let clock = Arc::new(crate::access::EventClock::new(last_event));
     let (reader_table_tx, reader_table) = watch::channel(Arc::default());
+    let enrolment = crate::readers::enrol::Enrolment::default();
     let daemon = Arc::new(Daemon {
         readers: reader_table.clone(),
+        enrolment: enrolment.clone(),
         admin_token: RwLock::new(None),
         problems: Mutex::new(state::ConfigProblems::default()),
         mqtt: mqtt.as_ref().map(crate::mqtt::Connection::link),
@@ -265,6 +267,7 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         crate::readers::Transports {
             mqtt: mqtt.as_ref(),
             keyboards: Arc::new(crate::readers::hid::Evdev),
+            gpio: Arc::new(crate::readers::wiegand::Gpiocdev),
         },
         frames_tx,
         reader_table_tx,
@@ -276,6 +279,7 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         reader_table,
         frames,
         Arc::clone(&engine),
+        enrolment,
         checks,
         shutdown_rx.clone(),
     ));

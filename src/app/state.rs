@@ -67,6 +67,8 @@ pub(crate) struct Daemon {
     pub problems: Mutex<ConfigProblems>,
     /// The readers in service (for their status).
     pub readers: watch::Receiver<Arc<crate::readers::Table>>,
+    /// Enrolment readers' reads, for `portier enrol`.
+    pub enrolment: crate::readers::enrol::Enrolment,
 }
 
 /// Configuration trouble that makes health degraded, each a sentence saying what to do.

@@ -44,6 +44,7 @@ pub(super) fn run(cli: Cli) -> Result<(), Failure> {
         Command::Status(args) => status::run(&load_config(&cli.config)?, &args),
         Command::Backup(args) => super::backup::backup(&load_config(&cli.config)?, &args),
         Command::Restore(args) => super::backup::restore(&load_config(&cli.config)?, &args),
+        Command::Enrol(args) => super::enrol::enrol(&load_config(&cli.config)?, &args),
     }
 }
 

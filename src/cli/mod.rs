@@ -8,6 +8,7 @@ mod backup;
 mod commands;
 #[cfg(feature = "demo")]
 mod demo;
+mod enrol;
 pub(crate) mod output;
 mod owner;
 mod remote;
@@ -88,6 +89,9 @@ pub enum Command {
     Backup(BackupArgs),
     /// Replace the state directory's store with the backup at PATH (stop the daemon first).
     Restore(RestoreArgs),
+    /// Read one card on an enrolment reader (enrol = true) and print its id as each door
+    /// reader sends it (through the running daemon when there is one).
+    Enrol(EnrolArgs),
 }
 
 const STATUS_ABOUT: &str = "\
@@ -112,6 +116,20 @@ pub struct StatusArgs {
 pub struct BackupArgs {
     /// The backup file to write (replaced if it exists; mode 0600).
     pub path: PathBuf,
+}
+
+/// `portier enrol`.
+#[derive(Debug, Args)]
+pub struct EnrolArgs {
+    /// The enrolment reader's id.
+    #[arg(long)]
+    pub reader: String,
+    /// How long to wait for a card (1s to 10m).
+    #[arg(long, default_value = "60s")]
+    pub wait: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `portier restore`.

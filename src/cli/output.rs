@@ -47,7 +47,7 @@ macro_rules! out {
 }
 pub(crate) use out;
 
-fn print_json<T: Serialize>(value: &T) {
+pub(crate) fn print_json<T: Serialize>(value: &T) {
     match serde_json::to_string_pretty(value) {
         Ok(text) => out!("{text}"),
         Err(e) => eprintln!("portier: cannot render JSON: {e}"),

@@ -116,6 +116,19 @@ impl Daemon {
             .await
     }
 
+    /// `GET path?query`, allowing the daemon `timeout` to answer (a request that waits for
+    /// something, longer than the usual bound).
+    pub(crate) async fn get_within<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Answer<T>, Failure> {
+        let url = format!("{}{path}", self.base);
+        self.call(self.http.get(url).query(query).timeout(timeout))
+            .await
+    }
+
     /// Where the daemon is asked.
     pub(crate) fn base(&self) -> &str {
         &self.base

@@ -50,6 +50,11 @@ impl Bounds {
     /// `events.retention`: 1 day to 10 years.
     pub const EVENTS_RETENTION: Bounds =
         Bounds::new(Duration::from_secs(DAY), Duration::from_secs(10 * YEAR));
+    /// `reader.frame_gap` (Wiegand): 5 ms to 500 ms of quiet ends a frame.
+    pub const FRAME_GAP: Bounds = Bounds::new(Duration::from_millis(5), Duration::from_millis(500));
+    /// `reader.pin_timeout` (Wiegand keypads): 1 s to 5 min between keys.
+    pub const PIN_TIMEOUT: Bounds =
+        Bounds::new(Duration::from_secs(1), Duration::from_secs(5 * MINUTE));
     /// Any other duration: 0 to 400 days.
     #[allow(dead_code, reason = "the bound for the next duration key; tested")]
     pub const OTHER: Bounds = Bounds::new(Duration::ZERO, Duration::from_secs(400 * DAY));

@@ -8,14 +8,10 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use crate::domain::model::UnitDef;
-
 use super::checker::{Checker, check_name};
 use super::error::KeyPath;
-use super::raw::{RawLock, RawReader};
-use super::{
-    HidDevice, LockConfig, LockDriver, ModbusAddress, ModbusTarget, ReaderConfig, ReaderSource,
-};
+use super::raw::RawLock;
+use super::{LockConfig, LockDriver, ModbusAddress, ModbusTarget};
 
 /// Modbus TCP's well-known port.
 const MODBUS_TCP_PORT: u16 = 502;
@@ -69,7 +65,7 @@ pub(crate) fn locks(ck: &mut Checker<'_, '_>, raw: &[RawLock]) -> Vec<LockConfig
 
 /// Reports each key of `present` that is set but not `allowed` for `what` (a lock driver or a
 /// reader kind) as an unknown key; true when there was one.
-fn foreign_keys(
+pub(super) fn foreign_keys(
     ck: &mut Checker<'_, '_>,
     key: &KeyPath,
     present: &[(&str, bool)],
@@ -338,7 +334,7 @@ fn hex_payload(ck: &mut Checker<'_, '_>, text: &str, key: &KeyPath) -> Option<Ve
 }
 
 /// An MQTT topic to publish or subscribe to exactly: not empty, no wildcards.
-fn topic(ck: &mut Checker<'_, '_>, text: Option<&str>, key: &KeyPath) -> Option<String> {
+pub(super) fn topic(ck: &mut Checker<'_, '_>, text: Option<&str>, key: &KeyPath) -> Option<String> {
     let text = ck.required(text, key)?;
     if text.is_empty() || text.contains(['+', '#', '\0']) {
         ck.report.error(
@@ -350,145 +346,4 @@ fn topic(ck: &mut Checker<'_, '_>, text: Option<&str>, key: &KeyPath) -> Option<
         return None;
     }
     Some(text.to_owned())
-}
-
-/// Reader kinds with the keys each takes besides `id`, `kind` and `unit`.
-const READER_KINDS: &[(&str, &[&str])] = &[("mqtt", &["topic"]), ("hid", &["device", "usb"])];
-
-/// Checks every `[[reader]]`: unique id, an existing unit, its kind's keys (a unique topic for
-/// MQTT readers, one device for USB readers).
-pub(crate) fn readers(
-    ck: &mut Checker<'_, '_>,
-    raw: &[RawReader],
-    units: &[UnitDef],
-) -> Vec<ReaderConfig> {
-    let mut first_id: HashMap<&str, usize> = HashMap::new();
-    let mut first_topic: HashMap<&str, usize> = HashMap::new();
-    let mut readers = Vec::new();
-    for (i, reader) in raw.iter().enumerate() {
-        let key = KeyPath::root("reader").index(i);
-        let id = ck.required(reader.id.as_deref(), &key.key("id"));
-        if let Some(id) = id {
-            check_name(ck, id, &key.key("id"));
-            match first_id.get(id) {
-                Some(first) => ck.report.error(
-                    &key.key("id"),
-                    format!("duplicate reader id \"{id}\" (also reader[{first}])"),
-                ),
-                None => {
-                    first_id.insert(id, i);
-                }
-            }
-        }
-        let unit = ck.required(reader.unit.as_deref(), &key.key("unit"));
-        if let Some(unit) = unit.filter(|u| !units.iter().any(|d| d.id == *u)) {
-            ck.report
-                .error(&key.key("unit"), format!("unknown unit \"{unit}\""));
-        }
-        let source = reader_source(ck, reader, &key);
-        if let (Some(ReaderSource::Mqtt { topic }), Some(text)) = (&source, &reader.topic) {
-            match first_topic.get(text.as_str()) {
-                Some(first) => ck.report.error(
-                    &key.key("topic"),
-                    format!("reader[{first}] listens on \"{topic}\" already"),
-                ),
-                None => {
-                    first_topic.insert(text, i);
-                }
-            }
-        }
-        if let (Some(id), Some(unit), Some(source)) = (id, unit, source) {
-            readers.push(ReaderConfig {
-                id: id.to_owned(),
-                unit: unit.to_owned(),
-                source,
-            });
-        }
-    }
-    readers
-}
-
-/// A reader's kind (default `mqtt`) and its keys; keys of another kind are errors.
-fn reader_source(
-    ck: &mut Checker<'_, '_>,
-    reader: &RawReader,
-    key: &KeyPath,
-) -> Option<ReaderSource> {
-    let name = reader.kind.as_deref().unwrap_or("mqtt");
-    let Some((_, allowed)) = READER_KINDS.iter().find(|(kind, _)| *kind == name) else {
-        ck.report.error(
-            &key.key("kind"),
-            format!("unknown reader kind \"{name}\" (mqtt or hid)"),
-        );
-        return None;
-    };
-    let present = [
-        ("topic", reader.topic.is_some()),
-        ("device", reader.device.is_some()),
-        ("usb", reader.usb.is_some()),
-    ];
-    let foreign = foreign_keys(ck, key, &present, allowed, &format!("kind \"{name}\""));
-    let source = match name {
-        "hid" => hid_device(ck, reader, key).map(ReaderSource::Hid),
-        _ => topic(ck, reader.topic.as_deref(), &key.key("topic"))
-            .map(|topic| ReaderSource::Mqtt { topic }),
-    };
-    source.filter(|_| !foreign)
-}
-
-/// A USB reader's `device` path or `usb = "VVVV:PPPP"` (exactly one of them).
-fn hid_device(ck: &mut Checker<'_, '_>, reader: &RawReader, key: &KeyPath) -> Option<HidDevice> {
-    match (&reader.device, &reader.usb) {
-        (Some(_), Some(_)) => {
-            ck.report.error(
-                &key.key("usb"),
-                "give either device or usb, not both".to_owned(),
-            );
-            None
-        }
-        (None, None) => {
-            ck.report.error(
-                &key.key("device"),
-                "required for kind \"hid\": the reader's input device, like \
-                 \"/dev/input/by-id/usb-ACME_Reader-event-kbd\" (or usb = \"VVVV:PPPP\")"
-                    .to_owned(),
-            );
-            None
-        }
-        (Some(path), None) => {
-            if path.is_empty() || !path.starts_with('/') {
-                ck.report.error(
-                    &key.key("device"),
-                    format!(
-                        "\"{path}\" is not an absolute device path, like \"/dev/input/by-id/...\""
-                    ),
-                );
-                return None;
-            }
-            Some(HidDevice::Path(PathBuf::from(path)))
-        }
-        (None, Some(text)) => match usb_id(text) {
-            Some((vendor, product)) => Some(HidDevice::Usb { vendor, product }),
-            None => {
-                ck.report.error(
-                    &key.key("usb"),
-                    format!(
-                        "\"{text}\" is not a USB vendor and product id, like \"08ff:0009\" (as lsusb shows them)"
-                    ),
-                );
-                None
-            }
-        },
-    }
-}
-
-/// `VVVV:PPPP` in hex.
-fn usb_id(text: &str) -> Option<(u16, u16)> {
-    let (vendor, product) = text.split_once(':')?;
-    let hex = |part: &str| {
-        (part.len() == 4 && part.chars().all(|c| c.is_ascii_hexdigit()))
-            .then(|| u16::from_str_radix(part, 16).ok())
-            .flatten()
-    };
-    Some((hex(vendor)?, hex(product)?))
 }

@@ -15,6 +15,7 @@ mod error;
 mod locks;
 mod policy;
 mod raw;
+mod readers;
 mod secrets;
 mod validate;
 
@@ -231,8 +232,9 @@ pub enum ModbusTarget {
 pub struct ReaderConfig {
     /// The reader's id.
     pub id: String,
-    /// The unit it opens.
-    pub unit: String,
+    /// The unit it opens; `None` for an enrolment reader (`enrol = true`), which opens
+    /// nothing and is read only by `portier enrol`.
+    pub unit: Option<String>,
     /// How its reads arrive (`kind` and that kind's keys).
     pub source: ReaderSource,
 }
@@ -242,7 +244,16 @@ impl ReaderConfig {
     pub fn topic(&self) -> Option<&str> {
         match &self.source {
             ReaderSource::Mqtt { topic } => Some(topic),
-            ReaderSource::Hid(_) => None,
+            ReaderSource::Hid(_) | ReaderSource::Wiegand(_) => None,
+        }
+    }
+
+    /// The kind's name, as `kind` in the file.
+    pub fn kind(&self) -> &'static str {
+        match self.source {
+            ReaderSource::Mqtt { .. } => "mqtt",
+            ReaderSource::Hid(_) => "hid",
+            ReaderSource::Wiegand(_) => "wiegand",
         }
     }
 }
@@ -258,6 +269,48 @@ pub enum ReaderSource {
     },
     /// `kind = "hid"`: a USB keyboard-wedge reader, typing the card and ENTER.
     Hid(HidDevice),
+    /// `kind = "wiegand"`: a reader on two GPIO lines.
+    Wiegand(WiegandWiring),
+}
+
+/// A Wiegand reader's lines and how its frames are read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WiegandWiring {
+    /// `d0`: the GPIO line name of DATA0 (a falling edge is a 0 bit).
+    pub d0: String,
+    /// `d1`: the GPIO line name of DATA1.
+    pub d1: String,
+    /// `chip`: the GPIO chip to look for the lines on (a `/dev/gpiochipN` path or its name);
+    /// `None`: every chip (names are unique on a Raspberry Pi, whichever chip carries them).
+    pub chip: Option<String>,
+    /// `format`: which frames are cards.
+    pub format: WiegandFormat,
+    /// `credential`: how a card becomes its credential string.
+    pub credential: WiegandCredential,
+    /// `frame_gap`: quiet on both lines that ends a frame (default 25 ms).
+    pub frame_gap: Duration,
+    /// `pin_timeout`: how long a keypad entry waits for each key after a card (default 10 s).
+    pub pin_timeout: Duration,
+}
+
+/// Which Wiegand frames a reader takes as cards (`format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WiegandFormat {
+    /// `auto`: any known card format, by its length (26, 34, 35, 37 bits).
+    Auto,
+    /// `26`, `34`, `35` or `37`: only this many bits.
+    Bits(u32),
+    /// `raw`: every frame's bits as they are, no parity checked.
+    Raw,
+}
+
+/// How a Wiegand card becomes its credential string (`credential`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WiegandCredential {
+    /// `hex`: the data bits without parity as upper-case hex.
+    Hex,
+    /// `facility_card`: facility and card number in decimal, zero-padded, joined.
+    FacilityCard,
 }
 
 /// Which input device a USB reader is.

@@ -180,4 +180,21 @@ pub(crate) struct RawReader {
     pub topic: Option<String>,
     pub device: Option<String>,
     pub usb: Option<String>,
+    pub enrol: Option<bool>,
+    // wiegand
+    pub d0: Option<String>,
+    pub d1: Option<String>,
+    pub chip: Option<String>,
+    pub format: Option<RawWiegandFormat>,
+    pub credential: Option<String>,
+    pub frame_gap: Option<String>,
+    pub pin_timeout: Option<String>,
+}
+
+/// A Wiegand reader's `format`: `"auto"`, `"raw"`, or a bit count as a number or a string.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum RawWiegandFormat {
+    Bits(i64),
+    Text(String),
 }

@@ -326,6 +326,97 @@ fn a_usb_reader_with_a_topic_both_devices_or_a_bad_id_and_an_unknown_kind_are_er
 }
 
 #[test]
+fn wiegand_readers_take_two_line_names_and_read_their_format_and_credential() {
+    let text = format!(
+        "{BASE}\n[[unit]]\nid = \"door\"\n\n[[reader]]\nid = \"front\"\nkind = \"wiegand\"\n\
+         unit = \"door\"\nd0 = \"GPIO17\"\nd1 = \"GPIO27\"\n\n[[reader]]\nid = \"back\"\n\
+         kind = \"wiegand\"\nunit = \"door\"\nd0 = \"WG_D0\"\nd1 = \"WG_D1\"\nchip = \"gpiochip4\"\n\
+         format = 34\ncredential = \"facility_card\"\nframe_gap = \"40ms\"\npin_timeout = \"20s\"\n\n\
+         [[reader]]\nid = \"desk\"\nkind = \"wiegand\"\nenrol = true\nd0 = \"GPIO5\"\nd1 = \"GPIO6\"\n\
+         format = \"raw\"\n"
+    );
+    let config = load(&text).expect("valid");
+    assert_eq!(config.mqtt, None, "Wiegand readers need no broker");
+    assert_eq!(
+        config.readers[0].source,
+        ReaderSource::Wiegand(WiegandWiring {
+            d0: "GPIO17".into(),
+            d1: "GPIO27".into(),
+            chip: None,
+            format: WiegandFormat::Auto,
+            credential: WiegandCredential::Hex,
+            frame_gap: Duration::from_millis(25),
+            pin_timeout: Duration::from_secs(10),
+        })
+    );
+    assert_eq!(
+        config.readers[1].source,
+        ReaderSource::Wiegand(WiegandWiring {
+            d0: "WG_D0".into(),
+            d1: "WG_D1".into(),
+            chip: Some("gpiochip4".into()),
+            format: WiegandFormat::Bits(34),
+            credential: WiegandCredential::FacilityCard,
+            frame_gap: Duration::from_millis(40),
+            pin_timeout: Duration::from_secs(20),
+        })
+    );
+    assert_eq!(config.readers[1].kind(), "wiegand");
+    assert_eq!(
+        config.readers[2].unit, None,
+        "an enrolment reader opens nothing"
+    );
+    assert!(matches!(
+        &config.readers[2].source,
+        ReaderSource::Wiegand(w) if w.format == WiegandFormat::Raw
+    ));
+}
+
+#[test]
+fn bad_wiegand_keys_and_enrolment_readers_with_a_unit_are_errors() {
+    let reader = |i: usize, keys: &str| format!("\n[[reader]]\nid = \"r{i}\"\n{keys}\n");
+    let wiegand = "kind = \"wiegand\"\nunit = \"door\"";
+    let text = format!(
+        "{BASE}\n[[unit]]\nid = \"door\"\n{}{}{}{}{}{}{}",
+        reader(0, &format!("{wiegand}\nd0 = \"GPIO17\"")),
+        reader(1, &format!("{wiegand}\nd0 = \"GPIO17\"\nd1 = \"GPIO17\"")),
+        reader(
+            2,
+            &format!("{wiegand}\nd0 = \"A\"\nd1 = \"B\"\nformat = 32")
+        ),
+        reader(
+            3,
+            &format!("{wiegand}\nd0 = \"A\"\nd1 = \"B\"\ncredential = \"decimal\"")
+        ),
+        reader(
+            4,
+            &format!("{wiegand}\nd0 = \"A\"\nd1 = \"B\"\nframe_gap = \"2s\"")
+        ),
+        reader(
+            5,
+            &format!("{wiegand}\nd0 = \"A\"\nd1 = \"B\"\ntopic = \"readers/r5\"")
+        ),
+        reader(
+            6,
+            "kind = \"hid\"\nenrol = true\nunit = \"door\"\ndevice = \"/dev/input/event1\""
+        ),
+    );
+    let errors = errors(&text);
+    let says = |key: &str, text: &str| {
+        let message = &error_for(&errors, key).message;
+        assert!(message.contains(text), "{key}: {message}");
+    };
+    says("reader[0].d1", "required");
+    says("reader[1].d1", "two lines");
+    says("reader[2].format", "26, 34, 35, 37");
+    says("reader[3].credential", "\"decimal\"");
+    says("reader[4].frame_gap", "500ms");
+    says("reader[5].topic", "unknown key for kind \"wiegand\"");
+    says("reader[6].unit", "opens nothing");
+    assert!(errors.iter().all(|e| e.key != "mqtt"), "{errors:#?}");
+}
+
+#[test]
 fn timezone_and_subdomain_are_required_and_tokens_are_not() {
     let errors = errors("[site]\nname = \"x\"\n");
     assert_eq!(errors.len(), 2, "{errors:#?}");

@@ -17,7 +17,9 @@ use super::bounds::Bounds;
 use super::checker::Checker;
 use super::error::{ConfigError, KeyPath, Locator, file_error, span_error};
 use super::raw::{RawCobot, RawConfig, RawHttp, RawLock, RawMqtt, RawReader, RawSite};
-use super::{CobotConfig, Config, EventsConfig, HttpConfig, MqttConfig, SiteConfig, locks, policy};
+use super::{
+    CobotConfig, Config, EventsConfig, HttpConfig, MqttConfig, SiteConfig, locks, policy, readers,
+};
 
 /// Default `site.state_dir`.
 const DEFAULT_STATE_DIR: &str = "/var/lib/portier";
@@ -110,7 +112,7 @@ impl Checker<'_, '_> {
         };
         let lock_ids = raw.locks.iter().filter_map(|l| l.id.as_deref()).collect();
         let policy = policy::policy(&mut self, policy_input, &lock_ids);
-        let readers = locks::readers(&mut self, &raw.readers, &policy.units);
+        let readers = readers::readers(&mut self, &raw.readers, &policy.units);
         let mqtt = self.mqtt(raw.mqtt, &site.name, &raw.locks, &raw.readers);
 
         let report_clean = self.report.is_clean();

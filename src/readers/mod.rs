@@ -1,6 +1,6 @@
 //! The reader seam: every card reader, whatever its transport, plugs into one loop.
 //!
-//! A reader kind (MQTT and USB today; Wiegand and OSDP next) does two things and nothing else:
+//! A reader kind (MQTT, USB and Wiegand today; OSDP next) does two things and nothing else:
 //! its transport delivers each message as a [`Frame`] into the loop's channel, and it
 //! implements [`ReaderKind`] — how its payloads are read and how an answer goes back to the
 //! reader. The loop ([`run`]) owns what every kind shares: the repeat window (the same payload
@@ -10,15 +10,20 @@
 //! configuration entry.
 //!
 //! Nothing here decides, touches a lock or writes an event: the engine does. A reader kind
-//! never keeps state about decisions; the loop does.
+//! never keeps state about decisions; the loop does. An enrolment reader's reads (a reader
+//! with no unit) go to [`enrol`] instead of the engine: they open nothing.
 
+pub(crate) mod device;
+pub(crate) mod enrol;
 pub(crate) mod hid;
 mod mqtt;
 mod payload;
 mod repeat;
 mod run;
 mod selfcheck;
-mod wiegand;
+#[cfg(test)]
+mod testing;
+pub(crate) mod wiegand;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,7 +52,13 @@ pub(crate) struct Frame {
     pub replayed: bool,
     /// When the transport took it (the `receive` stage starts).
     pub received: std::time::Instant,
+    /// The card's bits as read, where the transport has them (Wiegand): for enrolment.
+    pub bits: Option<CardBits>,
 }
+
+/// A card's bits in the order the reader sent them, parity bits included.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct CardBits(pub Vec<bool>);
 
 /// A kind of reader: how its messages read and how its answers go back.
 pub(crate) trait ReaderKind: Send + Sync {
@@ -73,16 +84,24 @@ pub(crate) struct Reader {
 /// A reader as `/v1/status` shows it, for wiring checks: never card data.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct ReaderStatus {
-    /// `mqtt` or `hid`.
+    /// `mqtt`, `hid` or `wiegand`.
     pub kind: &'static str,
-    /// The unit it opens.
-    pub unit: String,
-    /// Whether its device is open (USB readers); absent where the transport says it
-    /// elsewhere (MQTT readers: `mqtt_connected`).
+    /// The unit it opens; none for an enrolment reader.
+    pub unit: Option<String>,
+    /// An enrolment reader: read only by `portier enrol`.
+    pub enrol: bool,
+    /// Whether its device is open (USB and Wiegand readers); absent where the transport says
+    /// it elsewhere (MQTT readers: `mqtt_connected`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub online: Option<bool>,
     /// When its last message arrived, whatever it was.
     pub last_frame_at: Option<DateTime<Utc>>,
+    /// How many bits the last frame had (Wiegand).
+    pub bits: Option<u32>,
+    /// The format the last frame was read as (Wiegand: `H10301`, `keypad 4-bit`, `raw`, …).
+    pub format: Option<&'static str>,
+    /// Whether the last frame's parity held (None where there was none to check).
+    pub parity_ok: Option<bool>,
 }
 
 impl Reader {
@@ -122,6 +141,8 @@ pub(crate) struct Transports<'a> {
     pub mqtt: Option<&'a Connection>,
     /// Opens USB readers' input devices ([`hid::Evdev`] in the daemon).
     pub keyboards: Arc<dyn hid::Keyboards>,
+    /// Opens Wiegand readers' lines ([`wiegand::Gpiocdev`] in the daemon).
+    pub gpio: Arc<dyn wiegand::Gpio>,
 }
 
 /// The readers in service, attached to their transports: built at start, changed by a reload.
@@ -133,7 +154,9 @@ pub(crate) struct Readers {
     mqtt: Option<(Topics, Arc<dyn ReaderKind>)>,
     keyboards: Arc<dyn hid::Keyboards>,
     hid: Arc<dyn ReaderKind>,
-    /// The device tasks of USB readers in service, by number.
+    gpio: Arc<dyn wiegand::Gpio>,
+    wiegand: Arc<dyn ReaderKind>,
+    /// The device tasks of USB and Wiegand readers in service, by number.
     devices: Mutex<HashMap<usize, tokio::task::AbortHandle>>,
 }
 
@@ -147,7 +170,11 @@ impl Readers {
         frames: mpsc::Sender<Frame>,
         table: watch::Sender<Arc<Table>>,
     ) -> Readers {
-        let Transports { mqtt, keyboards } = transports;
+        let Transports {
+            mqtt,
+            keyboards,
+            gpio,
+        } = transports;
         let mqtt = mqtt.map(|connection| {
             let kind: Arc<dyn ReaderKind> = Arc::new(mqtt::MqttReaders::new(&connection.link()));
             (connection.topics(), kind)
@@ -159,6 +186,8 @@ impl Readers {
             mqtt,
             keyboards,
             hid: Arc::new(hid::HidReaders),
+            gpio,
+            wiegand: Arc::new(wiegand::WiegandReaders),
             devices: Mutex::new(HashMap::new()),
         };
         readers.apply(configs);
@@ -188,11 +217,9 @@ impl Readers {
             }
             let number = self.next.fetch_add(1, Ordering::Relaxed);
             let status = Arc::new(Mutex::new(ReaderStatus {
-                kind: match config.source {
-                    ReaderSource::Mqtt { .. } => "mqtt",
-                    ReaderSource::Hid(_) => "hid",
-                },
+                kind: config.kind(),
                 unit: config.unit.clone(),
+                enrol: config.unit.is_none(),
                 ..ReaderStatus::default()
             }));
             let Some(kind) = self.attach(number, config, &status) else {
@@ -238,22 +265,42 @@ impl Readers {
                 Some(Arc::clone(kind))
             }
             ReaderSource::Hid(device) => {
-                let task = tokio::spawn(hid::device::serve(
-                    hid::device::Attached {
-                        reader: number,
-                        id: config.id.clone(),
-                        status: Arc::clone(status),
-                    },
-                    device.clone(),
-                    Arc::clone(&self.keyboards),
-                    self.frames.clone(),
-                ));
-                self.devices
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .insert(number, task.abort_handle());
+                let device = hid::UsbReader {
+                    device: device.clone(),
+                    keyboards: Arc::clone(&self.keyboards),
+                };
+                self.serve(number, config, status, device);
                 Some(Arc::clone(&self.hid))
             }
+            ReaderSource::Wiegand(wiring) => {
+                let lines = wiegand::WiegandLines {
+                    wiring: wiring.clone(),
+                    gpio: Arc::clone(&self.gpio),
+                };
+                self.serve(number, config, status, lines);
+                Some(Arc::clone(&self.wiegand))
+            }
         }
+    }
+
+    /// Starts the task that serves reader `number`'s own device.
+    fn serve<D: device::Device>(
+        &self,
+        number: usize,
+        config: &ReaderConfig,
+        status: &Arc<Mutex<ReaderStatus>>,
+        device: D,
+    ) {
+        let attached = device::Attached {
+            reader: number,
+            id: config.id.clone(),
+            status: Arc::clone(status),
+            frames: self.frames.clone(),
+        };
+        let task = tokio::spawn(device::serve(attached, Arc::new(device)));
+        self.devices
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(number, task.abort_handle());
     }
 }

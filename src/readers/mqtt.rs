@@ -81,6 +81,7 @@ impl Inbox for ReaderInbox {
             payload: message.payload,
             replayed: message.retained,
             received: message.received,
+            bits: None,
         };
         Box::pin(async move { self.frames.send(frame).await.is_ok() })
     }

@@ -13,9 +13,10 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::enrol::{EnrolRead, Enrolment};
 use super::repeat::RecentAnswers;
 use super::selfcheck::SelfChecks;
-use super::{Frame, ReaderPayload, Table};
+use super::{Frame, Reader, ReaderPayload, Table};
 use crate::access::{Credential, Engine, Outcome, Request};
 use crate::store::CredentialKind;
 
@@ -28,12 +29,14 @@ pub(crate) async fn run(
     readers: watch::Receiver<Arc<Table>>,
     mut frames: mpsc::Receiver<Frame>,
     engine: Arc<Engine>,
+    enrolment: Enrolment,
     mut checks: SelfChecks,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut state = Loop {
         readers,
         engine,
+        enrolment,
         recent: RecentAnswers::default(),
         in_flight: JoinSet::new(),
     };
@@ -63,6 +66,8 @@ struct Loop {
     /// The readers in service (a reload replaces the table).
     readers: watch::Receiver<Arc<Table>>,
     engine: Arc<Engine>,
+    /// Where enrolment readers' reads go.
+    enrolment: Enrolment,
     recent: RecentAnswers<Arc<Outcome>>,
     in_flight: JoinSet<()>,
 }
@@ -76,12 +81,16 @@ impl Loop {
             return;
         };
         reader.seen(crate::clock::now());
+        let Some(unit) = reader.config.unit.clone() else {
+            self.enrol(&reader, frame);
+            return;
+        };
         let engine = Arc::clone(&self.engine);
         let config = &reader.config;
         if frame.replayed {
             // A stored message replayed by the transport: never acted on, no answer.
             let refused = engine.refuse(
-                &config.unit,
+                &unit,
                 CredentialKind::Card,
                 Some(&config.id),
                 "stale reader message: a retained message replayed by the broker is never acted on"
@@ -109,7 +118,7 @@ impl Loop {
         let decided = match parsed {
             ReaderPayload::Card(card) => {
                 let request = Request {
-                    unit: config.unit.clone(),
+                    unit,
                     credential: Credential::Card(card),
                     reader: Some(config.id.clone()),
                 };
@@ -124,7 +133,7 @@ impl Loop {
             ReaderPayload::Malformed(reason)
             | ReaderPayload::Stale(reason)
             | ReaderPayload::ClockSkew(reason) => {
-                engine.refuse(&config.unit, CredentialKind::Card, Some(&config.id), reason)
+                engine.refuse(&unit, CredentialKind::Card, Some(&config.id), reason)
             }
         };
         let answer = self.recent.remember(frame.reader, &frame.payload, now);
@@ -138,5 +147,12 @@ impl Loop {
             reader.kind.answer(&reader.config, &outcome);
             engine.record_stage("publish", publishing);
         });
+    }
+
+    /// A read on an enrolment reader: for `portier enrol`, never for a door.
+    fn enrol(&self, reader: &Reader, frame: Frame) {
+        if let Some(read) = EnrolRead::of(reader, frame) {
+            self.enrolment.publish(read);
+        }
     }
 }

@@ -4,28 +4,19 @@
 //! [`Keyboards`] opens devices: [`Evdev`] is the kernel's evdev interface; the tests open
 //! recorded key events behind the same trait (no `/dev/uinput` here).
 
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::decode::Decoder;
+use super::decode::{Decoder, HidRead};
 use crate::config::HidDevice;
-use crate::readers::{Frame, ReaderStatus};
+use crate::readers::device::{Attached, BoxFuture, Device, End, sleep_until};
 
 /// How long a read may pause between keys before it is dropped as partial. Readers type a
 /// whole card within a few tens of milliseconds.
 pub(crate) const READ_TIMEOUT: Duration = Duration::from_millis(500);
-/// How often a device that cannot be opened (unplugged, no permission) is tried again.
-pub(crate) const REOPEN: Duration = Duration::from_secs(2);
-
-/// A boxed future that may be sent across threads.
-pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
 /// Opens input devices.
 pub(crate) trait Keyboards: Send + Sync + 'static {
     /// Opens and grabs `device` (blocking: called on a blocking thread).
@@ -87,88 +78,33 @@ impl KeySource for EvdevKeys {
     }
 }
 
-/// The reader a device task serves.
-pub(crate) struct Attached {
-    /// Its number in the reader table.
-    pub reader: usize,
-    /// Its id, for the log.
-    pub id: String,
-    /// Its status: online while the device is open.
-    pub status: Arc<Mutex<ReaderStatus>>,
+/// A USB reader's device, as the device task serves it.
+pub(crate) struct UsbReader {
+    /// Which device.
+    pub device: HidDevice,
+    /// How it is opened.
+    pub keyboards: Arc<dyn Keyboards>,
 }
 
-impl Attached {
-    fn online(&self, online: bool) {
-        self.status
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .online = Some(online);
+impl Device for UsbReader {
+    type Open = Box<dyn KeySource>;
+    const WHAT: &'static str = "USB reader";
+
+    fn open(&self) -> io::Result<Self::Open> {
+        self.keyboards.open(&self.device)
     }
-}
 
-/// Serves a USB reader until the reader loop is gone or the task is aborted (a reload took the
-/// reader out): opens `device`, hands each read to `frames`, and when the device fails or
-/// cannot be opened, tries again every [`REOPEN`].
-pub(crate) async fn serve(
-    attached: Attached,
-    device: HidDevice,
-    keyboards: Arc<dyn Keyboards>,
-    frames: mpsc::Sender<Frame>,
-) {
-    let Attached { reader, ref id, .. } = attached;
-    attached.online(false);
-    let mut failing = false;
-    loop {
-        let opening = {
-            let keyboards = Arc::clone(&keyboards);
-            let device = device.clone();
-            tokio::task::spawn_blocking(move || keyboards.open(&device)).await
-        };
-        match opening {
-            Ok(Ok(source)) => {
-                tracing::info!(reader = %id, %device, "USB reader opened");
-                failing = false;
-                attached.online(true);
-                let end = read(reader, id, source, &frames).await;
-                attached.online(false);
-                match end {
-                    End::LoopGone => return,
-                    End::Device(e) => tracing::warn!(reader = %id, %device, error = %e,
-                        "USB reader lost (unplugged?); opening it again"),
-                }
-            }
-            Ok(Err(e)) => {
-                // Once per outage, not every two seconds.
-                if !failing {
-                    tracing::warn!(reader = %id, %device, error = %e,
-                        "cannot open the USB reader; trying again every 2 s");
-                    failing = true;
-                }
-            }
-            Err(e) => tracing::error!(reader = %id, error = %e, "opening the USB reader failed"),
-        }
-        if frames.is_closed() {
-            return;
-        }
-        tokio::time::sleep(REOPEN).await;
+    fn read<'a>(&'a self, open: Self::Open, attached: &'a Attached) -> BoxFuture<'a, End> {
+        Box::pin(read(open, attached))
     }
-}
 
-/// Why reading a device stopped.
-enum End {
-    /// The reader loop stopped taking frames (shutdown).
-    LoopGone,
-    /// The device failed or was unplugged.
-    Device(io::Error),
+    fn describe(&self) -> String {
+        self.device.to_string()
+    }
 }
 
 /// Decodes `source`'s keys into frames until it fails or the loop is gone.
-async fn read(
-    reader: usize,
-    id: &str,
-    mut source: Box<dyn KeySource>,
-    frames: &mpsc::Sender<Frame>,
-) -> End {
+async fn read(mut source: Box<dyn KeySource>, attached: &Attached) -> End {
     let start = Instant::now();
     let mut decoder = Decoder::new(READ_TIMEOUT);
     loop {
@@ -177,7 +113,7 @@ async fn read(
             key = source.next_key() => key,
             () = sleep_until(deadline) => {
                 if let Some(chars) = decoder.expire(start.elapsed()) {
-                    tracing::warn!(reader = %id, chars,
+                    tracing::warn!(reader = %attached.id, chars,
                         "USB reader input without ENTER dropped as partial");
                 }
                 continue;
@@ -190,22 +126,12 @@ async fn read(
         let Some(read) = decoder.key(code, value, start.elapsed()) else {
             continue;
         };
-        let frame = Frame {
-            reader,
-            payload: super::payload(read),
-            replayed: false,
-            received: crate::clock::instant(),
+        let read = match read {
+            HidRead::Card(card) => Ok(card),
+            HidRead::Malformed(why) => Err(why),
         };
-        if frames.send(frame).await.is_err() {
+        if !attached.deliver(read, None).await {
             return End::LoopGone;
         }
-    }
-}
-
-/// Sleeps until `deadline`, or forever without one.
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }

@@ -16,40 +16,14 @@ use super::{ReaderKind, ReaderPayload};
 use crate::access::Outcome;
 use crate::config::ReaderConfig;
 
-pub(crate) use device::{Evdev, Keyboards};
-
-/// The first byte of a frame's payload: a card read follows.
-const CARD: u8 = b'C';
-/// The first byte of a frame's payload: why the read was malformed follows.
-const MALFORMED: u8 = b'M';
-
-/// A finished read as a frame's payload.
-fn payload(read: decode::HidRead) -> Vec<u8> {
-    let (tag, text) = match read {
-        decode::HidRead::Card(card) => (CARD, card),
-        decode::HidRead::Malformed(why) => (MALFORMED, why),
-    };
-    let mut payload = Vec::with_capacity(1 + text.len());
-    payload.push(tag);
-    payload.extend_from_slice(text.as_bytes());
-    payload
-}
+pub(crate) use device::{Evdev, Keyboards, UsbReader};
 
 /// Every USB reader.
 pub(crate) struct HidReaders;
 
 impl ReaderKind for HidReaders {
     fn parse(&self, payload: &[u8], _now: DateTime<Utc>) -> ReaderPayload {
-        match payload.split_first() {
-            Some((&CARD, card)) => match std::str::from_utf8(card) {
-                Ok(card) => ReaderPayload::Card(card.to_owned()),
-                Err(_) => ReaderPayload::Malformed("malformed USB reader input: not text".into()),
-            },
-            Some((&MALFORMED, why)) => {
-                ReaderPayload::Malformed(String::from_utf8_lossy(why).into_owned())
-            }
-            _ => ReaderPayload::Malformed("malformed USB reader input".into()),
-        }
+        super::device::parse(payload, "USB reader input")
     }
 
     fn answer(&self, reader: &ReaderConfig, outcome: &Outcome) {

@@ -6,12 +6,12 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
-
-use super::device::{BoxFuture, KeySource, READ_TIMEOUT, serve};
+use super::device::{KeySource, READ_TIMEOUT};
 use super::*;
-use crate::config::{Config, HidDevice, ReaderSource};
-use crate::readers::{Frame, Readers, SelfChecks, Transports};
+use crate::config::{HidDevice, ReaderSource};
+use crate::readers::device::{Attached, BoxFuture, serve};
+use crate::readers::testing::Site;
+use crate::readers::{Frame, Transports};
 
 /// Linux key codes of the characters used here.
 fn code(c: char) -> u16 {
@@ -150,14 +150,16 @@ async fn reads_become_frames_partial_ones_are_dropped_and_an_unplugged_reader_co
     let (frames_tx, mut frames) = tokio::sync::mpsc::channel(8);
     let status = Arc::new(Mutex::new(crate::readers::ReaderStatus::default()));
     let task = tokio::spawn(serve(
-        super::device::Attached {
+        Attached {
             reader: 7,
             id: "desk".into(),
             status: Arc::clone(&status),
+            frames: frames_tx,
         },
-        device.clone(),
-        Arc::clone(&keyboards) as Arc<dyn Keyboards>,
-        frames_tx,
+        Arc::new(UsbReader {
+            device: device.clone(),
+            keyboards: Arc::clone(&keyboards) as Arc<dyn Keyboards>,
+        }),
     ));
 
     let first = next(&mut frames).await;
@@ -195,71 +197,9 @@ fn payloads_that_no_device_task_made_are_malformed_not_a_panic() {
     }
 }
 
-/// The demo site with one member, Ada, whose card is 04A1B2C3.
-fn site(dir: &std::path::Path) -> (Arc<Config>, crate::domain::Snapshot) {
-    use crate::domain::model::{
-        CheckInToken, CobotData, CobotMembership, CobotPlan, MembershipPlan,
-    };
-    let text = crate::demo::DEMO_CONFIG.replace("{api}", "http://127.0.0.1:9");
-    let config = Arc::new(Config::parse(&text, &dir.join("portier.toml"), None).unwrap());
-    let data = CobotData {
-        plans: vec![CobotPlan {
-            id: "p_full".into(),
-            name: "Full Time".into(),
-            hidden: false,
-        }],
-        memberships: vec![CobotMembership {
-            id: "m_ada".into(),
-            name: "Ada Lovelace".into(),
-            email: None,
-            user_id: Some("u_ada".into()),
-            plan: Some(MembershipPlan {
-                name: Some("Full Time".into()),
-                parent_plan_id: Some("p_full".into()),
-                canceled_to: None,
-            }),
-            upcoming_plan: None,
-            confirmed_at: Some(crate::clock::now() - chrono::Duration::days(30)),
-            starts_at: None,
-            canceled_to: None,
-            custom_fields: Vec::new(),
-        }],
-        check_in_tokens: vec![CheckInToken {
-            token: "04A1B2C3".into(),
-            membership_id: "m_ada".into(),
-        }],
-        ..CobotData::default()
-    };
-    let snapshot = crate::domain::compile(&data, &config.policy, 1, crate::clock::now());
-    (config, snapshot)
-}
-
 #[tokio::test]
 async fn a_card_on_a_usb_reader_opens_the_door_and_is_recorded_with_the_reader() {
-    use crate::access::{AccessMetrics, Engine, EventClock, Inputs};
-    struct Quiet;
-    impl AccessMetrics for Quiet {
-        fn decided(&self, _: bool, _: Option<f64>) {}
-        fn stage(&self, _: &'static str, _: f64) {}
-        fn actuated(&self, _: f64) {}
-        fn lock_failed(&self, _: &str) {}
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let (config, snapshot) = site(dir.path());
-    let locks = Arc::new(
-        crate::locks::Locks::new(&config.locks, None, Arc::new(crate::locks::FakeBle::new()))
-            .unwrap(),
-    );
-    let store = Arc::new(crate::store::Store::open(&dir.path().join("state")).unwrap());
-    let engine = Arc::new(Engine::new(Inputs {
-        snapshot: watch::channel(Some(Arc::new(snapshot))).1,
-        config: watch::channel(Arc::clone(&config)).1,
-        store: Arc::clone(&store),
-        locks: Arc::clone(&locks),
-        clock: Arc::new(EventClock::new(None)),
-        metrics: Arc::new(Quiet),
-        outbox: Arc::new(Notify::new()),
-    }));
+    let site = Site::new();
 
     // A stranger's card, then Ada's, typed by the desk reader at the front door.
     let keyboards = Recorded::new(vec![vec![
@@ -268,39 +208,19 @@ async fn a_card_on_a_usb_reader_opens_the_door_and_is_recorded_with_the_reader()
     ]]);
     let reader = ReaderConfig {
         id: "desk".into(),
-        unit: "front_door".into(),
+        unit: Some("front_door".into()),
         source: ReaderSource::Hid(HidDevice::Path(
             "/dev/input/by-id/usb-desk-event-kbd".into(),
         )),
     };
-    let (frames_tx, frames) = tokio::sync::mpsc::channel(8);
-    let (table_tx, table) = watch::channel(Arc::default());
-    let readers = Readers::new(
+    let serving = site.serve(
         std::slice::from_ref(&reader),
         Transports {
-            mqtt: None,
             keyboards: Arc::clone(&keyboards) as Arc<dyn Keyboards>,
+            ..site.transports()
         },
-        frames_tx,
-        table_tx,
     );
-    let statuses = table.clone();
-    let (checks, _probes) = SelfChecks::new();
-    let (stop, stopped) = watch::channel(false);
-    let running = tokio::spawn(crate::readers::run(
-        table,
-        frames,
-        Arc::clone(&engine),
-        checks,
-        stopped,
-    ));
-
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while store.events_after(0, 10).unwrap().len() < 2 {
-        assert!(tokio::time::Instant::now() < deadline, "two events in time");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let events = store.events_after(0, 10).unwrap();
+    let events = site.events(2).await;
     assert!(!events[0].granted && !events[0].opened, "{:?}", events[0]);
     assert!(events[1].granted && events[1].opened, "{:?}", events[1]);
     assert_eq!(events[1].member.as_deref(), Some("m_ada"));
@@ -308,20 +228,15 @@ async fn a_card_on_a_usb_reader_opens_the_door_and_is_recorded_with_the_reader()
         assert_eq!(event.reader.as_deref(), Some("desk"));
         assert_eq!(event.unit, "front_door");
     }
-    assert_eq!(locks.log_lock("front_lock").unwrap().unlocks(), 1);
-    let status = &crate::readers::statuses(&statuses.borrow())["desk"];
+    assert_eq!(site.locks.log_lock("front_lock").unwrap().unlocks(), 1);
+    let status = &serving.status("desk");
     assert_eq!(status.kind, "hid");
     assert_eq!(status.online, Some(true));
     assert!(status.last_frame_at.is_some());
 
     // Taken out by a reload, then shut down: the loop ends.
-    readers.apply(&[]);
-    assert!(table_is_empty(&readers));
-    stop.send_replace(true);
-    running.await.unwrap();
+    serving.readers.apply(&[]);
+    assert!(serving.readers.devices.lock().unwrap().is_empty());
+    serving.stop().await;
     assert_eq!(keyboards.opened.lock().unwrap().len(), 1);
-}
-
-fn table_is_empty(readers: &Readers) -> bool {
-    readers.devices.lock().unwrap().is_empty()
 }

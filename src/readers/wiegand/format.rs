@@ -17,26 +17,7 @@
 //! or was noisy is malformed, with a reason; it is never read as some other card.
 
 use super::frame::{MAX_BITS, RawFrame};
-
-/// Which frames a reader expects (`format` in its `[[reader]]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Expect {
-    /// Any known card format, by its length.
-    Auto,
-    /// Only this many bits (26, 34, 35 or 37).
-    Bits(u32),
-    /// Every frame's bits as they are, no parity checked.
-    Raw,
-}
-
-/// How a card becomes its credential string (`credential` in its `[[reader]]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Style {
-    /// The data bits as upper-case hex.
-    Hex,
-    /// Facility and card number in decimal, zero-padded.
-    FacilityCard,
-}
+use crate::config::{WiegandCredential, WiegandFormat};
 
 /// A key on a Wiegand keypad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +130,11 @@ fn corporate_1000_parity(frame: &RawFrame) -> bool {
 }
 
 /// Reads `frame` as a reader expecting `expect` and writing cards as `style`.
-pub(crate) fn read(frame: &RawFrame, expect: Expect, style: Style) -> (Read, Seen) {
+pub(crate) fn read(
+    frame: &RawFrame,
+    expect: WiegandFormat,
+    style: WiegandCredential,
+) -> (Read, Seen) {
     let mut seen = Seen {
         bits: frame.count,
         format: None,
@@ -178,7 +163,7 @@ pub(crate) fn read(frame: &RawFrame, expect: Expect, style: Style) -> (Read, See
         );
         return (Read::Malformed(why), seen);
     }
-    if expect == Expect::Raw {
+    if expect == WiegandFormat::Raw {
         seen.format = Some("raw");
         return (
             Read::Card(hex(frame.field(0, frame.count), frame.count)),
@@ -187,7 +172,7 @@ pub(crate) fn read(frame: &RawFrame, expect: Expect, style: Style) -> (Read, See
     }
     let layout = LAYOUTS.iter().find(|l| l.bits == frame.count);
     let layout = match (expect, layout) {
-        (Expect::Bits(n), _) if n != frame.count => {
+        (WiegandFormat::Bits(n), _) if n != frame.count => {
             let why = format!(
                 "malformed Wiegand frame: {} bits, the reader is set to {n}-bit cards",
                 frame.count
@@ -215,11 +200,11 @@ pub(crate) fn read(frame: &RawFrame, expect: Expect, style: Style) -> (Read, See
         return (Read::Malformed(why), seen);
     }
     let card = match style {
-        Style::Hex => hex(
+        WiegandCredential::Hex => hex(
             frame.field(layout.data.0, layout.data.1),
             layout.data.1 - layout.data.0,
         ),
-        Style::FacilityCard => format!(
+        WiegandCredential::FacilityCard => format!(
             "{:0fw$}{:0cw$}",
             frame.field(layout.facility.0, layout.facility.1),
             frame.field(layout.card.0, layout.card.1),
@@ -340,7 +325,7 @@ mod tests {
     fn a_26_bit_card_reads_as_hex_of_its_24_data_bits_or_as_facility_and_card() {
         // Facility 1, card 2345: data bits 0x01 0x0929.
         let f = card(26, 1, 2345);
-        let (read, seen) = read(&f, Expect::Auto, Style::Hex);
+        let (read, seen) = read(&f, WiegandFormat::Auto, WiegandCredential::Hex);
         assert_eq!(read, Read::Card("010929".into()));
         assert_eq!(
             seen,
@@ -351,15 +336,25 @@ mod tests {
             }
         );
         assert_eq!(
-            super::read(&f, Expect::Auto, Style::FacilityCard).0,
+            super::read(&f, WiegandFormat::Auto, WiegandCredential::FacilityCard).0,
             Read::Card("00102345".into())
         );
     }
 
     #[test]
     fn facility_and_card_stay_distinct_when_their_digits_would_run_together() {
-        let a = read(&card(26, 1, 2345), Expect::Auto, Style::FacilityCard).0;
-        let b = read(&card(26, 12, 345), Expect::Auto, Style::FacilityCard).0;
+        let a = read(
+            &card(26, 1, 2345),
+            WiegandFormat::Auto,
+            WiegandCredential::FacilityCard,
+        )
+        .0;
+        let b = read(
+            &card(26, 12, 345),
+            WiegandFormat::Auto,
+            WiegandCredential::FacilityCard,
+        )
+        .0;
         assert_eq!(a, Read::Card("00102345".into()));
         assert_eq!(b, Read::Card("01200345".into()));
     }
@@ -376,12 +371,17 @@ mod tests {
         for (bits, facility, number, hex, decimal) in cases {
             let f = card(bits, facility, number);
             assert_eq!(
-                read(&f, Expect::Auto, Style::Hex).0,
+                read(&f, WiegandFormat::Auto, WiegandCredential::Hex).0,
                 Read::Card(hex.into()),
                 "{bits} hex"
             );
             assert_eq!(
-                read(&f, Expect::Bits(bits), Style::FacilityCard).0,
+                read(
+                    &f,
+                    WiegandFormat::Bits(bits),
+                    WiegandCredential::FacilityCard
+                )
+                .0,
                 Read::Card(decimal.into()),
                 "{bits} decimal"
             );
@@ -395,7 +395,7 @@ mod tests {
             for i in 0..bits {
                 let mut bad = good;
                 bad.bits ^= 1 << (bits - 1 - i);
-                let (read, seen) = read(&bad, Expect::Auto, Style::Hex);
+                let (read, seen) = read(&bad, WiegandFormat::Auto, WiegandCredential::Hex);
                 assert!(
                     matches!(&read, Read::Malformed(why) if why.contains("parity")),
                     "{bits} bits, bit {i} flipped: {read:?}"
@@ -408,50 +408,70 @@ mod tests {
     #[test]
     fn keypads_send_digits_escape_and_enter_in_4_or_8_bits() {
         assert_eq!(
-            read(&frame("0111"), Expect::Auto, Style::Hex).0,
+            read(&frame("0111"), WiegandFormat::Auto, WiegandCredential::Hex).0,
             Read::Key(Key::Digit(7))
         );
         assert_eq!(
-            read(&frame("1010"), Expect::Bits(26), Style::Hex).0,
+            read(
+                &frame("1010"),
+                WiegandFormat::Bits(26),
+                WiegandCredential::Hex
+            )
+            .0,
             Read::Key(Key::Escape)
         );
         assert_eq!(
-            read(&frame("0100 1011"), Expect::Raw, Style::Hex).0,
+            read(
+                &frame("0100 1011"),
+                WiegandFormat::Raw,
+                WiegandCredential::Hex
+            )
+            .0,
             Read::Key(Key::Enter)
         );
         assert!(matches!(
-            read(&frame("1111"), Expect::Auto, Style::Hex).0,
+            read(&frame("1111"), WiegandFormat::Auto, WiegandCredential::Hex).0,
             Read::Malformed(_)
         ));
-        let (bad, seen) = read(&frame("0000 0011"), Expect::Auto, Style::Hex);
+        let (bad, seen) = read(
+            &frame("0000 0011"),
+            WiegandFormat::Auto,
+            WiegandCredential::Hex,
+        );
         assert!(matches!(bad, Read::Malformed(why) if why.contains("check nibble")));
         assert_eq!(seen.parity_ok, Some(false));
     }
 
     #[test]
     fn short_unknown_long_and_noisy_frames_are_malformed_with_their_reason() {
-        let reason = |f: &RawFrame, expect| match read(f, expect, Style::Hex).0 {
+        let reason = |f: &RawFrame, expect| match read(f, expect, WiegandCredential::Hex).0 {
             Read::Malformed(why) => why,
             other => panic!("{other:?}"),
         };
-        assert!(reason(&frame("101"), Expect::Auto).contains("3 bits is no known card format"));
-        assert!(reason(&card(26, 1, 1), Expect::Bits(34)).contains("set to 34-bit"));
+        assert!(
+            reason(&frame("101"), WiegandFormat::Auto).contains("3 bits is no known card format")
+        );
+        assert!(reason(&card(26, 1, 1), WiegandFormat::Bits(34)).contains("set to 34-bit"));
         let long = RawFrame {
             bits: 0,
             count: 80,
             noisy: false,
         };
-        assert!(reason(&long, Expect::Raw).contains("80 bits, more than the 64"));
+        assert!(reason(&long, WiegandFormat::Raw).contains("80 bits, more than the 64"));
         let noisy = RawFrame {
             noisy: true,
             ..card(26, 1, 1)
         };
-        assert!(reason(&noisy, Expect::Auto).contains("noise"));
+        assert!(reason(&noisy, WiegandFormat::Auto).contains("noise"));
     }
 
     #[test]
     fn raw_takes_any_length_as_all_its_bits_without_a_parity_check() {
-        let (read, seen) = read(&frame("1 0000 0000 0001"), Expect::Raw, Style::FacilityCard);
+        let (read, seen) = read(
+            &frame("1 0000 0000 0001"),
+            WiegandFormat::Raw,
+            WiegandCredential::FacilityCard,
+        );
         assert_eq!(read, Read::Card("1001".into()));
         assert_eq!((seen.format, seen.parity_ok), (Some("raw"), None));
     }
@@ -462,10 +482,10 @@ mod tests {
         #[test]
         fn any_frame_reads_without_panic(bits in proptest::num::u64::ANY, count in 0u32..80, noisy: bool) {
             let f = RawFrame { bits: if count >= 64 { bits } else { bits & ((1u64 << count) - 1) }, count, noisy };
-            for expect in [Expect::Auto, Expect::Raw, Expect::Bits(26), Expect::Bits(37)] {
-                for style in [Style::Hex, Style::FacilityCard] {
+            for expect in [WiegandFormat::Auto, WiegandFormat::Raw, WiegandFormat::Bits(26), WiegandFormat::Bits(37)] {
+                for style in [WiegandCredential::Hex, WiegandCredential::FacilityCard] {
                     let (read, seen) = read(&f, expect, style);
-                    if let (Read::Card(_), Expect::Auto) = (&read, expect) {
+                    if let (Read::Card(_), WiegandFormat::Auto) = (&read, expect) {
                         proptest::prop_assert_eq!(seen.parity_ok, Some(true));
                     }
                 }
