@@ -228,6 +228,10 @@ impl Engine {
             unit: event.unit.clone(),
         };
         let lock = self.actuate(permit.as_ref(), &command).await;
+        let open_for = permit
+            .as_ref()
+            .map(Permit::open_for)
+            .filter(|_| lock.opened());
         event.opened = lock.opened();
         event.lock_error = lock.lock_error().map(str::to_owned);
         event.check_in_day = event.check_in_day.filter(|_| lock.counts_as_entry());
@@ -251,6 +255,7 @@ impl Engine {
             event,
             lock,
             stored,
+            open_for,
         }
     }
 

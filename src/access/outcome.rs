@@ -63,4 +63,6 @@ pub(crate) struct Outcome {
     pub lock: AtTheLock,
     /// The event's seq once durable, or why it could not be stored.
     pub stored: Result<u64, StoreError>,
+    /// How long the door stays open, when it opened (a reader's light shows it that long).
+    pub open_for: Option<std::time::Duration>,
 }

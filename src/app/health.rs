@@ -141,6 +141,7 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
             .into_iter()
             .flatten(),
     );
+    reasons.extend(reader_reasons(daemon));
     reasons.extend(admin_token_reason(daemon, &config));
     if let Some(reason) = offline_reason(&config, &cloud.sync, snapshot.as_deref(), now) {
         reasons.push(reason);
@@ -163,6 +164,25 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
         HealthStatus::Degraded
     };
     Health { status, reasons }
+}
+
+/// Readers whose own device cannot be opened or failed (unplugged, no GPIO line by that
+/// name, no permission).
+fn reader_reasons(daemon: &Daemon) -> Vec<String> {
+    crate::readers::statuses(&daemon.readers.borrow())
+        .into_iter()
+        .filter(|(_, status)| status.online == Some(false))
+        .map(|(id, status)| {
+            format!(
+                "reader \"{id}\" is offline: {}; it reads no cards until then (tried again \
+                 every 2 s)",
+                status
+                    .problem
+                    .as_deref()
+                    .unwrap_or("its device is not open")
+            )
+        })
+        .collect()
 }
 
 /// Failing locks and an unreachable broker.

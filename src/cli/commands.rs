@@ -45,6 +45,9 @@ pub(super) fn run(cli: Cli) -> Result<(), Failure> {
         Command::Backup(args) => super::backup::backup(&load_config(&cli.config)?, &args),
         Command::Restore(args) => super::backup::restore(&load_config(&cli.config)?, &args),
         Command::Enrol(args) => super::enrol::enrol(&load_config(&cli.config)?, &args),
+        Command::Osdp(super::OsdpCommand::Keyset(args)) => {
+            super::osdp::keyset(&load_config(&cli.config)?, &args)
+        }
     }
 }
 

@@ -9,6 +9,7 @@ mod commands;
 #[cfg(feature = "demo")]
 mod demo;
 mod enrol;
+mod osdp;
 pub(crate) mod output;
 mod owner;
 mod remote;
@@ -92,6 +93,28 @@ pub enum Command {
     /// Read one card on an enrolment reader (enrol = true) and print its id as each door
     /// reader sends it (through the running daemon when there is one).
     Enrol(EnrolArgs),
+    /// OSDP reader commands.
+    #[command(subcommand)]
+    Osdp(OsdpCommand),
+}
+
+/// `portier osdp ...`.
+#[derive(Debug, Subcommand)]
+pub enum OsdpCommand {
+    /// Give an OSDP reader in install mode a new secure channel key, kept in its scbk_file
+    /// (stop the daemon first: it holds the serial port).
+    Keyset(KeysetArgs),
+}
+
+/// `portier osdp keyset`.
+#[derive(Debug, Args)]
+pub struct KeysetArgs {
+    /// The OSDP reader's id.
+    #[arg(long)]
+    pub reader: String,
+    /// How long to wait for the reader to take the key (1s to 10m).
+    #[arg(long, default_value = "30s")]
+    pub wait: String,
 }
 
 const STATUS_ABOUT: &str = "\

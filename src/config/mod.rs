@@ -30,7 +30,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
-pub use secrets::{SecretError, read_secret};
+pub use secrets::{SecretError, read_key, read_secret};
 
 use crate::domain::model::Policy;
 
@@ -244,7 +244,7 @@ impl ReaderConfig {
     pub fn topic(&self) -> Option<&str> {
         match &self.source {
             ReaderSource::Mqtt { topic } => Some(topic),
-            ReaderSource::Hid(_) | ReaderSource::Wiegand(_) => None,
+            ReaderSource::Hid(_) | ReaderSource::Wiegand(_) | ReaderSource::Osdp(_) => None,
         }
     }
 
@@ -254,6 +254,7 @@ impl ReaderConfig {
             ReaderSource::Mqtt { .. } => "mqtt",
             ReaderSource::Hid(_) => "hid",
             ReaderSource::Wiegand(_) => "wiegand",
+            ReaderSource::Osdp(_) => "osdp",
         }
     }
 }
@@ -271,6 +272,22 @@ pub enum ReaderSource {
     Hid(HidDevice),
     /// `kind = "wiegand"`: a reader on two GPIO lines.
     Wiegand(WiegandWiring),
+    /// `kind = "osdp"`: a reader on an RS-485 bus, Portier the control panel.
+    Osdp(OsdpLink),
+}
+
+/// Where an OSDP reader is and how Portier talks to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OsdpLink {
+    /// `port`: the serial device of the RS-485 adapter (best a `/dev/serial/by-id/...` name).
+    pub port: PathBuf,
+    /// `baud`: 9600, 19200, 38400, 57600, 115200 (default) or 230400.
+    pub baud: u32,
+    /// `address`: the reader's OSDP address, 0–126.
+    pub address: u8,
+    /// `scbk_file`: the secure channel base key (32 hex digits), written by `portier osdp
+    /// keyset`; `None`: no secure channel.
+    pub scbk_file: Option<PathBuf>,
 }
 
 /// A Wiegand reader's lines and how its frames are read.
@@ -377,20 +394,32 @@ impl Config {
         let secrets = self
             .secret_files()
             .into_iter()
-            .map(|(key, file)| (key, read_secret(file).err()));
+            .map(|(key, file)| (key.to_owned(), read_secret(file).err()));
         let certificates = self
             .certificate_files()
             .into_iter()
-            .map(|(key, file)| (key, secrets::check_readable(file).err()));
+            .map(|(key, file)| (key.to_owned(), secrets::check_readable(file).err()));
+        let reader_keys =
+            self.readers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, reader)| match &reader.source {
+                    ReaderSource::Osdp(OsdpLink {
+                        scbk_file: Some(file),
+                        ..
+                    }) => Some((format!("reader[{i}].scbk_file"), read_key(file).err())),
+                    _ => None,
+                });
         secrets
             .chain(certificates)
+            .chain(reader_keys)
             .filter_map(|(key, problem)| {
-                let (line, col) = self.key_positions.get(key).copied().unwrap_or((0, 0));
+                let (line, col) = self.key_positions.get(&key).copied().unwrap_or((0, 0));
                 Some(ConfigError {
                     file: self.path.clone(),
                     line,
                     col,
-                    key: key.to_owned(),
+                    key,
                     message: problem?.to_string(),
                 })
             })

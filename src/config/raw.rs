@@ -189,6 +189,11 @@ pub(crate) struct RawReader {
     pub credential: Option<String>,
     pub frame_gap: Option<String>,
     pub pin_timeout: Option<String>,
+    // osdp
+    pub port: Option<String>,
+    pub baud: Option<i64>,
+    pub address: Option<i64>,
+    pub scbk_file: Option<String>,
 }
 
 /// A Wiegand reader's `format`: `"auto"`, `"raw"`, or a bit count as a number or a string.

@@ -16,7 +16,8 @@ use super::error::KeyPath;
 use super::locks::{foreign_keys, topic};
 use super::raw::{RawReader, RawWiegandFormat};
 use super::{
-    HidDevice, ReaderConfig, ReaderSource, WiegandCredential, WiegandFormat, WiegandWiring,
+    HidDevice, OsdpLink, ReaderConfig, ReaderSource, WiegandCredential, WiegandFormat,
+    WiegandWiring,
 };
 
 /// Reader kinds with the keys each takes besides `id`, `kind`, `unit` and `enrol`.
@@ -35,7 +36,11 @@ const READER_KINDS: &[(&str, &[&str])] = &[
             "pin_timeout",
         ],
     ),
+    ("osdp", &["port", "baud", "address", "scbk_file"]),
 ];
+
+/// The baud rates an OSDP bus runs at.
+const OSDP_BAUDS: [u32; 6] = [9600, 19200, 38400, 57600, 115_200, 230_400];
 
 /// Checks every `[[reader]]`: unique id, an existing unit (none for an enrolment reader), its
 /// kind's keys (a unique topic for MQTT readers, one device for USB readers, two lines for
@@ -47,6 +52,7 @@ pub(crate) fn readers(
 ) -> Vec<ReaderConfig> {
     let mut first_id: HashMap<&str, usize> = HashMap::new();
     let mut first_topic: HashMap<&str, usize> = HashMap::new();
+    let mut first_port: HashMap<&str, usize> = HashMap::new();
     let mut readers = Vec::new();
     for (i, reader) in raw.iter().enumerate() {
         let key = KeyPath::root("reader").index(i);
@@ -73,6 +79,20 @@ pub(crate) fn readers(
                 ),
                 None => {
                     first_topic.insert(text, i);
+                }
+            }
+        }
+        if let (Some(ReaderSource::Osdp(_)), Some(port)) = (&source, &reader.port) {
+            match first_port.get(port.as_str()) {
+                Some(first) => ck.report.error(
+                    &key.key("port"),
+                    format!(
+                        "reader[{first}] is on {port} already: one OSDP reader per serial port \
+                         (give each reader its own RS-485 adapter)"
+                    ),
+                ),
+                None => {
+                    first_port.insert(port, i);
                 }
             }
         }
@@ -124,7 +144,7 @@ fn reader_source(
     let Some((_, allowed)) = READER_KINDS.iter().find(|(kind, _)| *kind == name) else {
         ck.report.error(
             &key.key("kind"),
-            format!("unknown reader kind \"{name}\" (mqtt, hid or wiegand)"),
+            format!("unknown reader kind \"{name}\" (mqtt, hid, wiegand or osdp)"),
         );
         return None;
     };
@@ -139,11 +159,16 @@ fn reader_source(
         ("credential", reader.credential.is_some()),
         ("frame_gap", reader.frame_gap.is_some()),
         ("pin_timeout", reader.pin_timeout.is_some()),
+        ("port", reader.port.is_some()),
+        ("baud", reader.baud.is_some()),
+        ("address", reader.address.is_some()),
+        ("scbk_file", reader.scbk_file.is_some()),
     ];
     let foreign = foreign_keys(ck, key, &present, allowed, &format!("kind \"{name}\""));
     let source = match name {
         "hid" => hid_device(ck, reader, key).map(ReaderSource::Hid),
         "wiegand" => wiegand_wiring(ck, reader, key).map(ReaderSource::Wiegand),
+        "osdp" => osdp_link(ck, reader, key).map(ReaderSource::Osdp),
         _ => topic(ck, reader.topic.as_deref(), &key.key("topic"))
             .map(|topic| ReaderSource::Mqtt { topic }),
     };
@@ -234,6 +259,65 @@ fn wiegand_wiring(
         credential: credential?,
         frame_gap,
         pin_timeout,
+    })
+}
+
+/// An OSDP reader's serial port, baud rate, address and key file.
+fn osdp_link(ck: &mut Checker<'_, '_>, reader: &RawReader, key: &KeyPath) -> Option<OsdpLink> {
+    let port = ck.required(reader.port.as_deref(), &key.key("port"));
+    let port = match port {
+        Some(port) if port.starts_with('/') => Some(PathBuf::from(port)),
+        Some(port) => {
+            ck.report.error(
+                &key.key("port"),
+                format!(
+                    "\"{port}\" is not an absolute serial device path, like \
+                     \"/dev/serial/by-id/usb-FTDI_USB-RS485-if00-port0\""
+                ),
+            );
+            None
+        }
+        None => None,
+    };
+    let baud = match reader.baud {
+        None => Some(115_200),
+        Some(baud) => {
+            let known = u32::try_from(baud).ok().filter(|b| OSDP_BAUDS.contains(b));
+            if known.is_none() {
+                ck.report.error(
+                    &key.key("baud"),
+                    format!(
+                        "{baud} is no OSDP baud rate (9600, 19200, 38400, 57600, 115200 or 230400)"
+                    ),
+                );
+            }
+            known
+        }
+    };
+    if reader.address.is_none() {
+        ck.report.error(&key.key("address"), "required".to_owned());
+    }
+    let address = reader
+        .address
+        .and_then(|address| match u8::try_from(address) {
+            Ok(address) if address <= 126 => Some(address),
+            _ => {
+                ck.report.error(
+                    &key.key("address"),
+                    format!("{address} is no OSDP reader address (0 to 126; 127 is broadcast)"),
+                );
+                None
+            }
+        });
+    let scbk_file = ck.file_path(reader.scbk_file.as_deref(), &key.key("scbk_file"));
+    if reader.scbk_file.as_deref() == Some("") {
+        return None;
+    }
+    Some(OsdpLink {
+        port: port?,
+        baud: baud?,
+        address: address?,
+        scbk_file,
     })
 }
 

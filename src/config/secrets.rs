@@ -53,6 +53,29 @@ pub enum SecretError {
         /// The secret file.
         path: PathBuf,
     },
+    /// A key file that holds no 128-bit key.
+    #[error("{}: not a 128-bit key (32 hex digits); `portier osdp keyset` writes one", .path.display())]
+    NotAKey {
+        /// The key file.
+        path: PathBuf,
+    },
+}
+
+/// Reads a 128-bit key written as 32 hex digits (an OSDP secure channel base key), checked
+/// like every secret file.
+pub fn read_key(path: &Path) -> Result<[u8; 16], SecretError> {
+    let text = read_secret(path)?;
+    let not_a_key = || SecretError::NotAKey {
+        path: path.to_owned(),
+    };
+    if text.len() != 32 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(not_a_key());
+    }
+    let mut key = [0u8; 16];
+    for (i, byte) in key.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| not_a_key())?;
+    }
+    Ok(key)
 }
 
 /// Reads a secret file and returns its contents with surrounding white space trimmed, after

@@ -22,6 +22,7 @@ pub(crate) const REOPEN: Duration = Duration::from_secs(2);
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The reader a device task serves.
+#[derive(Clone)]
 pub(crate) struct Attached {
     /// Its number in the reader table.
     pub reader: usize,
@@ -34,8 +35,11 @@ pub(crate) struct Attached {
 }
 
 impl Attached {
-    fn online(&self, online: bool) {
-        self.status().online = Some(online);
+    /// Notes whether the device is open, and if not, why.
+    fn online(&self, problem: Result<(), String>) {
+        let mut status = self.status();
+        status.online = Some(problem.is_ok());
+        status.problem = problem.err();
     }
 
     /// The reader's status, to note what the wiring check shows.
@@ -49,14 +53,23 @@ impl Attached {
         read: Result<String, String>,
         bits: Option<CardBits>,
     ) -> bool {
-        let frame = Frame {
+        self.frames.send(self.frame(read, bits)).await.is_ok()
+    }
+
+    /// Hands a finished read to the reader loop without waiting (from a thread that must keep
+    /// its timing); false when the loop is gone or not taking frames.
+    pub(crate) fn try_deliver(&self, read: Result<String, String>, bits: Option<CardBits>) -> bool {
+        self.frames.try_send(self.frame(read, bits)).is_ok()
+    }
+
+    fn frame(&self, read: Result<String, String>, bits: Option<CardBits>) -> Frame {
+        Frame {
             reader: self.reader,
             payload: payload(read),
             replayed: false,
             received: crate::clock::instant(),
             bits,
-        };
-        self.frames.send(frame).await.is_ok()
+        }
     }
 }
 
@@ -89,7 +102,6 @@ pub(crate) async fn serve<D: Device>(attached: Attached, device: Arc<D>) {
     let id = attached.id.clone();
     let what = D::WHAT;
     let name = device.describe();
-    attached.online(false);
     let mut failing = false;
     loop {
         let opening = {
@@ -100,16 +112,19 @@ pub(crate) async fn serve<D: Device>(attached: Attached, device: Arc<D>) {
             Ok(Ok(open)) => {
                 tracing::info!(reader = %id, device = %name, "{what} opened");
                 failing = false;
-                attached.online(true);
+                attached.online(Ok(()));
                 let end = device.read(open, &attached).await;
-                attached.online(false);
                 match end {
                     End::LoopGone => return,
-                    End::Device(e) => tracing::warn!(reader = %id, device = %name, error = %e,
-                        "{what} lost; opening it again"),
+                    End::Device(e) => {
+                        tracing::warn!(reader = %id, device = %name, error = %e,
+                            "{what} lost; opening it again");
+                        attached.online(Err(format!("{name} failed: {e}")));
+                    }
                 }
             }
             Ok(Err(e)) => {
+                attached.online(Err(format!("cannot open {name}: {e}")));
                 // Once per outage, not every two seconds.
                 if !failing {
                     tracing::warn!(reader = %id, device = %name, error = %e,

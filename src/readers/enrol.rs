@@ -166,14 +166,21 @@ fn door_id(
     reader: &ReaderConfig,
     door: &ReaderConfig,
 ) -> Result<String, String> {
-    // From the bits: what a Wiegand door reader makes of them.
-    if let (Some(bits), ReaderSource::Wiegand(wiring)) = (&read.bits, &door.source) {
-        let frame = frame_of(bits)?;
-        return match format::read(&frame, wiring.format, wiring.credential).0 {
-            Read::Card(id) => normalize_card(&id).map_err(|e| e.to_string()),
-            Read::Malformed(why) => Err(why),
-            Read::Key(_) => Err("a keypad key, not a card".to_owned()),
-        };
+    // From the bits: what a Wiegand door reader makes of them, or an OSDP one (all of them,
+    // parity included, as hex).
+    match (&read.bits, &door.source) {
+        (Some(bits), ReaderSource::Wiegand(wiring)) => {
+            let frame = frame_of(bits)?;
+            return match format::read(&frame, wiring.format, wiring.credential).0 {
+                Read::Card(id) => normalize_card(&id).map_err(|e| e.to_string()),
+                Read::Malformed(why) => Err(why),
+                Read::Key(_) => Err("a keypad key, not a card".to_owned()),
+            };
+        }
+        (Some(bits), ReaderSource::Osdp(_)) if !bits.0.is_empty() => {
+            return Ok(super::osdp::hex(&bits.0));
+        }
+        _ => {}
     }
     // The same kind, reading the same way: the same id.
     if same_reading(reader, door) {

@@ -17,6 +17,7 @@ pub(crate) mod device;
 pub(crate) mod enrol;
 pub(crate) mod hid;
 mod mqtt;
+pub(crate) mod osdp;
 mod payload;
 mod repeat;
 mod run;
@@ -84,7 +85,7 @@ pub(crate) struct Reader {
 /// A reader as `/v1/status` shows it, for wiring checks: never card data.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub(crate) struct ReaderStatus {
-    /// `mqtt`, `hid` or `wiegand`.
+    /// `mqtt`, `hid`, `wiegand` or `osdp`.
     pub kind: &'static str,
     /// The unit it opens; none for an enrolment reader.
     pub unit: Option<String>,
@@ -94,6 +95,12 @@ pub(crate) struct ReaderStatus {
     /// it elsewhere (MQTT readers: `mqtt_connected`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub online: Option<bool>,
+    /// Whether the secure channel is up (OSDP readers with a key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secure_channel: Option<bool>,
+    /// Why it is offline (the device's error), while it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
     /// When its last message arrived, whatever it was.
     pub last_frame_at: Option<DateTime<Utc>>,
     /// How many bits the last frame had (Wiegand).
@@ -280,6 +287,16 @@ impl Readers {
                 self.serve(number, config, status, lines);
                 Some(Arc::clone(&self.wiegand))
             }
+            ReaderSource::Osdp(link) => {
+                let (feedback, answers) = std::sync::mpsc::channel();
+                let task = tokio::spawn(osdp::panel::serve(
+                    self.attached(number, config, status),
+                    link.clone(),
+                    answers,
+                ));
+                self.keep(number, &task);
+                Some(Arc::new(osdp::OsdpReader::new(feedback)))
+            }
         }
     }
 
@@ -291,13 +308,28 @@ impl Readers {
         status: &Arc<Mutex<ReaderStatus>>,
         device: D,
     ) {
-        let attached = device::Attached {
+        let attached = self.attached(number, config, status);
+        let task = tokio::spawn(device::serve(attached, Arc::new(device)));
+        self.keep(number, &task);
+    }
+
+    /// Reader `number` as its device task serves it.
+    fn attached(
+        &self,
+        number: usize,
+        config: &ReaderConfig,
+        status: &Arc<Mutex<ReaderStatus>>,
+    ) -> device::Attached {
+        device::Attached {
             reader: number,
             id: config.id.clone(),
             status: Arc::clone(status),
             frames: self.frames.clone(),
-        };
-        let task = tokio::spawn(device::serve(attached, Arc::new(device)));
+        }
+    }
+
+    /// Keeps reader `number`'s device task, to end it when the reader goes.
+    fn keep(&self, number: usize, task: &tokio::task::JoinHandle<()>) {
         self.devices
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
