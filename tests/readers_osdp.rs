@@ -239,6 +239,12 @@ async fn the_secure_channel_uses_the_key_file_and_a_reader_that_goes_away_comes_
     assert_eq!(reader["secure_channel"], true, "{reader}");
     pd.send(&format!("card {ADA_CARD} 40")).await;
     assert_eq!(events(&d, 1).await[0]["opened"], true);
+    let metrics = d.metrics().await;
+    assert!(
+        metrics.contains("portier_reader_up{reader=\"front_osdp\"} 1\n")
+            && metrics.contains("portier_reader_secure_channel{reader=\"front_osdp\"} 1\n"),
+        "{metrics}"
+    );
 
     // The reader stops answering: offline, with a health reason.
     pd.send("pause").await;

@@ -40,6 +40,13 @@ pub(crate) struct LockLabel {
     pub lock: String,
 }
 
+/// A `reader` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct ReaderLabel {
+    /// The reader id.
+    pub reader: String,
+}
+
 /// A `stage` label (one of [`STAGES`]).
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub(crate) struct StageLabel {
@@ -151,6 +158,12 @@ pub(crate) struct Metrics {
     /// The locks `lock_up` shows, to drop one a reload took out.
     shown_locks: std::sync::Mutex<Vec<String>>,
     mqtt_connected: Gauge,
+    /// Readers with a device of their own: 1 while it answers.
+    reader_up: Family<ReaderLabel, Gauge>,
+    /// OSDP readers: 1 while the secure channel is up.
+    reader_secure_channel: Family<ReaderLabel, Gauge>,
+    /// The readers the two families show, to drop one a reload took out.
+    shown_readers: std::sync::Mutex<Vec<String>>,
     clock_trusted: Gauge,
     outbox_oldest: Gauge<f64, AtomicU64>,
     lockdown: Gauge,
@@ -250,6 +263,18 @@ impl Metrics {
             "1 while the MQTT broker connection is up (0 also when no broker is configured)",
             mqtt_connected.clone(),
         );
+        let reader_up = Family::<ReaderLabel, Gauge>::default();
+        r.register(
+            "reader_up",
+            "1 while a USB, Wiegand or OSDP reader's device is open and (OSDP) answering, else 0",
+            reader_up.clone(),
+        );
+        let reader_secure_channel = Family::<ReaderLabel, Gauge>::default();
+        r.register(
+            "reader_secure_channel",
+            "1 while an OSDP reader's secure channel is up, else 0",
+            reader_secure_channel.clone(),
+        );
         let clock_trusted = Gauge::default();
         r.register(
             "clock_trusted",
@@ -297,6 +322,9 @@ impl Metrics {
             lock_up,
             shown_locks: std::sync::Mutex::default(),
             mqtt_connected,
+            reader_up,
+            reader_secure_channel,
+            shown_readers: std::sync::Mutex::default(),
             clock_trusted,
             outbox_oldest,
             lockdown,
@@ -364,6 +392,32 @@ impl Metrics {
         }
         self.mqtt_connected
             .set(i64::from(daemon.mqtt_up().unwrap_or(false)));
+        let readers = crate::readers::statuses(&daemon.readers.borrow());
+        let mut shown = self
+            .shown_readers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        // A reader a reload took out leaves no stale series.
+        for gone in shown.iter().filter(|reader| !readers.contains_key(*reader)) {
+            let label = ReaderLabel {
+                reader: gone.clone(),
+            };
+            self.reader_up.remove(&label);
+            self.reader_secure_channel.remove(&label);
+        }
+        shown.clone_from(&readers.keys().cloned().collect());
+        drop(shown);
+        for (reader, status) in readers {
+            let label = ReaderLabel { reader };
+            if let Some(online) = status.online {
+                self.reader_up.get_or_create(&label).set(i64::from(online));
+            }
+            if let Some(secure) = status.secure_channel {
+                self.reader_secure_channel
+                    .get_or_create(&label)
+                    .set(i64::from(secure));
+            }
+        }
         self.clock_trusted.set(i64::from(matches!(
             daemon.clock_trust(now),
             ClockTrust::Trusted
