@@ -169,27 +169,7 @@ impl Connection {
             }
         };
         let client = link.client().clone();
-        let mut failures: u32 = 0;
-        loop {
-            let polled = tokio::select! {
-                polled = eventloop.poll() => polled,
-                _ = shutdown.changed() => break,
-            };
-            // The MQTT locks learn of every (dis)connection before anything else can happen.
-            link.observe(&mut eventloop, &polled);
-            match polled {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    failures = 0;
-                    tracing::info!("connected to the MQTT broker");
-                }
-                Ok(_) => {}
-                Err(e) => {
-                    if !back_off(&mut failures, &e, "", &mut shutdown).await {
-                        break;
-                    }
-                }
-            }
-        }
+        poll(&mut eventloop, &link, "", &mut shutdown, |_| async { true }).await;
         // The relocks of shutdown were handed over just before: they go out first.
         disconnect(&mut eventloop, &client).await;
         if let Some(receiving) = receiving {
@@ -227,51 +207,89 @@ async fn receive(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let client = link.client().clone();
-    let mut failures: u32 = 0;
-    loop {
-        let polled = tokio::select! {
-            polled = eventloop.poll() => polled,
-            _ = shutdown.changed() => break,
-        };
-        // Only for its health: no lock command is ever sent on this connection.
-        link.observe(&mut eventloop, &polled);
+    let (inboxes, subscriber) = (&inboxes, &client);
+    let handle = |polled: Polled| async move {
         match polled {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                failures = 0;
-                tracing::info!("readers connected to the MQTT broker");
-                let mut registry = lock(&inboxes);
+            Polled::Connected => {
+                let mut registry = lock(inboxes);
                 registry.subscribed = true;
                 for topic in registry.inboxes.keys() {
-                    if let Err(e) = client.try_subscribe(topic, QoS::AtLeastOnce) {
+                    if let Err(e) = subscriber.try_subscribe(topic, QoS::AtLeastOnce) {
                         tracing::error!(%topic, error = %e, "cannot subscribe");
                     }
                 }
+                true
             }
-            Ok(Event::Incoming(Packet::Publish(publish))) => {
-                let Some(inbox) = lock(&inboxes).inboxes.get(publish.topic.as_str()).cloned()
-                else {
-                    continue;
+            Polled::Publish(publish) => {
+                let Some(inbox) = lock(inboxes).inboxes.get(publish.topic.as_str()).cloned() else {
+                    return true;
                 };
                 let message = Message {
                     payload: publish.payload.to_vec(),
                     retained: publish.retain,
                     received: crate::clock::instant(),
                 };
-                if !inbox.deliver(message).await {
-                    break;
-                }
+                inbox.deliver(message).await
             }
-            Ok(_) => {}
-            Err(e) => {
+            Polled::Lost => {
                 // The next CONNACK subscribes every topic again (the session is clean).
-                lock(&inboxes).subscribed = false;
-                if !back_off(&mut failures, &e, " (readers)", &mut shutdown).await {
-                    break;
-                }
+                lock(inboxes).subscribed = false;
+                true
             }
         }
-    }
+    };
+    // Only for its health does the link observe this connection: no lock command is ever sent
+    // on it.
+    poll(&mut eventloop, &link, " (readers)", &mut shutdown, handle).await;
     disconnect(&mut eventloop, &client).await;
+}
+
+/// What a connection's poll loop hands its owner.
+enum Polled {
+    /// The broker accepted the connection (CONNACK).
+    Connected,
+    /// A message arrived.
+    Publish(rumqttc::Publish),
+    /// The connection failed; it is retried after a backoff.
+    Lost,
+}
+
+/// Polls `eventloop` until shutdown, or until `handle` answers false: the link observes every
+/// (dis)connection first, a failed connection is retried after [`back_off`], and the rest goes
+/// to `handle`. `which` tells the connections apart in the log.
+async fn poll<F>(
+    eventloop: &mut EventLoop,
+    link: &MqttLink,
+    which: &str,
+    shutdown: &mut watch::Receiver<bool>,
+    mut handle: impl FnMut(Polled) -> F,
+) where
+    F: Future<Output = bool>,
+{
+    let mut failures: u32 = 0;
+    loop {
+        let polled = tokio::select! {
+            polled = eventloop.poll() => polled,
+            _ = shutdown.changed() => return,
+        };
+        // The MQTT locks learn of every (dis)connection before anything else can happen.
+        link.observe(eventloop, &polled);
+        let go_on = match polled {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                failures = 0;
+                tracing::info!("connected to the MQTT broker{which}");
+                handle(Polled::Connected).await
+            }
+            Ok(Event::Incoming(Packet::Publish(publish))) => handle(Polled::Publish(publish)).await,
+            Ok(_) => true,
+            Err(e) => {
+                handle(Polled::Lost).await && back_off(&mut failures, &e, which, shutdown).await
+            }
+        };
+        if !go_on {
+            return;
+        }
+    }
 }
 
 /// Waits before the next connection attempt ([`RECONNECT`]); false
