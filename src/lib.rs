@@ -9,7 +9,7 @@
 //! owns what.
 
 pub(crate) mod access;
-pub mod app;
+pub(crate) mod app;
 pub(crate) mod backoff;
 pub mod cli;
 pub mod clock;
@@ -25,4 +25,4 @@ pub(crate) mod readers;
 pub mod store;
 pub mod sync;
 pub mod tls;
-pub mod views;
+pub(crate) mod views;
