@@ -13,9 +13,10 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeDelta, Utc};
 
 use super::compile_members::compile_members;
+use super::groups::{GroupIndex, compile_groups, idx, resolve_groups};
 use super::model::{CobotData, Policy};
 use super::pos_index::PosIndex;
-use super::snapshot::{BookingRule, CompileReport, Grant, Group, Perm, Plan, Snapshot, Unit};
+use super::snapshot::{BookingRule, CompileReport, Grant, Perm, Plan, Snapshot, Unit};
 
 /// Compiles a snapshot. Pure: the same inputs give the same snapshot, and no input panics.
 pub fn compile(
@@ -93,69 +94,6 @@ pub fn compile(
 /// A std duration as a chrono one, saturating (config durations are far below the limit).
 fn delta(d: std::time::Duration) -> TimeDelta {
     TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)
-}
-
-/// Group index by lower-case id.
-pub(crate) type GroupIndex = HashMap<String, u32>;
-
-fn idx(i: usize) -> u32 {
-    u32::try_from(i).unwrap_or(u32::MAX)
-}
-
-fn compile_groups(policy: &Policy, warnings: &mut Vec<String>) -> (Vec<Group>, GroupIndex) {
-    let mut groups = Vec::with_capacity(policy.groups.len());
-    let mut index = GroupIndex::new();
-    for g in &policy.groups {
-        let key = g.id.to_lowercase();
-        if index.contains_key(&key) {
-            warnings.push(format!(
-                "group \"{}\" is defined twice; the first one counts",
-                g.id
-            ));
-            continue;
-        }
-        index.insert(key, idx(groups.len()));
-        groups.push(Group {
-            id: g.id.clone(),
-            has_permission: false,
-            keep_offline: false,
-        });
-    }
-    for keep in &policy.offline.keep_groups {
-        match index.get(&keep.to_lowercase()) {
-            Some(&g) => {
-                if let Some(group) = groups.get_mut(g as usize) {
-                    group.keep_offline = true;
-                }
-            }
-            None => warnings.push(format!(
-                "offline.keep_groups names unknown group \"{keep}\""
-            )),
-        }
-    }
-    (groups, index)
-}
-
-/// Resolves group ids, reporting unknown ones with `context`.
-pub(crate) fn resolve_groups(
-    ids: &[String],
-    index: &GroupIndex,
-    context: &str,
-    warnings: &mut Vec<String>,
-) -> Vec<u32> {
-    let mut out: Vec<u32> = ids
-        .iter()
-        .filter_map(|id| {
-            let found = index.get(&id.trim().to_lowercase()).copied();
-            if found.is_none() {
-                warnings.push(format!("{context} names unknown group \"{id}\""));
-            }
-            found
-        })
-        .collect();
-    out.sort_unstable();
-    out.dedup();
-    out
 }
 
 fn compile_units(

@@ -7,16 +7,12 @@
 use std::collections::HashMap;
 
 use super::card::normalize_card;
-use super::compile::{GroupIndex, resolve_groups};
+use super::groups::{GroupIndex, idx, resolve_groups};
 use super::model::{CobotData, CobotMembership, MembershipPlan, Policy};
 use super::snapshot::{
     Card, Member, Override, PlanRef, Snapshot, Span, Upcoming, card_key, member_email_key,
     member_id_key, member_user_key,
 };
-
-fn idx(i: usize) -> u32 {
-    u32::try_from(i).unwrap_or(u32::MAX)
-}
 
 /// Adds the synced members of `data` to `s`, with their indexes, overrides, cards and bookings.
 pub(crate) fn compile_members(

@@ -9,6 +9,7 @@ mod compile;
 mod compile_members;
 mod decide;
 mod explain;
+mod groups;
 pub mod guard;
 pub mod model;
 mod pos_index;
