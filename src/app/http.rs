@@ -18,8 +18,9 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use tokio::sync::oneshot;
 
+use super::health::{self, HealthStatus};
 use super::http_api::{AdminQuery, Api, error};
-use super::state::{self, HealthStatus, SyncJob};
+use super::state::SyncJob;
 use crate::clock;
 use crate::views::{self, ErrorView, ExplainQuery, QueryError};
 
@@ -96,7 +97,7 @@ async fn not_found() -> Response {
 
 async fn healthz(State(api): State<Arc<Api>>) -> Response {
     let daemon = &api.daemon;
-    let health = state::health(daemon, clock::now());
+    let health = health::health(daemon, clock::now());
     let code = match health.status {
         HealthStatus::Failing => StatusCode::SERVICE_UNAVAILABLE,
         HealthStatus::Ok | HealthStatus::Degraded => StatusCode::OK,
@@ -106,7 +107,7 @@ async fn healthz(State(api): State<Arc<Api>>) -> Response {
 
 async fn status(State(api): State<Arc<Api>>) -> Response {
     let daemon = &api.daemon;
-    Json(state::status(daemon, clock::now())).into_response()
+    Json(super::status::status(daemon, clock::now())).into_response()
 }
 
 /// Classic Prometheus text by default and for `Accept: text/plain`; OpenMetrics when the
@@ -116,7 +117,7 @@ async fn metrics(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
     let format = super::metrics::Format::from_accept(
         headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()),
     );
-    daemon.metrics.refresh(daemon, clock::now());
+    super::status::refresh_metrics(daemon, clock::now());
     (
         [(header::CONTENT_TYPE, format.content_type())],
         daemon.metrics.render(format),
@@ -141,7 +142,7 @@ async fn sync(State(api): State<Arc<Api>>, AdminQuery(params): AdminQuery<SyncPa
     };
     if daemon
         .sync_jobs
-        .send(super::sync_task::Job::Sync(job))
+        .send(super::state::Job::Sync(job))
         .await
         .is_err()
     {

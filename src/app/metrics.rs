@@ -20,9 +20,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use super::state::{self, Daemon, HealthStatus};
-use crate::domain::ClockTrust;
-
 /// The door pipeline's stages, in order (`portier_stage_seconds{stage}`).
 pub(crate) const STAGES: [&str; 5] = ["receive", "decide", "actuate", "persist", "publish"];
 
@@ -38,6 +35,25 @@ pub(crate) struct ResultLabel {
 pub(crate) struct LockLabel {
     /// The lock id.
     pub lock: String,
+}
+
+/// What the gauges show, read from the daemon's state at a scrape.
+#[derive(Debug, Default)]
+pub(crate) struct Readings {
+    /// 0 ok, 1 degraded, 2 failing.
+    pub health_status: i64,
+    pub last_sync_success: Option<DateTime<Utc>>,
+    pub sync_interval: std::time::Duration,
+    pub members: usize,
+    /// Per lock: whether it is ok.
+    pub locks_ok: std::collections::BTreeMap<String, bool>,
+    pub mqtt_connected: bool,
+    /// Per reader: whether its device answers, and its secure channel (where they apply).
+    pub readers: std::collections::BTreeMap<String, (Option<bool>, Option<bool>)>,
+    pub clock_trusted: bool,
+    pub outbox_depth: usize,
+    /// How long the oldest waiting check-in has waited.
+    pub outbox_oldest: Option<std::time::Duration>,
 }
 
 /// A `reader` label.
@@ -352,84 +368,69 @@ impl Metrics {
         endpoint
     }
 
-    /// Reads the gauges from the daemon's state at `now` (called on every scrape).
-    pub fn refresh(&self, daemon: &Daemon, now: DateTime<Utc>) {
-        let health = state::health(daemon, now);
-        self.health_status.set(match health.status {
-            HealthStatus::Ok => 0,
-            HealthStatus::Degraded => 1,
-            HealthStatus::Failing => 2,
-        });
-        let cloud = daemon.cloud();
+    /// Sets the gauges to `readings` (taken from the daemon's state on every scrape).
+    pub fn show(&self, readings: Readings) {
+        self.health_status.set(readings.health_status);
         self.last_sync_success.set(
-            cloud
-                .sync
-                .last_success
+            readings
+                .last_sync_success
                 .map_or(0.0, |t| t.timestamp_millis() as f64 / 1000.0),
         );
-        self.sync_interval
-            .set(daemon.config().cobot.sync_interval.as_secs_f64());
-        self.members.set(
-            daemon
-                .current()
-                .map_or(0, |s| i64::try_from(s.report().members).unwrap_or(i64::MAX)),
-        );
-        let locks = daemon.locks.health();
+        self.sync_interval.set(readings.sync_interval.as_secs_f64());
+        self.members
+            .set(i64::try_from(readings.members).unwrap_or(i64::MAX));
         let mut shown = self
             .shown_locks
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // A lock a reload took out leaves no stale series.
-        for gone in shown.iter().filter(|lock| !locks.contains_key(*lock)) {
+        for gone in shown
+            .iter()
+            .filter(|lock| !readings.locks_ok.contains_key(*lock))
+        {
             self.lock_up.remove(&LockLabel { lock: gone.clone() });
         }
-        shown.clone_from(&locks.keys().cloned().collect());
+        shown.clone_from(&readings.locks_ok.keys().cloned().collect());
         drop(shown);
-        for (lock, health) in locks {
+        for (lock, ok) in readings.locks_ok {
             self.lock_up
                 .get_or_create(&LockLabel { lock })
-                .set(i64::from(health.ok));
+                .set(i64::from(ok));
         }
-        self.mqtt_connected
-            .set(i64::from(daemon.mqtt_up().unwrap_or(false)));
-        let readers = crate::readers::statuses(&daemon.readers.borrow());
+        self.mqtt_connected.set(i64::from(readings.mqtt_connected));
         let mut shown = self
             .shown_readers
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         // A reader a reload took out leaves no stale series.
-        for gone in shown.iter().filter(|reader| !readers.contains_key(*reader)) {
+        for gone in shown
+            .iter()
+            .filter(|reader| !readings.readers.contains_key(*reader))
+        {
             let label = ReaderLabel {
                 reader: gone.clone(),
             };
             self.reader_up.remove(&label);
             self.reader_secure_channel.remove(&label);
         }
-        shown.clone_from(&readers.keys().cloned().collect());
+        shown.clone_from(&readings.readers.keys().cloned().collect());
         drop(shown);
-        for (reader, status) in readers {
+        for (reader, (online, secure)) in readings.readers {
             let label = ReaderLabel { reader };
-            if let Some(online) = status.online {
+            if let Some(online) = online {
                 self.reader_up.get_or_create(&label).set(i64::from(online));
             }
-            if let Some(secure) = status.secure_channel {
+            if let Some(secure) = secure {
                 self.reader_secure_channel
                     .get_or_create(&label)
                     .set(i64::from(secure));
             }
         }
-        self.clock_trusted.set(i64::from(matches!(
-            daemon.clock_trust(now),
-            ClockTrust::Trusted
-        )));
-        let outbox = state::outbox(daemon, now);
+        self.clock_trusted.set(i64::from(readings.clock_trusted));
         self.outbox_depth
-            .set(i64::try_from(outbox.depth).unwrap_or(i64::MAX));
-        self.outbox_oldest.set(
-            outbox
-                .oldest_age
-                .map_or(0.0, |age| age.num_milliseconds().max(0) as f64 / 1000.0),
-        );
+            .set(i64::try_from(readings.outbox_depth).unwrap_or(i64::MAX));
+        self.outbox_oldest
+            .set(readings.outbox_oldest.map_or(0.0, |age| age.as_secs_f64()));
         self.lockdown.set(0);
     }
 

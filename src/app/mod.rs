@@ -16,6 +16,7 @@ mod http_serve;
 mod metrics;
 mod notify;
 mod state;
+mod status;
 mod sync_task;
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
@@ -152,7 +153,7 @@ async fn probe_task(locks: Arc<crate::locks::Locks>, mut shutdown: watch::Receiv
 
 /// The one-line state for `systemctl status`.
 pub(crate) fn status_line(daemon: &Daemon) -> String {
-    let health = state::health(daemon, crate::clock::now());
+    let health = health::health(daemon, crate::clock::now());
     match daemon.current() {
         Some(s) => format!(
             "{:?}: snapshot v{} with {} members, synced {}",
@@ -471,7 +472,7 @@ async fn reload(daemon: &Daemon, started: &Config, readers: &crate::readers::Rea
             };
             let config = Arc::new(config);
             let (reply, applied) = tokio::sync::oneshot::channel();
-            let job = sync_task::Job::Reload {
+            let job = state::Job::Reload {
                 config: Arc::clone(&config),
                 reply,
             };

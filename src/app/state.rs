@@ -7,15 +7,32 @@
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::config::Config;
 use crate::domain::{ClockTrust, Snapshot};
-use crate::store::{GuardState, Store, SyncStatus};
+use crate::store::{Store, SyncStatus};
 use crate::sync::SyncSummary;
 
+/// The snapshot in force, as everyone but the sync task reads it.
+pub(crate) type SnapshotReceiver = watch::Receiver<Option<Arc<Snapshot>>>;
+
 /// A request to the sync task.
+pub(crate) enum Job {
+    /// Sync with Cobot.
+    Sync(SyncJob),
+    /// Apply a reloaded configuration: recompile the stored snapshot with its policy and
+    /// publish both. The reply says why not, if the cache cannot be read (then nothing
+    /// changed).
+    Reload {
+        /// The new configuration, already validated.
+        config: Arc<Config>,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+}
+
+/// A sync asked of the sync task.
 pub(crate) struct SyncJob {
     /// Run without the mass-revocation guard.
     pub accept_revocations: bool,
@@ -43,11 +60,11 @@ pub(crate) struct Daemon {
     pub config: watch::Sender<Arc<Config>>,
     /// The snapshot decisions are made from; `None` until the first sync. Only the sync task
     /// writes it.
-    pub snapshot: super::sync_task::SnapshotReceiver,
+    pub snapshot: SnapshotReceiver,
     /// The cache; this process owns it.
     pub store: Arc<Store>,
     /// Requests to the sync task.
-    pub sync_jobs: mpsc::Sender<super::sync_task::Job>,
+    pub sync_jobs: mpsc::Sender<Job>,
     /// The admin bearer token; `None` makes admin endpoints answer 401.
     pub admin_token: RwLock<Option<String>>,
     /// Cobot link state.
@@ -157,107 +174,5 @@ impl Daemon {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-    }
-}
-
-pub(crate) use super::health::{Health, HealthStatus, health, outbox};
-
-/// `/v1/status`: counts only, no names, emails or card ids (it is public).
-#[derive(Debug, Serialize)]
-pub(crate) struct StatusView {
-    pub version: &'static str,
-    pub site: String,
-    pub health: Health,
-    pub snapshot: Option<SnapshotStatus>,
-    pub last_sync_attempt: Option<DateTime<Utc>>,
-    pub last_sync_success: Option<DateTime<Utc>>,
-    pub last_sync_error: Option<String>,
-    pub last_sync_seconds: Option<f64>,
-    pub guard: GuardState,
-    pub offline_since: Option<DateTime<Utc>>,
-    pub clock: &'static str,
-    pub locks: std::collections::BTreeMap<String, LockStatus>,
-    /// Per reader: its kind, unit, device state and last message (never card data).
-    pub readers: std::collections::BTreeMap<String, crate::readers::ReaderStatus>,
-    /// Whether the MQTT broker connection is up; `None` without `[mqtt]`.
-    pub mqtt_connected: Option<bool>,
-    pub outbox_depth: usize,
-    /// How long the oldest waiting check-in has waited; `None` when none waits.
-    pub outbox_oldest_seconds: Option<i64>,
-}
-
-/// The snapshot part of `/v1/status`.
-#[derive(Debug, Serialize)]
-pub(crate) struct SnapshotStatus {
-    pub version: u64,
-    pub synced_at: DateTime<Utc>,
-    pub age_seconds: i64,
-    pub members: usize,
-    pub skipped_not_connected: usize,
-    pub member_errors: usize,
-}
-
-/// One lock's health in `/v1/status`.
-#[derive(Debug, Serialize)]
-pub(crate) struct LockStatus {
-    pub driver: &'static str,
-    #[serde(flatten)]
-    pub health: crate::locks::LockHealth,
-}
-
-/// Builds `/v1/status` at `now`.
-pub(crate) fn status(daemon: &Daemon, now: DateTime<Utc>) -> StatusView {
-    let config = daemon.config();
-    let cloud = daemon.cloud();
-    let snapshot = daemon.current().map(|s| {
-        let report = s.report();
-        SnapshotStatus {
-            version: s.version(),
-            synced_at: s.synced_at(),
-            age_seconds: (now - s.synced_at()).num_seconds(),
-            members: report.members,
-            skipped_not_connected: report.skipped_not_connected,
-            member_errors: report.members_with_errors,
-        }
-    });
-    let outbox = outbox(daemon, now);
-    let offline_since = cloud
-        .sync
-        .last_error
-        .as_ref()
-        .and(cloud.sync.last_success.or(cloud.sync.last_attempt));
-    StatusView {
-        version: env!("CARGO_PKG_VERSION"),
-        site: config.site.name.clone(),
-        health: health(daemon, now),
-        snapshot,
-        last_sync_attempt: cloud.sync.last_attempt,
-        last_sync_success: cloud.sync.last_success,
-        last_sync_error: cloud.sync.last_error.clone(),
-        last_sync_seconds: cloud.last_duration,
-        guard: cloud.sync.guard,
-        offline_since,
-        clock: match daemon.clock_trust(now) {
-            ClockTrust::Trusted => "trusted",
-            ClockTrust::Untrusted(_) => "untrusted",
-        },
-        locks: {
-            let mut health = daemon.locks.health();
-            config
-                .locks
-                .iter()
-                .map(|l| {
-                    let status = LockStatus {
-                        driver: l.driver.name(),
-                        health: health.remove(&l.id).unwrap_or_default(),
-                    };
-                    (l.id.clone(), status)
-                })
-                .collect()
-        },
-        readers: crate::readers::statuses(&daemon.readers.borrow()),
-        mqtt_connected: daemon.mqtt_up(),
-        outbox_depth: outbox.depth,
-        outbox_oldest_seconds: outbox.oldest_age.map(|age| age.num_seconds().max(0)),
     }
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::state::{Daemon, SyncJob};
+use super::state::{Daemon, Job, SnapshotReceiver, SyncJob};
 use crate::backoff::{Backoff, jitter};
 use crate::clock;
 use crate::cobot::CobotError;
@@ -36,24 +36,6 @@ use crate::domain::Snapshot;
 use crate::domain::model::Policy;
 use crate::store::{Store, StoreError};
 use crate::sync::{self, Baseline, MEMBERSHIP_SPACING, SyncError, SyncSummary};
-
-/// The snapshot in force, as everyone but the sync task reads it.
-pub(crate) type SnapshotReceiver = watch::Receiver<Option<Arc<Snapshot>>>;
-
-/// A request to the sync task.
-pub(crate) enum Job {
-    /// Sync with Cobot.
-    Sync(SyncJob),
-    /// Apply a reloaded configuration: recompile the stored snapshot with its policy and
-    /// publish both. The reply says why not, if the cache cannot be read (then nothing
-    /// changed).
-    Reload {
-        /// The new configuration, already validated.
-        config: Arc<Config>,
-        /// Where the outcome goes.
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-}
 
 /// The only sender of the snapshot channel.
 pub(crate) struct SnapshotWriter {
