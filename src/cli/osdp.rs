@@ -39,6 +39,11 @@ pub(super) fn keyset(config: &Config, args: &KeysetArgs) -> Result<(), Failure> 
                 args.wait
             ))
         })?;
+    // The key is written as the daemon's user (the state directory's owner), so that the
+    // daemon can read it and nobody else can.
+    if let Some(foreign) = super::owner::foreign_owner(&config.site.state_dir) {
+        return Err(foreign.refusal());
+    }
     if super::owner::daemon_holds(&config.site.state_dir) {
         return Err(Failure::Runtime(
             "the daemon is running and holds the reader's serial port: stop it first \
