@@ -134,6 +134,9 @@ fn needs_restart(started: &Config, new: &Config) -> Vec<&'static str> {
     {
         changed.push("http.tls_cert_file/tls_key_file");
     }
+    if started.site.gateway_id != new.site.gateway_id {
+        changed.push("site.gateway_id");
+    }
     if started.mqtt != new.mqtt {
         changed.push("[mqtt]");
     }
@@ -191,7 +194,12 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
             };
             // Reader messages arrive on a connection of their own (see `crate::mqtt`), opened
             // even without readers so that a reload can add some.
-            Some(crate::mqtt::connect(mqtt, password, true)?)
+            Some(crate::mqtt::connect(
+                mqtt,
+                password,
+                true,
+                Some(config.site.status_topic()),
+            )?)
         }
     };
     let locks = Arc::new(crate::locks::Locks::new(

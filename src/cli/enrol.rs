@@ -128,7 +128,7 @@ async fn read_here(
                 .transpose()
                 .map_err(|e| Failure::Runtime(e.to_string()))?;
             Some(
-                crate::mqtt::connect(mqtt, password, true)
+                crate::mqtt::connect(mqtt, password, true, None)
                     .map_err(|e| Failure::Runtime(e.to_string()))?,
             )
         }

@@ -69,6 +69,9 @@ pub struct Config {
 pub struct SiteConfig {
     /// The site's name (default: the Cobot subdomain, else `portier`).
     pub name: String,
+    /// `site.gateway_id` (`[a-z0-9_-]{1,32}`; default: the name lower-cased, other characters
+    /// as `_`): every MQTT topic Portier names itself starts with `portier/<gateway_id>/`.
+    pub gateway_id: String,
     /// The site's IANA time zone; days and schedules are local to it.
     pub timezone: chrono_tz::Tz,
     /// Where the store, outbox and tokens live (default `/var/lib/portier`).
@@ -350,6 +353,13 @@ impl std::fmt::Display for HidDevice {
             HidDevice::Path(path) => write!(f, "{}", path.display()),
             HidDevice::Usb { vendor, product } => write!(f, "USB {vendor:04x}:{product:04x}"),
         }
+    }
+}
+
+impl SiteConfig {
+    /// The retained `online`/`offline` topic of this gateway (birth and last will).
+    pub fn status_topic(&self) -> String {
+        format!("portier/{}/status", self.gateway_id)
     }
 }
 

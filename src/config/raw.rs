@@ -39,6 +39,7 @@ pub(crate) struct RawConfig {
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RawSite {
     pub name: Option<String>,
+    pub gateway_id: Option<String>,
     pub timezone: Option<String>,
     pub state_dir: Option<String>,
 }

@@ -165,8 +165,27 @@ impl Checker<'_, '_> {
             Some(dir) => self.dir_path(&dir, &key.key("state_dir")),
             None => PathBuf::from(DEFAULT_STATE_DIR),
         };
+        let gateway_id = match raw.gateway_id {
+            Some(id) => {
+                let ok = (1..=32).contains(&id.len())
+                    && id.bytes().all(|b| {
+                        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                    });
+                if !ok {
+                    self.report.error(
+                        &key.key("gateway_id"),
+                        format!(
+                            "\"{id}\" is not a gateway id: 1 to 32 of a-z, 0-9, _ and -, like \"co_up_berlin\""
+                        ),
+                    );
+                }
+                id
+            }
+            None => default_gateway_id(&name),
+        };
         SiteConfig {
             name,
+            gateway_id,
             timezone,
             state_dir,
         }
@@ -362,4 +381,20 @@ impl Checker<'_, '_> {
             ca_file: self.file_path(raw.ca_file.as_deref(), &key.key("ca_file")),
         })
     }
+}
+
+/// The gateway id a site name gives: lower-cased, every character but a-z, 0-9, `_` and `-`
+/// as `_`, at most 32 characters.
+fn default_gateway_id(name: &str) -> String {
+    name.chars()
+        .flat_map(char::to_lowercase)
+        .map(|c| {
+            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(32)
+        .collect()
 }

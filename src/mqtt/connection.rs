@@ -68,6 +68,8 @@ pub struct Connection {
     link: MqttLink,
     inbound: Option<(MqttLink, EventLoop)>,
     inboxes: Inboxes,
+    /// The gateway's retained status topic, when this is the daemon's connection.
+    status: Option<String>,
 }
 
 /// Subscribes and unsubscribes topics on the receiving connection, before or while it runs
@@ -117,12 +119,14 @@ impl Connection {
         eventloop: EventLoop,
         link: MqttLink,
         inbound: Option<(MqttLink, EventLoop)>,
+        status: Option<String>,
     ) -> Self {
         Self {
             eventloop,
             link,
             inbound,
             inboxes: Inboxes::default(),
+            status,
         }
     }
 
@@ -151,6 +155,7 @@ impl Connection {
             link,
             inbound,
             inboxes,
+            status,
         } = self;
         let receiving = match inbound {
             Some((link, eventloop)) => Some(tokio::spawn(receive(
@@ -169,8 +174,23 @@ impl Connection {
             }
         };
         let client = link.client().clone();
-        poll(&mut eventloop, &link, "", &mut shutdown, |_| async { true }).await;
-        // The relocks of shutdown were handed over just before: they go out first.
+        let announce = |state: &'static str| {
+            if let Some(topic) = &status
+                && let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, true, state)
+            {
+                tracing::warn!(%topic, error = %e, "cannot publish the gateway's status");
+            }
+        };
+        poll(&mut eventloop, &link, "", &mut shutdown, |polled| {
+            if matches!(polled, Polled::Connected) {
+                announce(super::ONLINE);
+            }
+            async { true }
+        })
+        .await;
+        // The relocks of shutdown were handed over just before: they go out first, then the
+        // gateway's goodbye (a clean DISCONNECT makes the broker drop the last will).
+        announce(super::OFFLINE);
         disconnect(&mut eventloop, &client).await;
         if let Some(receiving) = receiving {
             let _ = tokio::time::timeout(STOP_BOUND, receiving).await;

@@ -35,15 +35,24 @@ pub use options::{
 
 use crate::config::MqttConfig;
 
+/// The gateway's status while it is connected.
+pub const ONLINE: &str = "online";
+/// The gateway's status once it stopped or dropped.
+pub const OFFLINE: &str = "offline";
+
 /// How many requests the client queues before `try_publish` refuses.
 const REQUEST_CAPACITY: usize = 256;
 
 /// The broker connection for `[mqtt]` (not connected until [`Connection::run`] polls it),
-/// with a receive-only connection when `receiving` (the site has readers).
+/// with a receive-only connection when `receiving` (the site has readers). With a `status`
+/// topic (the daemon's, `portier/<gateway_id>/status`), the publishing connection announces
+/// the gateway there, retained: `online` at each connect, `offline` when it stops, and
+/// `offline` as its last will when it drops without a word.
 pub fn connect(
     cfg: &MqttConfig,
     password: Option<String>,
     receiving: bool,
+    status: Option<String>,
 ) -> Result<Connection, MqttSetupError> {
     let inbound = if receiving {
         let options = options::inbound_options(cfg, password.clone())?;
@@ -53,6 +62,21 @@ pub fn connect(
     } else {
         None
     };
-    let (client, eventloop) = mqtt_client(cfg, password, REQUEST_CAPACITY)?;
-    Ok(Connection::new(eventloop, MqttLink::new(client), inbound))
+    let mut options = mqtt_options(cfg, password)?;
+    if let Some(topic) = &status {
+        options.set_last_will(rumqttc::LastWill::new(
+            topic,
+            OFFLINE,
+            rumqttc::QoS::AtLeastOnce,
+            true,
+        ));
+    }
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, REQUEST_CAPACITY);
+    eventloop.set_network_options(mqtt_network_options());
+    Ok(Connection::new(
+        eventloop,
+        MqttLink::new(client),
+        inbound,
+        status,
+    ))
 }

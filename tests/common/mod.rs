@@ -130,11 +130,19 @@ pub async fn run_portier(args: &[String]) -> Run {
 }
 
 /// A free TCP port on loopback.
+///
+/// Chosen below the kernel's ephemeral range (32768 and up on Linux): a port from `bind(0)`
+/// is one that any outgoing connection (a daemon calling the fake Cobot, a test's client) may
+/// take as its local port before the server binds it, which failed a daemon start now and then
+/// with "Address already in use".
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    for _ in 0..1000 {
+        let port = rand::random_range(20_000..32_000);
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port on 127.0.0.1 between 20000 and 32000")
 }
 
 /// `day` at `h:m` in Berlin, as RFC 3339.
