@@ -115,6 +115,7 @@ fn policy(rng: &mut Rng) -> Policy {
             keep_groups: vec![group(0)],
         },
         booking_grace: Duration::from_secs(900),
+        lockdown_groups: Vec::new(),
     }
 }
 

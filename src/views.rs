@@ -87,6 +87,7 @@ pub fn explain(
     query: &ExplainQuery,
     now: chrono::DateTime<chrono::Utc>,
     clock: crate::domain::ClockTrust,
+    lockdown: bool,
 ) -> Result<ExplainView, QueryError> {
     use crate::domain::{Credential, Moment, Request, decide};
     let credential = match (query.member.as_deref(), query.credential.as_deref()) {
@@ -107,7 +108,11 @@ pub fn explain(
     let unit = snapshot
         .unit(unit_id)
         .ok_or_else(|| QueryError::UnknownUnit(unit_id.to_owned()))?;
-    let moment = Moment { at, clock };
+    let moment = Moment {
+        at,
+        clock,
+        lockdown,
+    };
     let decision = decide(snapshot, &Request { unit, credential }, &moment);
     Ok(ExplainView::new(snapshot, &decision))
 }

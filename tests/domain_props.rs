@@ -76,6 +76,7 @@ fn policy(permissions: Vec<PermissionDef>, overrides: Vec<OverrideDef>) -> Polic
             keep_groups: vec!["d".into()],
         },
         booking_grace: Duration::from_secs(900),
+        lockdown_groups: Vec::new(),
     }
 }
 

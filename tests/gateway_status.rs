@@ -42,13 +42,25 @@ async fn the_gateway_is_online_while_it_runs_and_offline_after_a_stop_or_a_crash
     // A clean stop says goodbye.
     let (_watch, mut changes) = s.broker.subscriber("test-watch", STATUS).await;
     assert_eq!(changes.next().await.payload.as_ref(), b"online");
+    let mut d = d;
     d.signal("TERM");
     let bye = changes
         .next_within(Duration::from_secs(10))
         .await
         .expect("offline");
     assert_eq!(bye.payload.as_ref(), b"offline");
+    // Let it finish its goodbye (a DISCONNECT, so the broker drops the last will): dropping
+    // the child kills it.
+    let exited = tokio::time::timeout(Duration::from_secs(10), d.child.wait()).await;
+    assert!(exited.is_ok_and(|status| status.unwrap().success()));
     drop(d);
+    assert!(
+        changes
+            .next_within(Duration::from_millis(500))
+            .await
+            .is_none(),
+        "a clean stop does not set off the last will"
+    );
     assert_eq!(
         retained_status(&s, "test-2").await,
         ("offline".to_owned(), true)

@@ -47,6 +47,8 @@ pub(crate) struct Inputs {
     pub metrics: Arc<dyn AccessMetrics>,
     /// Woken when an event enqueues a Cobot check-in.
     pub outbox: Arc<Notify>,
+    /// Whether a lockdown is on.
+    pub lockdown: watch::Receiver<crate::store::Lockdown>,
 }
 
 /// The access engine (see the module header).
@@ -134,6 +136,7 @@ impl Engine {
         let moment = Moment {
             at: now,
             clock: self.inputs.clock.trust(now),
+            lockdown: self.inputs.lockdown.borrow().on,
         };
         let decision = decide(
             &snapshot,
@@ -304,6 +307,7 @@ impl Engine {
         let moment = Moment {
             at: now,
             clock: self.inputs.clock.trust(now),
+            lockdown: self.inputs.lockdown.borrow().on,
         };
         let request = domain::Request {
             unit,

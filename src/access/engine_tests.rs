@@ -51,6 +51,7 @@ fn rig() -> Rig {
         clock: Arc::new(EventClock::new(None)),
         metrics: Arc::clone(&metrics) as Arc<dyn AccessMetrics>,
         outbox: Arc::new(Notify::new()),
+        lockdown: watch::channel(crate::store::Lockdown::default()).1,
     });
     Rig {
         _dir: dir,

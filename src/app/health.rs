@@ -142,6 +142,24 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
             .flatten(),
     );
     reasons.extend(reader_reasons(daemon));
+    {
+        let lockdown = daemon.lockdown.borrow();
+        if lockdown.on {
+            let since = lockdown
+                .since
+                .map(|t| format!(" since {}", t.format("%Y-%m-%d %H:%M UTC")))
+                .unwrap_or_default();
+            let why = lockdown
+                .reason
+                .as_deref()
+                .map(|r| format!(" ({r})"))
+                .unwrap_or_default();
+            reasons.push(format!(
+                "lockdown is on{since}{why}: only lockdown.allow_groups and staff open; \
+                 `portier lockdown off` ends it"
+            ));
+        }
+    }
     reasons.extend(admin_token_reason(daemon, &config));
     if let Some(reason) = offline_reason(&config, &cloud.sync, snapshot.as_deref(), now) {
         reasons.push(reason);

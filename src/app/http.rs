@@ -37,6 +37,7 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
         .route("/v1/events", get(http_doors::events))
         .route("/v1/backup", get(backup))
         .route("/v1/enrol", get(enrol))
+        .route("/v1/lockdown", post(lockdown))
         .route("/v1/units/{unit}/open", post(http_doors::app_open))
         .route("/v1/admin/units/{unit}/open", post(http_doors::admin_open))
         .fallback(not_found)
@@ -180,7 +181,13 @@ async fn explain(
         );
     };
     let now = clock::now();
-    match views::explain(&snapshot, &query, now, daemon.clock_trust(now)) {
+    match views::explain(
+        &snapshot,
+        &query,
+        now,
+        daemon.clock_trust(now),
+        daemon.lockdown.borrow().on,
+    ) {
         Ok(view) => Json(view).into_response(),
         Err(e @ QueryError::Invalid(_)) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e @ QueryError::UnknownUnit(_)) => error(StatusCode::NOT_FOUND, e.to_string()),
@@ -216,6 +223,72 @@ async fn backup(
             format!("the backup task failed: {e}"),
         ),
     }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockdownBody {
+    on: bool,
+    reason: Option<String>,
+}
+
+/// The longest lockdown reason taken.
+const MAX_REASON: usize = 500;
+
+/// `POST /v1/lockdown {"on": bool, "reason": "..."}` (admin): switches the lockdown, durably;
+/// switched on, every lock is sent its lock command at once.
+async fn lockdown(
+    State(api): State<Arc<Api>>,
+    AdminQuery(NoParams {}): AdminQuery<NoParams>,
+    body: axum::body::Bytes,
+) -> Response {
+    let body: LockdownBody = match serde_json::from_slice(&body) {
+        Ok(body) => body,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("the body must be {{\"on\": true|false, \"reason\": \"...\"}}: {e}"),
+            );
+        }
+    };
+    let reason = body
+        .reason
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty());
+    if reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > MAX_REASON)
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            format!("the reason is longer than {MAX_REASON} characters"),
+        );
+    }
+    let state = crate::store::Lockdown {
+        on: body.on,
+        reason,
+        since: Some(clock::now()),
+    };
+    let daemon = &api.daemon;
+    if let Err(e) = daemon.store.save_lockdown(&state) {
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the lockdown was not switched: {e}"),
+        );
+    }
+    daemon.lockdown.send_replace(state.clone());
+    tracing::warn!(
+        on = state.on,
+        reason = state.reason.as_deref().unwrap_or(""),
+        "lockdown switched {}",
+        if state.on { "on" } else { "off" }
+    );
+    if state.on {
+        for e in daemon.locks.relock_all().await {
+            tracing::error!(error = %e, "a lock did not take its lock command at the lockdown");
+        }
+    }
+    Json(state).into_response()
 }
 
 #[derive(Debug, Deserialize)]

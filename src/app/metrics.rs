@@ -52,6 +52,8 @@ pub(crate) struct Readings {
     pub readers: std::collections::BTreeMap<String, (Option<bool>, Option<bool>)>,
     pub clock_trusted: bool,
     pub outbox_depth: usize,
+    /// Whether a lockdown is on.
+    pub lockdown: bool,
     /// How long the oldest waiting check-in has waited.
     pub outbox_oldest: Option<std::time::Duration>,
 }
@@ -431,7 +433,7 @@ impl Metrics {
             .set(i64::try_from(readings.outbox_depth).unwrap_or(i64::MAX));
         self.outbox_oldest
             .set(readings.outbox_oldest.map_or(0.0, |age| age.as_secs_f64()));
-        self.lockdown.set(0);
+        self.lockdown.set(i64::from(readings.lockdown));
     }
 
     /// The exposition in `format`.

@@ -217,9 +217,17 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     let clock = Arc::new(crate::access::EventClock::new(last_event));
     let (reader_table_tx, reader_table) = watch::channel(Arc::default());
     let enrolment = crate::readers::enrol::Enrolment::default();
+    let lockdown = store.lockdown()?;
+    if lockdown.on {
+        tracing::warn!(
+            reason = lockdown.reason.as_deref().unwrap_or(""),
+            "lockdown is on: only lockdown.allow_groups open"
+        );
+    }
     let daemon = Arc::new(Daemon {
         readers: reader_table.clone(),
         enrolment: enrolment.clone(),
+        lockdown: watch::Sender::new(lockdown),
         admin_token: RwLock::new(None),
         problems: Mutex::new(state::ConfigProblems::default()),
         mqtt: mqtt.as_ref().map(crate::mqtt::Connection::link),
@@ -250,6 +258,7 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         clock,
         metrics,
         outbox: Arc::clone(&outbox_wake),
+        lockdown: daemon.lockdown.subscribe(),
     }));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);

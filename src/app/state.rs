@@ -84,6 +84,8 @@ pub(crate) struct Daemon {
     pub problems: Mutex<ConfigProblems>,
     /// The readers in service (for their status).
     pub readers: watch::Receiver<Arc<crate::readers::Table>>,
+    /// Whether a lockdown is on (kept in the store; switched through the admin API).
+    pub lockdown: watch::Sender<crate::store::Lockdown>,
     /// Enrolment readers' reads, for `portier enrol`.
     pub enrolment: crate::readers::enrol::Enrolment,
 }

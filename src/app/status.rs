@@ -29,6 +29,8 @@ pub(crate) struct StatusView {
     pub readers: std::collections::BTreeMap<String, crate::readers::ReaderStatus>,
     /// Whether the MQTT broker connection is up; `None` without `[mqtt]`.
     pub mqtt_connected: Option<bool>,
+    /// Whether a lockdown is on, why and since when.
+    pub lockdown: crate::store::Lockdown,
     pub outbox_depth: usize,
     /// How long the oldest waiting check-in has waited; `None` when none waits.
     pub outbox_oldest_seconds: Option<i64>,
@@ -105,6 +107,7 @@ pub(crate) fn status(daemon: &Daemon, now: DateTime<Utc>) -> StatusView {
         },
         readers: crate::readers::statuses(&daemon.readers.borrow()),
         mqtt_connected: daemon.mqtt_up(),
+        lockdown: daemon.lockdown.borrow().clone(),
         outbox_depth: outbox.depth,
         outbox_oldest_seconds: outbox.oldest_age.map(|age| age.num_seconds().max(0)),
     }
@@ -134,6 +137,7 @@ pub(crate) fn refresh_metrics(daemon: &Daemon, now: DateTime<Utc>) {
             .map(|(reader, status)| (reader, (status.online, status.secure_channel)))
             .collect(),
         clock_trusted: matches!(daemon.clock_trust(now), ClockTrust::Trusted),
+        lockdown: daemon.lockdown.borrow().on,
         outbox_depth: outbox.depth,
         outbox_oldest: outbox
             .oldest_age

@@ -45,6 +45,7 @@ pub(super) fn run(cli: Cli) -> Result<(), Failure> {
         Command::Backup(args) => super::backup::backup(&load_config(&cli.config)?, &args),
         Command::Restore(args) => super::backup::restore(&load_config(&cli.config)?, &args),
         Command::Enrol(args) => super::enrol::enrol(&load_config(&cli.config)?, &args),
+        Command::Lockdown(args) => super::lockdown::lockdown(&load_config(&cli.config)?, &args),
         Command::Osdp(super::OsdpCommand::Keyset(args)) => {
             super::osdp::keyset(&load_config(&cli.config)?, &args)
         }
@@ -206,8 +207,18 @@ fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure> {
             let last_event = store
                 .last_event_time()
                 .map_err(|e| Failure::Runtime(e.to_string()))?;
-            views::explain(&snapshot, &query, now, clock::trust(now, last_event))
-                .map_err(|e| Failure::Usage(e.to_string()))?
+            let lockdown = store
+                .lockdown()
+                .map_err(|e| Failure::Runtime(e.to_string()))?
+                .on;
+            views::explain(
+                &snapshot,
+                &query,
+                now,
+                clock::trust(now, last_event),
+                lockdown,
+            )
+            .map_err(|e| Failure::Usage(e.to_string()))?
         }
         Access::Daemon(daemon) => {
             let mut params = vec![("unit", args.unit.as_str())];

@@ -9,6 +9,7 @@ mod commands;
 #[cfg(feature = "demo")]
 mod demo;
 mod enrol;
+mod lockdown;
 mod osdp;
 pub(crate) mod output;
 mod owner;
@@ -93,9 +94,32 @@ pub enum Command {
     /// Read one card on an enrolment reader (enrol = true) and print its id as each door
     /// reader sends it (through the running daemon when there is one).
     Enrol(EnrolArgs),
+    /// Switch the lockdown on or off: while on, only `[lockdown] allow_groups` open (and staff
+    /// through the admin API), and switching it on locks every door at once (through the
+    /// running daemon when there is one).
+    Lockdown(LockdownArgs),
     /// OSDP reader commands.
     #[command(subcommand)]
     Osdp(OsdpCommand),
+}
+
+/// `portier lockdown`.
+#[derive(Debug, Args)]
+pub struct LockdownArgs {
+    /// `on` or `off`.
+    pub state: OnOff,
+    /// Why (shown in status, health and the log).
+    #[arg(long)]
+    pub reason: Option<String>,
+}
+
+/// A switch position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnOff {
+    /// On.
+    On,
+    /// Off.
+    Off,
 }
 
 /// `portier osdp ...`.

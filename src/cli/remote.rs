@@ -178,6 +178,16 @@ impl Daemon {
         Ok(Answer::Err(status, message))
     }
 
+    /// `POST path` with a JSON body.
+    pub(crate) async fn post_json<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> Result<Answer<T>, Failure> {
+        self.call(self.http.post(format!("{}{path}", self.base)).json(body))
+            .await
+    }
+
     /// `POST path?query`.
     pub(crate) async fn post<T: DeserializeOwned>(
         &self,

@@ -18,7 +18,8 @@ use super::bounds::Bounds;
 use super::checker::{Checker, check_name};
 use super::error::KeyPath;
 use super::raw::{
-    RawAssignment, RawCobot, RawGroup, RawHoliday, RawOffline, RawOverride, RawPermission, RawUnit,
+    RawAssignment, RawCobot, RawGroup, RawHoliday, RawLockdown, RawOffline, RawOverride,
+    RawPermission, RawUnit,
 };
 
 /// Default `open_for` of a unit.
@@ -37,6 +38,7 @@ pub(crate) struct PolicyInput<'r> {
     pub permissions: Vec<RawPermission>,
     pub holidays: Vec<RawHoliday>,
     pub overrides: Vec<RawOverride>,
+    pub lockdown: RawLockdown,
 }
 
 /// Checks the access sections and builds the policy (meaningful only when no error was found).
@@ -104,7 +106,15 @@ pub(crate) fn policy(
         ),
     };
 
+    let lockdown_groups = resolve_groups(
+        ck,
+        input.lockdown.allow_groups.unwrap_or_default(),
+        &KeyPath::root("lockdown").key("allow_groups"),
+        &group_ids,
+    );
+
     Policy {
+        lockdown_groups,
         timezone: input.timezone,
         groups,
         assignments,

@@ -33,6 +33,13 @@ pub(crate) struct RawConfig {
     pub locks: Vec<RawLock>,
     #[serde(default, rename = "reader")]
     pub readers: Vec<RawReader>,
+    pub lockdown: Option<RawLockdown>,
+}
+
+/// `[lockdown]`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawLockdown {
+    pub allow_groups: Option<Vec<String>>,
 }
 
 /// `[site]`.

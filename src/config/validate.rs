@@ -109,6 +109,7 @@ impl Checker<'_, '_> {
             permissions: raw.permissions,
             holidays: raw.holidays,
             overrides: raw.overrides,
+            lockdown: raw.lockdown.unwrap_or_default(),
         };
         let lock_ids = raw.locks.iter().filter_map(|l| l.id.as_deref()).collect();
         let policy = policy::policy(&mut self, policy_input, &lock_ids);

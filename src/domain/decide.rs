@@ -58,14 +58,17 @@ pub struct Moment {
     pub at: DateTime<Utc>,
     /// Whether `at` comes from a clock that can be believed.
     pub clock: ClockTrust,
+    /// Whether a lockdown is on: then only `[lockdown] allow_groups` open (and staff).
+    pub lockdown: bool,
 }
 
 impl Moment {
-    /// A moment read from a trusted clock (or given with `--at`).
+    /// A moment read from a trusted clock (or given with `--at`), no lockdown.
     pub fn trusted(at: DateTime<Utc>) -> Self {
         Self {
             at,
             clock: ClockTrust::Trusted,
+            lockdown: false,
         }
     }
 }
@@ -145,12 +148,15 @@ pub(crate) enum Denial {
     ClockUntrusted(u32),
     /// A group with a permission here, not kept by the offline ladder.
     Offline(u32),
+    /// A group with a permission here, not allowed while the lockdown is on.
+    Lockdown(u32),
 }
 
 impl Denial {
     /// Which note explains a denial best when several permissions failed.
     fn rank(&self) -> u8 {
         match self {
+            Self::Lockdown(_) => 6,
             Self::Offline(_) => 5,
             Self::ClockUntrusted(_) => 4,
             Self::Holiday(_) => 3,
@@ -351,6 +357,7 @@ fn evaluate(
         local,
         holiday: s.is_holiday(date),
         trusted: now.clock == ClockTrust::Trusted,
+        lockdown: now.lockdown,
         stale: s
             .offline_max_age
             .is_some_and(|max| now.at - s.synced_at > max),
@@ -414,6 +421,7 @@ struct Check<'s> {
     local: NaiveDateTime,
     holiday: bool,
     trusted: bool,
+    lockdown: bool,
     stale: bool,
     any_group: bool,
     note: Option<Denial>,
@@ -431,6 +439,16 @@ impl Check<'_> {
         self.any_group = true;
         let grants = self.unit.grants_for(g);
         if grants.is_empty() {
+            return None;
+        }
+        if self.lockdown
+            && !self
+                .s
+                .groups
+                .get(g as usize)
+                .is_some_and(|g| g.lockdown_allowed)
+        {
+            self.note(Denial::Lockdown(g));
             return None;
         }
         if self.stale

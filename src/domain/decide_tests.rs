@@ -475,6 +475,7 @@ fn an_untrusted_clock_refuses_scheduled_grants_but_not_24_7_ones() {
     let now = Moment {
         at: berlin(2026, 3, 2, 10, 0),
         clock: ClockTrust::Untrusted(ClockProblem::JumpedBack),
+        lockdown: false,
     };
     let ask = |id| {
         decide(
@@ -667,4 +668,66 @@ fn a_user_with_two_memberships_is_granted_by_the_one_in_force() {
         s.member_by_user("user_m_old").map(|m| s.member_id(m)),
         Some("m_new")
     );
+}
+
+#[test]
+fn in_a_lockdown_only_the_allowed_groups_open_and_the_refusal_says_so() {
+    let mut p = policy();
+    p.lockdown_groups = vec!["full_time".into()];
+    let s = snap(
+        &data(vec![
+            member("m1", Some("p_full")),
+            member("m2", Some("p_drop")),
+        ]),
+        &p,
+    );
+    let unit = s.unit("front_door").unwrap();
+    let at = berlin(2026, 3, 2, 10, 0);
+    let ask = |id, lockdown| {
+        let now = Moment {
+            at,
+            clock: ClockTrust::Trusted,
+            lockdown,
+        };
+        decide(
+            &s,
+            &Request {
+                unit,
+                credential: Credential::Member(id),
+            },
+            &now,
+        )
+    };
+    // No lockdown: both open (m2 inside her window).
+    assert!(ask("m1", false).granted() && ask("m2", false).granted());
+    // Lockdown: full_time is allowed, drop_in is not.
+    assert!(ask("m1", true).granted());
+    let refused = ask("m2", true);
+    assert!(!refused.granted());
+    let reason = refused.reason(&s);
+    assert!(
+        reason.contains("lockdown is on") && reason.contains("drop_in"),
+        "{reason}"
+    );
+    assert!(
+        refused
+            .chain(&s)
+            .iter()
+            .any(|step| step.contains("lockdown.allow_groups"))
+    );
+    // Staff through the admin API open whatever the lockdown.
+    let now = Moment {
+        at,
+        clock: ClockTrust::Trusted,
+        lockdown: true,
+    };
+    let staff = decide(
+        &s,
+        &Request {
+            unit,
+            credential: Credential::Admin,
+        },
+        &now,
+    );
+    assert!(staff.granted());
 }

@@ -89,6 +89,10 @@ impl Decision {
                     r.max_age(),
                     r.group(*g)
                 ),
+                Denial::Lockdown(g) => format!(
+                    "lockdown is on: only lockdown.allow_groups open, and group {} is not one of them",
+                    r.group(*g)
+                ),
             },
         }
     }
@@ -471,6 +475,11 @@ impl<'a> Render<'a> {
             ),
             Outcome::Denied(Denial::Offline(g)) => format!(
                 "group {} has a permission covering {unit} but is not in offline.keep_groups",
+                self.group(*g)
+            ),
+            Outcome::Denied(Denial::Lockdown(g)) => format!(
+                "group {} has a permission covering {unit} but is not in lockdown.allow_groups \
+                 (lockdown is on)",
                 self.group(*g)
             ),
             _ => return None,

@@ -37,6 +37,7 @@ pub(super) fn compile_groups(
             id: g.id.clone(),
             has_permission: false,
             keep_offline: false,
+            lockdown_allowed: false,
         });
     }
     for keep in &policy.offline.keep_groups {
@@ -48,6 +49,18 @@ pub(super) fn compile_groups(
             }
             None => warnings.push(format!(
                 "offline.keep_groups names unknown group \"{keep}\""
+            )),
+        }
+    }
+    for allowed in &policy.lockdown_groups {
+        match index.get(&allowed.to_lowercase()) {
+            Some(&g) => {
+                if let Some(group) = groups.get_mut(g as usize) {
+                    group.lockdown_allowed = true;
+                }
+            }
+            None => warnings.push(format!(
+                "lockdown.allow_groups names unknown group \"{allowed}\""
             )),
         }
     }

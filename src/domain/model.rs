@@ -142,6 +142,8 @@ pub struct Policy {
     pub offline: OfflinePolicy,
     /// Booking-only plans are granted this long before and after a booking.
     pub booking_grace: Duration,
+    /// `[lockdown] allow_groups`: the groups that still open while a lockdown is on.
+    pub lockdown_groups: Vec<String>,
 }
 
 /// A user group.

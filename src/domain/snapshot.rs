@@ -111,6 +111,8 @@ pub(crate) struct Group {
     pub(crate) has_permission: bool,
     /// Listed in `offline.keep_groups`.
     pub(crate) keep_offline: bool,
+    /// Still opens while a lockdown is on (`[lockdown] allow_groups`).
+    pub(crate) lockdown_allowed: bool,
 }
 
 /// A permission: group → unit (and below), with an optional weekly schedule.

@@ -100,6 +100,7 @@ pub(crate) fn policy() -> Policy {
         overrides: Vec::new(),
         offline: OfflinePolicy::default(),
         booking_grace: Duration::from_secs(15 * 60),
+        lockdown_groups: Vec::new(),
     }
 }
 

@@ -424,7 +424,8 @@ impl Locks {
         driver.unlock(permit, cmd).await
     }
 
-    /// Relocks every open lock now (shutdown drain), all at once; returns the failures.
+    /// Relocks every open lock now (shutdown drain, lockdown), all at once; returns the
+    /// failures.
     pub async fn relock_all(&self) -> Vec<LockError> {
         retire(self.drivers()).await
     }

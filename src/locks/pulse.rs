@@ -200,7 +200,7 @@ impl<A: Actuator> Pulse<A> {
         self.inner.record(&result);
         result?;
         state.until = None;
-        tracing::info!(lock = %self.inner.id, "relocked (shutdown)");
+        tracing::info!(lock = %self.inner.id, "relocked at once (shutdown or lockdown)");
         Ok(())
     }
 

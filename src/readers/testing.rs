@@ -69,6 +69,7 @@ impl Site {
             clock: Arc::new(EventClock::new(None)),
             metrics: Arc::new(Quiet),
             outbox: Arc::new(Notify::new()),
+            lockdown: watch::channel(crate::store::Lockdown::default()).1,
         }));
         Site {
             _dir: dir,

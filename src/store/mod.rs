@@ -51,6 +51,8 @@ pub const LOCK_FILE: &str = "portier.lock";
 /// Where stores written before the snapshot file kept the snapshot record (sled's default tree).
 const SNAPSHOT_KEY: &[u8] = b"snapshot";
 const STATUS_KEY: &[u8] = b"sync_status";
+/// Key of the lockdown state.
+const LOCKDOWN_KEY: &[u8] = b"lockdown";
 
 /// What can go wrong with the store.
 #[derive(Debug, Error)]
@@ -137,6 +139,17 @@ pub enum GuardState {
         #[serde(default)]
         plan_known_before: usize,
     },
+}
+
+/// Whether a lockdown is on: kept across restarts and reloads until switched off.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lockdown {
+    /// On: only `[lockdown] allow_groups` (and staff through the admin API) open.
+    pub on: bool,
+    /// Why, as given when it was switched.
+    pub reason: Option<String>,
+    /// When it was last switched.
+    pub since: Option<DateTime<Utc>>,
 }
 
 /// What the last sync attempts did, for `status` and health.
@@ -282,6 +295,18 @@ impl Store {
     /// The sync status (default before the first sync).
     pub fn sync_status(&self) -> Result<SyncStatus, StoreError> {
         Ok(self.read(STATUS_KEY, "sync status")?.unwrap_or_default())
+    }
+
+    /// The lockdown state (off before it was ever switched).
+    pub fn lockdown(&self) -> Result<Lockdown, StoreError> {
+        Ok(self
+            .read(LOCKDOWN_KEY, "lockdown state")?
+            .unwrap_or_default())
+    }
+
+    /// Replaces the lockdown state durably.
+    pub fn save_lockdown(&self, lockdown: &Lockdown) -> Result<(), StoreError> {
+        self.write(LOCKDOWN_KEY, lockdown)
     }
 
     /// Replaces the sync status durably.

@@ -31,6 +31,7 @@ pub fn permit(lock: &str, open_for: Duration) -> Permit {
         overrides: Vec::new(),
         offline: OfflinePolicy::default(),
         booking_grace: Duration::ZERO,
+        lockdown_groups: Vec::new(),
     };
     let at = Utc.with_ymd_and_hms(2026, 3, 2, 9, 0, 0).unwrap();
     let snapshot = compile(&Default::default(), &policy, 1, at);
