@@ -309,13 +309,19 @@ where
 /// Logs go to the journal when systemd runs the daemon (it sets `JOURNAL_STREAM`), else to
 /// stderr: plain text, with colours only when stderr is a terminal, or one JSON object per
 /// line with `PORTIER_LOG_FORMAT=json` (which also replaces the journal). `RUST_LOG` overrides
-/// the level: `info` for the daemon, `warn` for commands.
+/// the level: `info` for the daemon, `warn` for commands. libosdp's own log is off unless
+/// asked for (`RUST_LOG=info,libosdp=debug`): it says "going offline" every 2 s while a reader
+/// is away, which Portier says once, with the reason, and keeps in status and health.
 fn init_tracing(daemon: bool) {
     use std::io::IsTerminal;
     use tracing_subscriber::EnvFilter;
     use tracing_subscriber::prelude::*;
 
-    let default = if daemon { "info" } else { "warn" };
+    let default = if daemon {
+        "info,libosdp=off"
+    } else {
+        "warn,libosdp=off"
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let json = match std::env::var("PORTIER_LOG_FORMAT").as_deref() {
         Ok("json") => true,

@@ -2,11 +2,12 @@
 //!
 //! The thread refreshes libosdp every [`REFRESH`] (the protocol wants at most 50 ms), sends
 //! the reader's feedback, and hands card reads to the reader loop without ever waiting on it.
-//! libosdp waits five minutes before it asks an offline reader again; a reader that stopped
-//! answering is set up again sooner by building a fresh panel every [`RESTART`] while it is
-//! offline, so that it is back, secure channel included, within seconds of answering again.
-//! The thread ends when the reader is taken out of service (its task is dropped) or the
-//! reader loop is gone.
+//! A reader that stopped answering is asked again every 2 s (libosdp's wait, set at build time
+//! in `.cargo/config.toml`; its own default is five minutes), so it is back, secure channel
+//! included, within seconds of answering again. One panel serves the reader for as long as it
+//! is in service: libosdp keeps the channel it is given until the process ends, so a panel is
+//! never built again for a reader that is merely offline. The thread ends when the reader is
+//! taken out of service (its task is dropped) or the reader loop is gone.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, TryRecvError};
@@ -26,8 +27,6 @@ use crate::readers::device::{Attached, REOPEN};
 
 /// How often the panel is refreshed.
 pub(crate) const REFRESH: Duration = Duration::from_millis(20);
-/// How long a reader may be offline before its panel is built again.
-pub(crate) const RESTART: Duration = Duration::from_secs(4);
 
 /// Serves an OSDP reader until the task is dropped (a reload took the reader out) or the
 /// reader loop is gone.
@@ -67,13 +66,18 @@ impl Drop for StopOnDrop {
     }
 }
 
-/// The thread: builds a panel and refreshes it, again and again, until told to stop.
+/// The thread: reads the key and builds the panel (again every 2 s while either fails), then
+/// refreshes it until told to stop.
 fn run(
     attached: &Attached,
     link: &OsdpLink,
     feedback: &mpsc::Receiver<Feedback>,
     stop: &AtomicBool,
 ) {
+    if link.scbk_file.is_none() {
+        tracing::warn!(reader = %attached.id,
+            "OSDP reader without scbk_file: card ids cross the bus unencrypted");
+    }
     while !stop.load(Ordering::Relaxed) && !attached.frames.is_closed() {
         let key = match link.scbk_file.as_deref().map(crate::config::read_key) {
             None => None,
@@ -176,8 +180,7 @@ fn deliver(attached: &Attached, data: &[u8], bits: usize) {
     }
 }
 
-/// Refreshes `panel` until told to stop, or until the reader has been offline for
-/// [`RESTART`] (the caller then builds a new one).
+/// Refreshes `panel` until told to stop or the reader loop is gone.
 fn refresh(
     attached: &Attached,
     link: &OsdpLink,
@@ -187,7 +190,6 @@ fn refresh(
     feedback: &mpsc::Receiver<Feedback>,
     stop: &AtomicBool,
 ) {
-    let mut offline_since = crate::clock::instant();
     let mut was_online = false;
     while !stop.load(Ordering::Relaxed) && !attached.frames.is_closed() {
         panel.refresh();
@@ -210,7 +212,6 @@ fn refresh(
             was_online = online;
         }
         if online {
-            offline_since = crate::clock::instant();
             set_state(attached, true, Some(sc), None);
         } else {
             let problem = port_problem
@@ -235,9 +236,6 @@ fn refresh(
                     }
                 });
             set_state(attached, false, Some(false), Some(problem));
-            if offline_since.elapsed() >= RESTART {
-                return;
-            }
         }
         pause(REFRESH);
     }
