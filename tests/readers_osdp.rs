@@ -147,15 +147,9 @@ async fn site_with_reader(pd: &Pd, key_file: Option<&str>) -> (Site, u16) {
 }
 
 async fn start_daemon(site: &Site, port: u16) -> Daemon {
-    let mut d = Daemon::start(&site.config(), site.dir.path(), port, None);
-    assert!(d.wait_for_notify("READY=1", Duration::from_secs(10)).await);
-    let (_, status) = d
-        .poll("/v1/status", Duration::from_secs(15), |_, s| {
-            s["snapshot"]["version"].as_u64().is_some()
-        })
-        .await;
-    assert!(status["snapshot"]["version"].as_u64().is_some(), "{status}");
-    d
+    Daemon::start_serving(&site.config(), site.dir.path(), port)
+        .await
+        .0
 }
 
 /// `/v1/status`'s reader once `check` accepts it (or after 20 s).

@@ -222,10 +222,9 @@ fn frame_of(bits: &CardBits) -> Result<RawFrame, String> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::config::{HidDevice, WiegandCredential, WiegandFormat, WiegandWiring};
+    use crate::config::{HidDevice, WiegandCredential, WiegandFormat};
+    use crate::readers::testing::wiegand_wiring;
 
     fn wiegand(
         id: &str,
@@ -236,15 +235,7 @@ mod tests {
         ReaderConfig {
             id: id.into(),
             unit: unit.map(str::to_owned),
-            source: ReaderSource::Wiegand(WiegandWiring {
-                d0: "GPIO17".into(),
-                d1: "GPIO27".into(),
-                chip: None,
-                format,
-                credential,
-                frame_gap: Duration::from_millis(25),
-                pin_timeout: Duration::from_secs(10),
-            }),
+            source: ReaderSource::Wiegand(wiegand_wiring(format, credential)),
         }
     }
 

@@ -130,6 +130,22 @@ impl Site {
     }
 }
 
+/// A Wiegand reader on GPIO17/GPIO27 with the default gap and PIN timeout.
+pub(crate) fn wiegand_wiring(
+    format: crate::config::WiegandFormat,
+    credential: crate::config::WiegandCredential,
+) -> crate::config::WiegandWiring {
+    crate::config::WiegandWiring {
+        d0: "GPIO17".into(),
+        d1: "GPIO27".into(),
+        chip: None,
+        format,
+        credential,
+        frame_gap: Duration::from_millis(25),
+        pin_timeout: Duration::from_secs(10),
+    }
+}
+
 /// Readers in service with the loop running.
 pub(crate) struct Serving {
     pub readers: Readers,

@@ -24,6 +24,28 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Starts `portier run` like [`Daemon::start`] without a watchdog and waits for READY=1
+    /// and the first snapshot; the daemon and its `/v1/status` then.
+    pub async fn start_serving(
+        config: &Path,
+        dir: &Path,
+        http_port: u16,
+    ) -> (Daemon, serde_json::Value) {
+        let mut d = Self::start(config, dir, http_port, None);
+        assert!(
+            d.wait_for_notify("READY=1", Duration::from_secs(10)).await,
+            "no READY=1: {:?}",
+            d.messages
+        );
+        let (_, status) = d
+            .poll("/v1/status", Duration::from_secs(15), |_, s| {
+                s["snapshot"]["version"].as_u64().is_some()
+            })
+            .await;
+        assert!(status["snapshot"]["version"].as_u64().is_some(), "{status}");
+        (d, status)
+    }
+
     /// Starts `portier --config <config> run` with a notify socket in `dir`, the watchdog
     /// set to `watchdog`.
     pub fn start(config: &Path, dir: &Path, http_port: u16, watchdog: Option<Duration>) -> Daemon {

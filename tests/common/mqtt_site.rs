@@ -81,19 +81,9 @@ impl MqttSite {
 
     /// Starts `portier run` and waits for READY=1 and the first snapshot.
     pub async fn start_daemon(&self) -> Daemon {
-        let mut d = Daemon::start(&self.site.config(), self.site.dir.path(), self.port, None);
-        assert!(
-            d.wait_for_notify("READY=1", Duration::from_secs(10)).await,
-            "no READY=1: {:?}",
-            d.messages
-        );
-        let (_, status) = d
-            .poll("/v1/status", Duration::from_secs(15), |_, s| {
-                s["snapshot"]["version"].as_u64().is_some()
-            })
-            .await;
-        assert!(status["snapshot"]["version"].as_u64().is_some(), "{status}");
-        d
+        Daemon::start_serving(&self.site.config(), self.site.dir.path(), self.port)
+            .await
+            .0
     }
 
     /// A client playing a reader (it may publish up to 4 MiB).

@@ -12,7 +12,7 @@ use super::gpio::{EdgeSource, WiegandLines};
 use super::*;
 use crate::config::{ReaderSource, WiegandCredential, WiegandFormat, WiegandWiring};
 use crate::readers::device::{Attached, BoxFuture, serve};
-use crate::readers::testing::Site;
+use crate::readers::testing::{Site, wiegand_wiring as wiring};
 use crate::readers::{Frame, ReaderStatus, Transports};
 
 /// Time between two bits, as readers send them.
@@ -154,18 +154,6 @@ impl EdgeSource for Playing {
                 }
             }
         })
-    }
-}
-
-fn wiring(format: WiegandFormat, credential: WiegandCredential) -> WiegandWiring {
-    WiegandWiring {
-        d0: "GPIO17".into(),
-        d1: "GPIO27".into(),
-        chip: None,
-        format,
-        credential,
-        frame_gap: Duration::from_millis(25),
-        pin_timeout: Duration::from_secs(10),
     }
 }
 
