@@ -270,7 +270,14 @@ async fn lockdown(
         since: Some(clock::now()),
     };
     let daemon = &api.daemon;
-    if let Err(e) = daemon.store.save_lockdown(&state) {
+    // The write waits for the disk: on the blocking pool, not a worker.
+    let store = Arc::clone(&daemon.store);
+    let saving = state.clone();
+    let saved = tokio::task::spawn_blocking(move || store.save_lockdown(&saving))
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|saved| saved.map_err(|e| e.to_string()));
+    if let Err(e) = saved {
         return error(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("the lockdown was not switched: {e}"),
