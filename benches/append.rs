@@ -25,6 +25,7 @@ fn event(i: usize) -> NewEvent {
         reader: Some("front_reader".into()),
         opened: true,
         lock_error: None,
+        via: None,
         check_in_day: NaiveDate::from_ymd_opt(2026, 9, 21),
     }
 }

@@ -3,7 +3,8 @@
 //! Data flows one way: `cobot` (HTTP client, wire types) → `sync` → `store` (sled) →
 //! `domain::Snapshot` → `access` (the engine: `domain::decide`, then `locks`, then the event in
 //! `store`). Every way in is an adapter on `access`: `readers` (one loop for every reader kind)
-//! and the daemon's HTTP opens. `mqtt` owns the one broker connection that readers and MQTT
+//! the daemon's HTTP opens and Home Assistant's commands (`site`, which also publishes the
+//! gateway's events and states). `mqtt` owns the one broker connection that readers and MQTT
 //! locks share. `app` is the daemon's composition root, `cli` the command line; `clock` is the
 //! only clock reader. `outbox` sends the Cobot check-ins events cause. ARCHITECTURE.md says who
 //! owns what.
@@ -22,6 +23,7 @@ pub(crate) mod memory;
 pub mod mqtt;
 pub mod outbox;
 pub(crate) mod readers;
+pub(crate) mod site;
 pub mod store;
 pub mod sync;
 pub mod tls;

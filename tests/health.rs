@@ -740,6 +740,7 @@ async fn seed_check_in(site: &Site, time: chrono::DateTime<chrono::Utc>) {
             reader: None,
             opened: true,
             lock_error: None,
+            via: None,
             check_in_day: Some(day),
         })
         .await

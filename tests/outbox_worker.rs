@@ -45,6 +45,7 @@ fn entry(member: &str) -> NewEvent {
         reader: None,
         opened: true,
         lock_error: None,
+        via: None,
         check_in_day: Some(today()),
     }
 }

@@ -12,14 +12,14 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, broadcast, watch};
 
 use super::outcome::{AtTheLock, Decided, Outcome};
 use super::{AccessMetrics, Credential, EventClock, Request, decision_id};
 use crate::config::Config;
 use crate::domain::{self, Decision, MemberIdx, Moment, Permit, Snapshot, decide};
 use crate::locks::{Command, Locks};
-use crate::store::{CredentialKind, NewEvent, Store};
+use crate::store::{CredentialKind, EventRecord, NewEvent, Store};
 
 /// Why a door request could not even be decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +49,10 @@ pub(crate) struct Inputs {
     pub outbox: Arc<Notify>,
     /// Whether a lockdown is on.
     pub lockdown: watch::Receiver<crate::store::Lockdown>,
+    /// Every event once it is durable, for those who show or forward them (the site's MQTT
+    /// topics, Home Assistant). Nobody listening is fine; a slow listener misses events, it
+    /// never holds a door up.
+    pub feed: broadcast::Sender<Arc<EventRecord>>,
 }
 
 /// The access engine (see the module header).
@@ -182,6 +186,7 @@ impl Engine {
                 reader: request.reader.clone(),
                 opened: false,
                 lock_error: None,
+                via: request.via.map(str::to_owned),
                 check_in_day,
             },
             permit: decision.into_permit(),
@@ -211,6 +216,7 @@ impl Engine {
                 reader: reader.map(str::to_owned),
                 opened: false,
                 lock_error: None,
+                via: None,
                 check_in_day: None,
             },
             permit: None,
@@ -247,7 +253,9 @@ impl Engine {
                 if record.check_in.is_some() {
                     self.inputs.outbox.notify_one();
                 }
-                Ok(record.seq)
+                let seq = record.seq;
+                let _ = self.inputs.feed.send(Arc::new(record));
+                Ok(seq)
             }
             Err(e) => {
                 tracing::error!(error = %e, decision_id = %event.decision_id, "cannot record the event");

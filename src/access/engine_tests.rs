@@ -52,6 +52,7 @@ fn rig() -> Rig {
         metrics: Arc::clone(&metrics) as Arc<dyn AccessMetrics>,
         outbox: Arc::new(Notify::new()),
         lockdown: watch::channel(crate::store::Lockdown::default()).1,
+        feed: tokio::sync::broadcast::channel(16).0,
     });
     Rig {
         _dir: dir,
@@ -69,6 +70,7 @@ fn request(unit: &str, credential: Credential) -> Request {
         unit: unit.into(),
         credential,
         reader: None,
+        via: None,
     }
 }
 

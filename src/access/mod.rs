@@ -12,10 +12,12 @@
 //! daemon's other state.
 
 mod engine;
+mod lockdown;
 mod outcome;
 mod trust;
 
 pub(crate) use engine::{Engine, Inputs, NotDecided};
+pub(crate) use lockdown::{LockdownSwitch, SwitchError};
 pub(crate) use outcome::{AtTheLock, Outcome};
 pub(crate) use trust::EventClock;
 
@@ -57,6 +59,9 @@ pub(crate) struct Request {
     pub credential: Credential,
     /// The reader it came through, for reader requests.
     pub reader: Option<String>,
+    /// Where a request that came through no reader was made, when not the HTTP API
+    /// (`homeassistant`).
+    pub via: Option<&'static str>,
 }
 
 /// What the engine reports for `/metrics`. The daemon's metrics implement it; the engine

@@ -232,9 +232,6 @@ struct LockdownBody {
     reason: Option<String>,
 }
 
-/// The longest lockdown reason taken.
-const MAX_REASON: usize = 500;
-
 /// `POST /v1/lockdown {"on": bool, "reason": "..."}` (admin): switches the lockdown, durably;
 /// switched on, every lock is sent its lock command at once.
 async fn lockdown(
@@ -251,51 +248,18 @@ async fn lockdown(
             );
         }
     };
-    let reason = body
-        .reason
-        .map(|r| r.trim().to_owned())
-        .filter(|r| !r.is_empty());
-    if reason
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > MAX_REASON)
-    {
-        return error(
-            StatusCode::BAD_REQUEST,
-            format!("the reason is longer than {MAX_REASON} characters"),
-        );
-    }
-    let state = crate::store::Lockdown {
-        on: body.on,
-        reason,
-        since: Some(clock::now()),
-    };
-    let daemon = &api.daemon;
-    // The write waits for the disk: on the blocking pool, not a worker.
-    let store = Arc::clone(&daemon.store);
-    let saving = state.clone();
-    let saved = tokio::task::spawn_blocking(move || store.save_lockdown(&saving))
+    match api
+        .daemon
+        .lockdown
+        .switch(body.on, body.reason, "the admin API")
         .await
-        .map_err(|e| e.to_string())
-        .and_then(|saved| saved.map_err(|e| e.to_string()));
-    if let Err(e) = saved {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("the lockdown was not switched: {e}"),
-        );
-    }
-    daemon.lockdown.send_replace(state.clone());
-    tracing::warn!(
-        on = state.on,
-        reason = state.reason.as_deref().unwrap_or(""),
-        "lockdown switched {}",
-        if state.on { "on" } else { "off" }
-    );
-    if state.on {
-        for e in daemon.locks.relock_all().await {
-            tracing::error!(error = %e, "a lock did not take its lock command at the lockdown");
+    {
+        Ok(state) => Json(state).into_response(),
+        Err(e @ crate::access::SwitchError::ReasonTooLong) => {
+            error(StatusCode::BAD_REQUEST, e.to_string())
         }
+        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
-    Json(state).into_response()
 }
 
 #[derive(Debug, Deserialize)]

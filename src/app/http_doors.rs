@@ -92,6 +92,7 @@ async fn open(api: &Api, unit: String, credential: Credential) -> Response {
         unit,
         credential,
         reader: None,
+        via: None,
     };
     match api.engine.handle(&request).await {
         Ok(outcome) => answer(&outcome),

@@ -94,6 +94,9 @@ pub fn run(config: Config) -> Result<(), DaemonError> {
     runtime.block_on(serve(config))
 }
 
+/// How many events the feed holds for a listener that fell behind.
+const FEED_CAPACITY: usize = 256;
+
 /// How often every lock is probed (Modbus read, broker connection, Bluetooth adapter).
 const PROBE_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -141,6 +144,30 @@ fn needs_restart(started: &Config, new: &Config) -> Vec<&'static str> {
         changed.push("[mqtt]");
     }
     changed
+}
+
+/// Where the installer page answers, as others on the network reach it: the listen address,
+/// or this machine's host name when it listens on every address.
+fn page_url(config: &Config) -> String {
+    let listen = config.http.listen;
+    let scheme = if config.http.tls_cert_file.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let host = if listen.ip().is_unspecified() {
+        nix::unistd::gethostname()
+            .ok()
+            .and_then(|name| name.into_string().ok())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned())
+    } else {
+        match listen.ip() {
+            std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+            ip => ip.to_string(),
+        }
+    };
+    format!("{scheme}://{host}:{}/", listen.port())
 }
 
 /// Probes every lock now and then every [`PROBE_INTERVAL`], until shutdown.
@@ -227,7 +254,11 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     let daemon = Arc::new(Daemon {
         readers: reader_table.clone(),
         enrolment: enrolment.clone(),
-        lockdown: watch::Sender::new(lockdown),
+        lockdown: Arc::new(crate::access::LockdownSwitch::new(
+            Arc::clone(&store),
+            lockdown,
+            Arc::clone(&locks),
+        )),
         admin_token: RwLock::new(None),
         problems: Mutex::new(state::ConfigProblems::default()),
         mqtt: mqtt.as_ref().map(crate::mqtt::Connection::link),
@@ -250,6 +281,7 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     apply_admin_token(&daemon, &daemon.config());
     let started = daemon.config();
     let outbox_wake = Arc::new(tokio::sync::Notify::new());
+    let (feed, _) = tokio::sync::broadcast::channel(FEED_CAPACITY);
     let engine = Arc::new(Engine::new(Inputs {
         snapshot: daemon.snapshot.clone(),
         config: daemon.config.subscribe(),
@@ -259,6 +291,7 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         metrics,
         outbox: Arc::clone(&outbox_wake),
         lockdown: daemon.lockdown.subscribe(),
+        feed: feed.clone(),
     }));
 
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -290,6 +323,22 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         frames_tx,
         reader_table_tx,
     );
+    if let Some(connection) = &mqtt {
+        tasks.spawn(crate::site::run(
+            crate::site::Inputs {
+                config: daemon.config.subscribe(),
+                snapshot: daemon.snapshot.clone(),
+                link: connection.link(),
+                topics: connection.topics(),
+                feed: feed.subscribe(),
+                locks: Arc::clone(&locks),
+                lockdown: Arc::clone(&daemon.lockdown),
+                engine: Arc::clone(&engine),
+                configuration_url: page_url(&started),
+            },
+            shutdown_rx.clone(),
+        ));
+    }
     // The broker connection stops last, after the doors are locked again (see `TASKS_BOUND`).
     let (broker_stop, broker_stopped) = watch::channel(false);
     let broker = mqtt.map(|connection| tokio::spawn(connection.run(broker_stopped)));

@@ -85,7 +85,7 @@ pub(crate) struct Daemon {
     /// The readers in service (for their status).
     pub readers: watch::Receiver<Arc<crate::readers::Table>>,
     /// Whether a lockdown is on (kept in the store; switched through the admin API).
-    pub lockdown: watch::Sender<crate::store::Lockdown>,
+    pub lockdown: Arc<crate::access::LockdownSwitch>,
     /// Enrolment readers' reads, for `portier enrol`.
     pub enrolment: crate::readers::enrol::Enrolment,
 }

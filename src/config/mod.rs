@@ -56,12 +56,24 @@ pub struct Config {
     pub locks: Vec<LockConfig>,
     /// `[[reader]]`, in file order.
     pub readers: Vec<ReaderConfig>,
+    /// `[homeassistant]`: MQTT discovery, when the section is present.
+    pub homeassistant: Option<HomeAssistantConfig>,
     /// Groups, assignments, units, permissions, holidays, overrides, `[offline]` and the
     /// access-shaping `[cobot]` keys, with every reference resolved.
     pub policy: Policy,
     /// Where each `*_file` key was written (`http.admin_token_file` → line, column), so
     /// [`Config::check_secrets`] can point at it.
     pub key_positions: BTreeMap<String, (usize, usize)>,
+}
+
+/// `[homeassistant]`: Home Assistant MQTT discovery of the gateway and its doors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HomeAssistantConfig {
+    /// The discovery prefix Home Assistant listens on (default `homeassistant`).
+    pub prefix: String,
+    /// Home Assistant may open doors (audited admin opens) and switch the lockdown on
+    /// (default false: the entities only show state).
+    pub commands: bool,
 }
 
 /// `[site]`.
@@ -360,6 +372,16 @@ impl SiteConfig {
     /// The retained `online`/`offline` topic of this gateway (birth and last will).
     pub fn status_topic(&self) -> String {
         format!("portier/{}/status", self.gateway_id)
+    }
+
+    /// The topic every door event of this gateway is published on (not retained).
+    pub fn events_topic(&self) -> String {
+        format!("portier/{}/events", self.gateway_id)
+    }
+
+    /// The topic prefix of one unit's states and commands: `portier/<gateway_id>/unit/<unit>`.
+    pub fn unit_topic(&self, unit: &str) -> String {
+        format!("portier/{}/unit/{unit}", self.gateway_id)
     }
 }
 

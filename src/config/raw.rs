@@ -34,6 +34,14 @@ pub(crate) struct RawConfig {
     #[serde(default, rename = "reader")]
     pub readers: Vec<RawReader>,
     pub lockdown: Option<RawLockdown>,
+    pub homeassistant: Option<RawHomeAssistant>,
+}
+
+/// `[homeassistant]`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawHomeAssistant {
+    pub prefix: Option<String>,
+    pub commands: Option<bool>,
 }
 
 /// `[lockdown]`.

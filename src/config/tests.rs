@@ -722,3 +722,35 @@ fn installed_template_text() -> String {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/portier.template.toml");
     fs::read_to_string(path).expect("config/portier.template.toml is readable")
 }
+
+#[test]
+fn home_assistant_needs_the_broker_and_a_topic_for_a_prefix() {
+    let text = format!("{BASE}\n[homeassistant]\ncommands = true\n");
+    let found = errors(&text);
+    assert_eq!(found.len(), 1, "{found:#?}");
+    let error = error_for(&found, "mqtt");
+    assert_at(error, &text, "homeassistant]", 0);
+    assert!(error.message.contains("Home Assistant"), "{error:?}");
+
+    let broker = "[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n";
+    for bad in ["ha/#", "/ha", "ha/", "", "h a", "ha//x"] {
+        let text = format!("{BASE}\n{broker}\n[homeassistant]\nprefix = \"{bad}\"\n");
+        let found = errors(&text);
+        let error = error_for(&found, "homeassistant.prefix");
+        assert!(
+            error.message.contains("discovery prefix"),
+            "{bad}: {error:?}"
+        );
+    }
+
+    let text = format!("{BASE}\n{broker}\n[homeassistant]\n");
+    let ha = load(&text).expect("valid").homeassistant.expect("on");
+    assert_eq!(ha.prefix, "homeassistant");
+    assert!(!ha.commands, "commands are off unless enabled");
+    assert!(
+        load(&format!("{BASE}\n{broker}"))
+            .expect("valid")
+            .homeassistant
+            .is_none()
+    );
+}

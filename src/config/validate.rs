@@ -16,9 +16,12 @@ use toml::de::DeTable;
 use super::bounds::Bounds;
 use super::checker::Checker;
 use super::error::{ConfigError, KeyPath, Locator, file_error, span_error};
-use super::raw::{RawCobot, RawConfig, RawHttp, RawLock, RawMqtt, RawReader, RawSite};
+use super::raw::{
+    RawCobot, RawConfig, RawHomeAssistant, RawHttp, RawLock, RawMqtt, RawReader, RawSite,
+};
 use super::{
-    CobotConfig, Config, EventsConfig, HttpConfig, MqttConfig, SiteConfig, locks, policy, readers,
+    CobotConfig, Config, EventsConfig, HomeAssistantConfig, HttpConfig, MqttConfig, SiteConfig,
+    locks, policy, readers,
 };
 
 /// Default `site.state_dir`.
@@ -115,6 +118,7 @@ impl Checker<'_, '_> {
         let policy = policy::policy(&mut self, policy_input, &lock_ids);
         let readers = readers::readers(&mut self, &raw.readers, &policy.units);
         let mqtt = self.mqtt(raw.mqtt, &site.name, &raw.locks, &raw.readers);
+        let homeassistant = self.homeassistant(raw.homeassistant, mqtt.is_some());
 
         let report_clean = self.report.is_clean();
         match (cobot, report_clean) {
@@ -127,6 +131,7 @@ impl Checker<'_, '_> {
                 mqtt,
                 locks,
                 readers,
+                homeassistant,
                 policy,
                 key_positions: self.key_positions,
             }),
@@ -380,6 +385,46 @@ impl Checker<'_, '_> {
             username: raw.username,
             password_file: self.file_path(raw.password_file.as_deref(), &key.key("password_file")),
             ca_file: self.file_path(raw.ca_file.as_deref(), &key.key("ca_file")),
+        })
+    }
+}
+
+impl Checker<'_, '_> {
+    fn homeassistant(
+        &mut self,
+        raw: Option<RawHomeAssistant>,
+        has_mqtt: bool,
+    ) -> Option<HomeAssistantConfig> {
+        let raw = raw?;
+        let key = KeyPath::root("homeassistant");
+        if !has_mqtt {
+            self.report.error_at(
+                &KeyPath::root("mqtt"),
+                &key,
+                "required: Home Assistant discovery talks through the broker",
+            );
+        }
+        let prefix = raw.prefix.unwrap_or_else(|| "homeassistant".to_owned());
+        let valid = !prefix.is_empty()
+            && prefix.len() <= 64
+            && !prefix.starts_with('/')
+            && !prefix.ends_with('/')
+            && !prefix.contains("//")
+            && prefix
+                .chars()
+                .all(|c| c.is_ascii_graphic() && !matches!(c, '+' | '#' | '$'));
+        if !valid {
+            self.report.error(
+                &key.key("prefix"),
+                format!(
+                    "\"{prefix}\" is not a discovery prefix: a topic like \"homeassistant\" \
+                     (no wildcards, spaces, or leading or trailing /)"
+                ),
+            );
+        }
+        Some(HomeAssistantConfig {
+            prefix,
+            commands: raw.commands.unwrap_or(false),
         })
     }
 }

@@ -159,6 +159,21 @@ pub enum Actuation {
     Extended,
 }
 
+/// What a lock last did, as far as this process knows: the state Home Assistant and the
+/// installer page show. It follows the actuator's results, not the request: a command the
+/// device did not take leaves it as it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Latch {
+    /// Not opened by this process, or relocked since.
+    Locked,
+    /// Opened; the relock is still to come (or is being retried).
+    Open,
+    /// The relock failed in a way that is not retried (refused, or an outcome unknown): the
+    /// door may be open.
+    Jammed,
+}
+
 /// One lock's health, as shown in `/v1/status`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct LockHealth {
@@ -203,6 +218,12 @@ pub trait LockDriver: Send + Sync {
     fn probe(&self) -> BoxFuture<'_, ()> {
         Box::pin(std::future::ready(()))
     }
+
+    /// What the lock last did, and its changes. A driver that cannot tell answers a constant
+    /// `Locked` (its sender is gone, so waiting for a change ends at once with an error).
+    fn latch(&self) -> tokio::sync::watch::Receiver<Latch> {
+        tokio::sync::watch::channel(Latch::Locked).1
+    }
 }
 
 /// Every configured lock, by id. A reload swaps drivers in and out ([`Locks::prepare`],
@@ -212,6 +233,8 @@ pub struct Locks {
     mqtt: Option<MqttLink>,
     ble: Arc<dyn BleBackend>,
     installed: RwLock<BTreeMap<String, Installed>>,
+    /// Changes whenever locks go into or out of service (for those who watch their latches).
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 /// One lock in service.
@@ -264,6 +287,7 @@ impl Locks {
             mqtt,
             ble,
             installed: RwLock::default(),
+            generation: tokio::sync::watch::Sender::new(0),
         };
         let prepared = locks.prepare(configs)?;
         let retired = locks.install(prepared);
@@ -304,6 +328,7 @@ impl Locks {
             .installed
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        self.generation.send_modify(|g| *g = g.wrapping_add(1));
         let mut retired = Vec::new();
         let ids: std::collections::BTreeSet<&str> =
             prepared.wanted.iter().map(String::as_str).collect();
@@ -393,6 +418,8 @@ impl Locks {
                 log: None,
             },
         );
+        drop(installed);
+        self.generation.send_modify(|g| *g = g.wrapping_add(1));
     }
 
     /// The driver of a lock.
@@ -435,6 +462,19 @@ impl Locks {
     pub async fn probe_all(&self) {
         let drivers = self.drivers();
         futures_util::future::join_all(drivers.iter().map(|driver| driver.probe())).await;
+    }
+
+    /// Changes whenever a lock goes into or out of service.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Every lock's latch, by id.
+    pub fn latches(&self) -> BTreeMap<String, tokio::sync::watch::Receiver<Latch>> {
+        self.installed()
+            .iter()
+            .map(|(id, lock)| (id.clone(), lock.driver.latch()))
+            .collect()
     }
 
     /// Every lock's health, by id.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::{Actuation, BoxFuture, Command, LockError, LockHealth, check_permit};
+use super::{Actuation, BoxFuture, Command, Latch, LockError, LockHealth, check_permit};
 use crate::domain::Permit;
 
 /// Retrying a failed relock: 250 ms doubling to 30 s (a lock stuck open is retried at least
@@ -63,6 +63,8 @@ pub(crate) struct Pulse<A> {
 struct Inner<A> {
     id: String,
     actuator: A,
+    /// What the door's lock last did, for those who show it (Home Assistant, the page).
+    latch: tokio::sync::watch::Sender<Latch>,
     /// Held across device I/O so a lock runs one command at a time (tokio's mutex: it is held
     /// across `.await`).
     state: tokio::sync::Mutex<State>,
@@ -138,6 +140,7 @@ impl<A: Actuator> Pulse<A> {
             inner: Arc::new(Inner {
                 id: id.to_owned(),
                 actuator,
+                latch: tokio::sync::watch::Sender::new(Latch::Locked),
                 state: tokio::sync::Mutex::new(State::default()),
                 health: Mutex::new(Checks {
                     probed,
@@ -181,6 +184,7 @@ impl<A: Actuator> Pulse<A> {
         self.inner.record(&result);
         result?;
         state.until = Some(Instant::now() + open_for);
+        self.inner.latch.send_replace(Latch::Open);
         tracing::info!(lock = %self.inner.id, unit = %cmd.unit, decision_id = %cmd.decision_id,
             open_for_ms = open_for.as_millis() as u64, "lock opened");
         if !state.relocker {
@@ -200,8 +204,14 @@ impl<A: Actuator> Pulse<A> {
         self.inner.record(&result);
         result?;
         state.until = None;
+        self.inner.latch.send_replace(Latch::Locked);
         tracing::info!(lock = %self.inner.id, "relocked at once (shutdown or lockdown)");
         Ok(())
+    }
+
+    /// What the lock last did, and every change from now on.
+    pub(crate) fn latch(&self) -> tokio::sync::watch::Receiver<Latch> {
+        self.inner.latch.subscribe()
     }
 
     /// The lock's health.
@@ -303,6 +313,7 @@ async fn relocker<A: Actuator>(inner: Arc<Inner<A>>) {
             Ok(()) => {
                 state.until = None;
                 state.relocker = false;
+                inner.latch.send_replace(Latch::Locked);
                 tracing::info!(lock = %inner.id, "lock relocked");
                 return;
             }
@@ -311,6 +322,7 @@ async fn relocker<A: Actuator>(inner: Arc<Inner<A>>) {
                 // blindly could do harm, so stop here and leave it to health and the audit.
                 state.until = None;
                 state.relocker = false;
+                inner.latch.send_replace(Latch::Jammed);
                 tracing::error!(lock = %inner.id, error = %e, "relock failed; not retried");
                 return;
             }
@@ -358,6 +370,10 @@ macro_rules! lock_driver_via_pulse {
 
             fn probe(&self) -> $crate::locks::BoxFuture<'_, ()> {
                 Box::pin(self.pulse.probe())
+            }
+
+            fn latch(&self) -> tokio::sync::watch::Receiver<$crate::locks::Latch> {
+                self.pulse.latch()
             }
         }
     };

@@ -34,6 +34,8 @@ const FLUSH_BOUND: Duration = Duration::from_millis(800);
 /// A message on a subscribed topic.
 #[derive(Debug)]
 pub(crate) struct Message {
+    /// The topic it was published on (a filter with wildcards matches many).
+    pub topic: String,
     /// The payload as the broker delivered it.
     pub payload: Vec<u8>,
     /// A retained message the broker replayed on subscribing.
@@ -81,7 +83,7 @@ pub(crate) struct Topics {
 }
 
 impl Topics {
-    /// Delivers `topic`'s messages (QoS 1) to `inbox` from now on, replacing the inbox it had;
+    /// Delivers the messages of `topic` (a topic, or a filter with wildcards) (QoS 1) to `inbox` from now on, replacing the inbox it had;
     /// a topic new to the connection is subscribed once: now if connected, else by the next
     /// CONNACK, which subscribes every topic. Without a receiving connection nothing arrives:
     /// that is logged when the connection runs.
@@ -107,6 +109,20 @@ impl Topics {
         {
             tracing::warn!(%topic, error = %e, "cannot unsubscribe; its messages are ignored");
         }
+    }
+}
+
+impl Registry {
+    /// The inbox of the topic, or else of the first filter with wildcards (`+`, `#`) that
+    /// matches it.
+    fn inbox_for(&self, topic: &str) -> Option<Arc<dyn Inbox>> {
+        if let Some(inbox) = self.inboxes.get(topic) {
+            return Some(Arc::clone(inbox));
+        }
+        self.inboxes
+            .iter()
+            .find(|(filter, _)| filter.contains(['+', '#']) && rumqttc::matches(topic, filter))
+            .map(|(_, inbox)| Arc::clone(inbox))
     }
 }
 
@@ -241,10 +257,11 @@ async fn receive(
                 true
             }
             Polled::Publish(publish) => {
-                let Some(inbox) = lock(inboxes).inboxes.get(publish.topic.as_str()).cloned() else {
+                let Some(inbox) = lock(inboxes).inbox_for(&publish.topic) else {
                     return true;
                 };
                 let message = Message {
+                    topic: publish.topic.clone(),
                     payload: publish.payload.to_vec(),
                     retained: publish.retain,
                     received: crate::clock::instant(),

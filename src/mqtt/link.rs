@@ -37,6 +37,9 @@ use rumqttc::{
 pub struct MqttLink {
     client: AsyncClient,
     inner: Arc<Mutex<LinkState>>,
+    /// How many CONNACKs were seen: those who keep retained state on the broker publish it
+    /// again after each (the broker may have restarted without its store).
+    connects: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 #[derive(Default)]
@@ -59,12 +62,18 @@ impl MqttLink {
         MqttLink {
             client,
             inner: Arc::default(),
+            connects: Arc::new(tokio::sync::watch::Sender::new(0)),
         }
     }
 
     /// The client (readers publish their results through it).
     pub fn client(&self) -> &AsyncClient {
         &self.client
+    }
+
+    /// The number of connections made so far, changing at each CONNACK.
+    pub(crate) fn connects(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.connects.subscribe()
     }
 
     /// Whether the broker connection is up, as last observed.
@@ -106,6 +115,7 @@ impl MqttLink {
                     std::mem::take(&mut state.relocks)
                 };
                 tracing::info!(resent_relocks = relocks.len(), "MQTT broker connected");
+                self.connects.send_modify(|n| *n = n.wrapping_add(1));
                 for publish in relocks {
                     let sent = self.publish(&publish.topic, publish.payload.to_vec());
                     if let Err(detail) = sent {

@@ -121,6 +121,7 @@ impl Loop {
                     unit,
                     credential: Credential::Card(card),
                     reader: Some(config.id.clone()),
+                    via: None,
                 };
                 match engine.decide(&request) {
                     Ok(decided) => decided,

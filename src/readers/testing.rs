@@ -70,6 +70,7 @@ impl Site {
             metrics: Arc::new(Quiet),
             outbox: Arc::new(Notify::new()),
             lockdown: watch::channel(crate::store::Lockdown::default()).1,
+            feed: tokio::sync::broadcast::channel(16).0,
         }));
         Site {
             _dir: dir,

@@ -19,6 +19,7 @@ fn event(member: &str, secs: i64) -> NewEvent {
         reader: None,
         opened: true,
         lock_error: None,
+        via: None,
         check_in_day: NaiveDate::from_ymd_opt(2026, 9, 21),
     }
 }

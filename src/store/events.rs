@@ -64,6 +64,10 @@ pub struct EventRecord {
     pub lock_error: Option<String>,
     /// `Some` only on the event that created a Cobot check-in.
     pub check_in: Option<CheckInStatus>,
+    /// Where a request that came through no reader was made, when not the HTTP API
+    /// (`homeassistant`; later the installer and member pages).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
 }
 
 /// An event to append; the store assigns `seq` and the check-in status.
@@ -89,6 +93,8 @@ pub struct NewEvent {
     pub opened: bool,
     /// Why a granted door did not open (see [`EventRecord::lock_error`]).
     pub lock_error: Option<String>,
+    /// Where the request was made (see [`EventRecord::via`]).
+    pub via: Option<String>,
     /// The site-local day when this granted entry should create a Cobot check-in (the caller
     /// decides whether check-ins are on, and that the door opened or has no lock). Ignored for
     /// denied events and events without a member.
@@ -173,6 +179,7 @@ impl Store {
                     opened: e.opened,
                     lock_error: e.lock_error.clone(),
                     check_in,
+                    via: e.via.clone(),
                 };
                 events.insert(&seq_key(seq), encode("event", &record).map_err(abort)?)?;
                 let next = seq.checked_add(1).ok_or_else(|| {

@@ -31,6 +31,7 @@ pub(crate) fn entry(
         reader: Some("front_reader".into()),
         opened: true,
         lock_error: None,
+        via: None,
         check_in_day,
     }
 }
