@@ -53,6 +53,7 @@ fn policy(rng: &mut Rng) -> Policy {
         parent: None,
         lock: None,
         open_for: Duration::from_secs(5),
+        unlocked: None,
     }];
     for f in 0..7 {
         units.push(UnitDef {
@@ -60,6 +61,7 @@ fn policy(rng: &mut Rng) -> Policy {
             parent: Some("site".into()),
             lock: None,
             open_for: Duration::from_secs(5),
+            unlocked: None,
         });
     }
     for d in 0..UNITS - 8 {
@@ -68,6 +70,7 @@ fn policy(rng: &mut Rng) -> Policy {
             parent: Some(format!("floor_{}", d % 7)),
             lock: Some(format!("lock_{d}")),
             open_for: Duration::from_secs(5),
+            unlocked: None,
         });
     }
     let windows = ["Mon-Fri 08:00-18:00", "22:00-06:00", "Sat,Sun 10:00-16:00"];

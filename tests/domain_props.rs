@@ -66,6 +66,7 @@ fn policy(permissions: Vec<PermissionDef>, overrides: Vec<OverrideDef>) -> Polic
                 parent: p.map(Into::into),
                 lock: Some(format!("{u}_lock")),
                 open_for: Duration::from_secs(5),
+                unlocked: None,
             })
             .collect(),
         permissions,
@@ -218,8 +219,8 @@ proptest! {
         minute in any::<i32>(),
     ) {
         let mut p = policy(vec![], vec![]);
-        p.units.push(UnitDef { id: names[0].clone(), parent: Some(names[1].clone()), lock: None, open_for: Duration::ZERO });
-        p.units.push(UnitDef { id: names[1].clone(), parent: Some(names[0].clone()), lock: None, open_for: Duration::ZERO });
+        p.units.push(UnitDef { id: names[0].clone(), parent: Some(names[1].clone()), lock: None, open_for: Duration::ZERO, unlocked: None });
+        p.units.push(UnitDef { id: names[1].clone(), parent: Some(names[0].clone()), lock: None, open_for: Duration::ZERO, unlocked: None });
         p.permissions.push(PermissionDef { group: names[2].clone(), unit: names[3].clone(), schedule: None });
         p.fallback_plan = Some(names[4].clone());
         p.overrides.push(OverrideDef { member: names[5].clone(), add_groups: vec![names[6].clone()], blocked: false, until: None });

@@ -143,8 +143,11 @@ impl HomeAssistant {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn home_assistant_sees_the_doors_opens_one_and_shows_its_events() {
-    let s = MqttSite::with_extra(Mosquitto::start().await, "[homeassistant]\ncommands = true\n")
-        .await;
+    let s = MqttSite::with_extra(
+        Mosquitto::start().await,
+        "[homeassistant]\ncommands = true\n",
+    )
+    .await;
     let d = s.start_daemon().await;
     let (_l, mut lock_commands) = s.broker.subscriber("test-lock", LOCK_TOPIC).await;
     let mut ha = HomeAssistant::start(s.broker.port).await;
@@ -214,8 +217,10 @@ async fn home_assistant_sees_the_doors_opens_one_and_shows_its_events() {
     // The lockdown switch turns the lockdown on, and not off.
     for service in ["turn_on", "turn_off"] {
         let switched = ha
-            .ask(json!({"op": "service", "domain": "switch", "service": service,
-                        "data": {"entity_id": lockdown_switch}}))
+            .ask(
+                json!({"op": "service", "domain": "switch", "service": service,
+                        "data": {"entity_id": lockdown_switch}}),
+            )
             .await;
         assert_eq!(switched["ok"], true, "{switched}");
         // Time for a command to arrive and be carried out (or refused).

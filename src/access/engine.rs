@@ -55,6 +55,25 @@ pub(crate) struct Inputs {
     pub feed: broadcast::Sender<Arc<EventRecord>>,
 }
 
+/// Wakes on any change of what decisions are made from (see [`Engine::changes`]).
+pub(crate) struct Changes {
+    snapshot: watch::Receiver<Option<Arc<Snapshot>>>,
+    config: watch::Receiver<Arc<Config>>,
+    lockdown: watch::Receiver<crate::store::Lockdown>,
+}
+
+impl Changes {
+    /// Returns at the next change (never, once every sender is gone).
+    pub(crate) async fn changed(&mut self) {
+        tokio::select! {
+            Ok(()) = self.snapshot.changed() => {}
+            Ok(()) = self.config.changed() => {}
+            Ok(()) = self.lockdown.changed() => {}
+            else => std::future::pending().await,
+        }
+    }
+}
+
 /// The access engine (see the module header).
 pub(crate) struct Engine {
     inputs: Inputs,
@@ -244,10 +263,22 @@ impl Engine {
         event.opened = lock.opened();
         event.lock_error = lock.lock_error().map(str::to_owned);
         event.check_in_day = event.check_in_day.filter(|_| lock.counts_as_entry());
+        let stored = self.append(&event).await;
+        Outcome {
+            event,
+            lock,
+            stored,
+            open_for,
+        }
+    }
+
+    /// Appends the event, once durable tells the clock-trust source, the outbox (a check-in)
+    /// and the feed; its seq.
+    async fn append(&self, event: &NewEvent) -> Result<u64, crate::store::StoreError> {
         let persisting = crate::clock::instant();
         let appended = self.inputs.store.append_event(event.clone()).await;
         self.record_stage("persist", persisting);
-        let stored = match appended {
+        match appended {
             Ok(record) => {
                 self.inputs.clock.saw(record.time);
                 if record.check_in.is_some() {
@@ -261,12 +292,6 @@ impl Engine {
                 tracing::error!(error = %e, decision_id = %event.decision_id, "cannot record the event");
                 Err(e)
             }
-        };
-        Outcome {
-            event,
-            lock,
-            stored,
-            open_for,
         }
     }
 
@@ -293,6 +318,117 @@ impl Engine {
                 self.inputs.metrics.lock_failed(lock);
                 AtTheLock::Failed(e)
             }
+        }
+    }
+
+    /// The snapshot in force, or before the first sync one compiled from the configuration
+    /// alone (units, locks and holidays; no members).
+    fn snapshot_or_units(&self, now: DateTime<Utc>) -> Arc<Snapshot> {
+        self.snapshot().unwrap_or_else(|| {
+            Arc::new(domain::compile(
+                &domain::model::CobotData::default(),
+                &self.config().policy,
+                0,
+                now,
+            ))
+        })
+    }
+
+    /// What changes a decision's inputs: the snapshot, the configuration, the lockdown.
+    pub(crate) fn changes(&self) -> Changes {
+        Changes {
+            snapshot: self.inputs.snapshot.clone(),
+            config: self.inputs.config.clone(),
+            lockdown: self.inputs.lockdown.clone(),
+        }
+    }
+
+    /// The units with an unlock schedule, by id, with their lock.
+    pub(crate) fn scheduled_units(&self) -> Vec<(String, String)> {
+        self.config()
+            .policy
+            .units
+            .iter()
+            .filter(|u| u.unlocked.is_some())
+            .filter_map(|u| Some((u.id.clone(), u.lock.clone()?)))
+            .collect()
+    }
+
+    /// Whether `unit`'s unlock schedule holds it open now (see [`domain::hold_open`]): the
+    /// decision, recorded as a granted request of staff `via` the schedule when carried out,
+    /// for at most `lease`.
+    pub(crate) fn hold(
+        &self,
+        unit: &str,
+        lease: std::time::Duration,
+    ) -> Result<Decided, domain::NotHeld> {
+        let now = crate::clock::now();
+        let snapshot = self.snapshot_or_units(now);
+        let idx = snapshot.unit(unit).ok_or(domain::NotHeld::NoSchedule)?;
+        let moment = Moment {
+            at: now,
+            clock: self.inputs.clock.trust(now),
+            lockdown: self.inputs.lockdown.borrow().on,
+        };
+        let permit = domain::hold_open(&snapshot, idx, &moment, lease)?;
+        let schedule = domain::unlock_schedule(&snapshot, idx).unwrap_or_default();
+        Ok(Decided {
+            event: NewEvent {
+                time: now,
+                unit: unit.to_owned(),
+                member: None,
+                credential_kind: CredentialKind::Admin,
+                granted: true,
+                reason: format!("held open by the unlock schedule ({schedule})"),
+                decision_id: decision_id(),
+                reader: None,
+                opened: false,
+                lock_error: None,
+                via: Some("schedule".to_owned()),
+                check_in_day: None,
+            },
+            permit: Some(permit),
+        })
+    }
+
+    /// Starts a hold: opens the lock and, once it opened, records the hold's event. A lock that
+    /// does not take the command records nothing (the holder tries again soon: a broker still
+    /// connecting at start-up is no event).
+    pub(crate) async fn begin_hold(&self, decided: Decided) -> Result<(), crate::locks::LockError> {
+        let Decided { mut event, permit } = decided;
+        self.renew_permit(permit.as_ref(), &event).await?;
+        event.opened = true;
+        let _ = self.append(&event).await;
+        Ok(())
+    }
+
+    /// Keeps a hold going: the lock's open pulse is pushed back (or, if the lock was closed
+    /// meanwhile, opened again) without an event; the hold's start was recorded.
+    pub(crate) async fn renew(&self, decided: Decided) -> Result<(), crate::locks::LockError> {
+        self.renew_permit(decided.permit.as_ref(), &decided.event)
+            .await
+    }
+
+    async fn renew_permit(
+        &self,
+        permit: Option<&Permit>,
+        event: &NewEvent,
+    ) -> Result<(), crate::locks::LockError> {
+        let Some(permit) = permit else {
+            return Err(crate::locks::LockError::NotConfigured(event.unit.clone()));
+        };
+        let command = Command {
+            decision_id: event.decision_id.clone(),
+            unit: event.unit.clone(),
+        };
+        self.inputs.locks.unlock(permit, &command).await.map(|_| ())
+    }
+
+    /// Locks `lock` now (a hold that ended before its window did: a reload, a holiday).
+    pub(crate) async fn relock(&self, lock: &str) -> Result<(), crate::locks::LockError> {
+        match self.inputs.locks.get(lock) {
+            Some(driver) => driver.relock_now().await,
+            None => Ok(()),
         }
     }
 

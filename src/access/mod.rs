@@ -12,6 +12,7 @@
 //! daemon's other state.
 
 mod engine;
+pub(crate) mod hold;
 mod lockdown;
 mod outcome;
 mod trust;

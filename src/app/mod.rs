@@ -311,6 +311,10 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
     ));
     tasks.spawn(retention_task(Arc::clone(&daemon), shutdown_rx.clone()));
     tasks.spawn(probe_task(Arc::clone(&locks), shutdown_rx.clone()));
+    tasks.spawn(crate::access::hold::run(
+        Arc::clone(&engine),
+        shutdown_rx.clone(),
+    ));
     // The readers' transports hand their messages to the reader loop, which decides them and
     // answers the watchdog's self-checks.
     let readers = crate::readers::Readers::new(

@@ -237,6 +237,13 @@ fn units(ck: &mut Checker<'_, '_>, raw: Vec<RawUnit>, lock_ids: &HashSet<&str>) 
             DEFAULT_OPEN_FOR,
             Bounds::OPEN_FOR,
         );
+        let unlocked = schedule(ck, unit.unlocked.as_deref(), &key.key("unlocked"));
+        if unlocked.is_some() && unit.lock.is_none() {
+            ck.report.error(
+                &key.key("unlocked"),
+                "an unlock schedule holds a lock open: this unit has no `lock`",
+            );
+        }
         units.push((
             i,
             UnitDef {
@@ -244,6 +251,7 @@ fn units(ck: &mut Checker<'_, '_>, raw: Vec<RawUnit>, lock_ids: &HashSet<&str>) 
                 parent: unit.parent.clone(),
                 lock: unit.lock.clone(),
                 open_for,
+                unlocked,
             },
         ));
     }
@@ -301,6 +309,30 @@ fn report_cycles(
     }
 }
 
+/// A list of schedule windows, or an error naming the window that failed (so a long list is
+/// quick to fix).
+fn schedule(
+    ck: &mut Checker<'_, '_>,
+    windows: Option<&[String]>,
+    key: &KeyPath,
+) -> Option<Schedule> {
+    match Schedule::parse(windows?) {
+        Ok(schedule) => Some(schedule),
+        Err(e) => {
+            let message = match windows
+                .unwrap_or_default()
+                .iter()
+                .find(|w| Schedule::parse(&[w]).is_err())
+            {
+                Some(window) => format!("window \"{window}\": {e}"),
+                None => e.to_string(),
+            };
+            ck.report.error(key, message);
+            None
+        }
+    }
+}
+
 fn permissions(
     ck: &mut Checker<'_, '_>,
     raw: Vec<RawPermission>,
@@ -320,20 +352,7 @@ fn permissions(
             ck.report
                 .error(&key.key("unit"), format!("unknown unit \"{unit}\""));
         }
-        let schedule = match permission.schedule.as_deref().map(Schedule::parse) {
-            Some(Ok(schedule)) => Some(schedule),
-            Some(Err(e)) => {
-                // Name the window that failed, so a long list is quick to fix.
-                let windows = permission.schedule.as_deref().unwrap_or_default();
-                let message = match windows.iter().find(|w| Schedule::parse(&[w]).is_err()) {
-                    Some(window) => format!("window \"{window}\": {e}"),
-                    None => e.to_string(),
-                };
-                ck.report.error(&key.key("schedule"), message);
-                None
-            }
-            None => None,
-        };
+        let schedule = schedule(ck, permission.schedule.as_deref(), &key.key("schedule"));
         permissions.push(PermissionDef {
             group: group.unwrap_or_default().to_owned(),
             unit: unit.unwrap_or_default().to_owned(),

@@ -136,6 +136,7 @@ pub(crate) struct RawUnit {
     pub parent: Option<String>,
     pub lock: Option<String>,
     pub open_for: Option<String>,
+    pub unlocked: Option<Vec<String>>,
 }
 
 /// `[[permission]]`.

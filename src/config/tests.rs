@@ -754,3 +754,30 @@ fn home_assistant_needs_the_broker_and_a_topic_for_a_prefix() {
             .is_none()
     );
 }
+
+#[test]
+fn unlock_schedules_need_a_lock_and_name_a_bad_window() {
+    let lock = "[[lock]]\nid = \"l\"\ndriver = \"log\"\n";
+    let text = format!(
+        "{BASE}\n{lock}\n[[unit]]\nid = \"hall\"\nunlocked = [\"Mon-Fri 09:00-17:00\"]\n\n\
+         [[unit]]\nid = \"door\"\nlock = \"l\"\nunlocked = [\"Mon-Fri 09:00-17:00\", \"Someday 10:00-11:00\"]\n"
+    );
+    let found = errors(&text);
+    assert_eq!(found.len(), 2, "{found:#?}");
+    assert!(
+        error_for(&found, "unit[0].unlocked")
+            .message
+            .contains("no `lock`")
+    );
+    assert!(
+        error_for(&found, "unit[1].unlocked")
+            .message
+            .contains("window \"Someday 10:00-11:00\"")
+    );
+    let text = format!(
+        "{BASE}\n{lock}\n[[unit]]\nid = \"door\"\nlock = \"l\"\nunlocked = [\"Mon-Fri 09:00-17:00\"]\n"
+    );
+    let config = load(&text).expect("valid");
+    let unlocked = config.policy.units[0].unlocked.as_ref().expect("schedule");
+    assert_eq!(unlocked.to_string(), "Mon-Fri 09:00-17:00");
+}

@@ -118,6 +118,7 @@ fn compile_units(
             id: u.id.clone(),
             lock: u.lock.as_deref().map(Arc::from),
             open_for: u.open_for,
+            unlocked: u.unlocked.clone(),
             grants: Vec::new(),
         });
     }

@@ -314,6 +314,24 @@ fn deny(mut decision: Decision, denial: Denial) -> Decision {
     decision
 }
 
+impl Permit {
+    /// The permit of an unlock schedule's hold (see [`super::hold_open`]).
+    pub(super) fn held(
+        unit: UnitIdx,
+        lock: std::sync::Arc<str>,
+        open_for: Duration,
+        snapshot_version: u64,
+    ) -> Permit {
+        Permit {
+            unit,
+            lock: Some(lock),
+            open_for,
+            member: None,
+            snapshot_version,
+        }
+    }
+}
+
 fn permit(s: &Snapshot, unit: UnitIdx, member: Option<MemberIdx>) -> Permit {
     let u = s.units.get(unit.0 as usize);
     Permit {

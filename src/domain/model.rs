@@ -179,6 +179,8 @@ pub struct UnitDef {
     pub lock: Option<String>,
     /// How long the lock stays open.
     pub open_for: Duration,
+    /// Windows in which the lock is held open for everyone (reception hours).
+    pub unlocked: Option<Schedule>,
 }
 
 /// A group's permission on a unit (and every unit below it).

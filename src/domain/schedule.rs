@@ -71,6 +71,12 @@ impl Schedule {
         self.windows.iter().any(|w| w.contains(local))
     }
 
+    /// How long the windows that contain this local moment still run (the longest, when
+    /// several do); `None` outside every window. Minute-exact: windows end on a minute.
+    pub fn remaining(&self, local: NaiveDateTime) -> Option<std::time::Duration> {
+        self.windows.iter().filter_map(|w| w.remaining(local)).max()
+    }
+
     /// The windows, for display.
     pub fn windows(&self) -> &[Window] {
         &self.windows
@@ -101,6 +107,24 @@ impl Window {
         let yesterday = day_bit((local.weekday().num_days_from_monday() + 6) % 7);
         (self.days & today != 0 && minute >= self.start)
             || (self.days & yesterday != 0 && minute < self.end)
+    }
+
+    /// How long the window still runs from this local moment, if it contains it.
+    fn remaining(&self, local: NaiveDateTime) -> Option<std::time::Duration> {
+        if !self.contains(local) {
+            return None;
+        }
+        let now = i64::from(local.num_seconds_from_midnight());
+        let end = i64::from(self.end) * 60;
+        // Inside a window that crosses midnight, before its end, the end is later today;
+        // otherwise (a same-day window, or the part after the start) the end is ahead by a day
+        // when it is not after the moment.
+        let left = if end > now {
+            end - now
+        } else {
+            end + 86_400 - now
+        };
+        u64::try_from(left).ok().map(std::time::Duration::from_secs)
     }
 
     /// True when the window runs past midnight into the next day.

@@ -83,6 +83,8 @@ pub(crate) struct Unit {
     pub(crate) id: String,
     pub(crate) lock: Option<Arc<str>>,
     pub(crate) open_for: Duration,
+    /// Windows in which the lock is held open for everyone.
+    pub(crate) unlocked: Option<super::schedule::Schedule>,
     /// Permissions on this unit or an ancestor, sorted by group.
     pub(crate) grants: Vec<Grant>,
 }

@@ -50,6 +50,7 @@ pub(crate) fn unit(id: &str, parent: Option<&str>, lock: Option<&str>) -> UnitDe
         parent: parent.map(Into::into),
         lock: lock.map(Into::into),
         open_for: Duration::from_secs(5),
+        unlocked: None,
     }
 }
 

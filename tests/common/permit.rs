@@ -25,6 +25,7 @@ pub fn permit(lock: &str, open_for: Duration) -> Permit {
             parent: None,
             lock: Some(lock.into()),
             open_for,
+            unlocked: None,
         }],
         permissions: Vec::new(),
         holidays: Vec::new(),
