@@ -18,6 +18,7 @@ pub mod cobot;
 pub mod config;
 pub mod demo;
 pub mod domain;
+pub(crate) mod doors;
 pub mod locks;
 pub(crate) mod memory;
 pub mod mqtt;

@@ -142,6 +142,7 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
             .flatten(),
     );
     reasons.extend(reader_reasons(daemon));
+    reasons.extend(door_reasons(daemon));
     {
         let lockdown = daemon.lockdown.borrow();
         if lockdown.on {
@@ -182,6 +183,28 @@ pub(crate) fn health(daemon: &Daemon, now: DateTime<Utc>) -> Health {
         HealthStatus::Degraded
     };
     Health { status, reasons }
+}
+
+/// Doors in alarm, and door contacts that cannot be read.
+fn door_reasons(daemon: &Daemon) -> Vec<String> {
+    let doors = daemon.doors.borrow();
+    let mut reasons = Vec::new();
+    for (unit, door) in doors.iter() {
+        match door.status.alarm() {
+            Some(crate::doors::DoorEvent::ForcedOpen) => reasons.push(format!(
+                "the door of unit \"{unit}\" was forced open (opened with no grant or exit \
+                 request) and is not closed yet"
+            )),
+            Some(_) => reasons.push(format!(
+                "the door of unit \"{unit}\" is held open longer than its held_open_after"
+            )),
+            None => {}
+        }
+        if let Some(problem) = &door.problem {
+            reasons.push(problem.clone());
+        }
+    }
+    reasons
 }
 
 /// Readers whose own device cannot be opened or failed (unplugged, no GPIO line by that

@@ -37,6 +37,22 @@ pub(crate) struct LockLabel {
     pub lock: String,
 }
 
+/// A door alarm's labels.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DoorAlarmLabel {
+    /// The unit whose door it is.
+    pub unit: String,
+    /// `forced_open` or `held_open`.
+    pub kind: &'static str,
+}
+
+/// A `unit` label.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct UnitLabel {
+    /// The unit id.
+    pub unit: String,
+}
+
 /// What the gauges show, read from the daemon's state at a scrape.
 #[derive(Debug, Default)]
 pub(crate) struct Readings {
@@ -56,6 +72,8 @@ pub(crate) struct Readings {
     pub lockdown: bool,
     /// How long the oldest waiting check-in has waited.
     pub outbox_oldest: Option<std::time::Duration>,
+    /// Per unit with a door contact: whether its door is open (`None` before a reading).
+    pub doors_open: std::collections::BTreeMap<String, Option<bool>>,
 }
 
 /// A `reader` label.
@@ -180,6 +198,8 @@ pub(crate) struct Metrics {
     reader_up: Family<ReaderLabel, Gauge>,
     /// OSDP readers: 1 while the secure channel is up.
     reader_secure_channel: Family<ReaderLabel, Gauge>,
+    door_open: Family<UnitLabel, Gauge>,
+    door_alarms: Family<DoorAlarmLabel, Counter>,
     /// The readers the two families show, to drop one a reload took out.
     shown_readers: std::sync::Mutex<Vec<String>>,
     clock_trusted: Gauge,
@@ -293,6 +313,19 @@ impl Metrics {
             "1 while an OSDP reader's secure channel is up, else 0",
             reader_secure_channel.clone(),
         );
+        let door_open = Family::<UnitLabel, Gauge>::default();
+        r.register(
+            "door_open",
+            "1 while the unit's door contact reads open, 0 while closed (absent before a reading)",
+            door_open.clone(),
+        );
+        let door_alarms = Family::<DoorAlarmLabel, Counter>::default();
+        r.register(
+            "door_alarms",
+            "Door alarms: forced_open (opened with no grant or exit request) and held_open (open \
+             too long while not held open)",
+            door_alarms.clone(),
+        );
         let clock_trusted = Gauge::default();
         r.register(
             "clock_trusted",
@@ -342,11 +375,23 @@ impl Metrics {
             mqtt_connected,
             reader_up,
             reader_secure_channel,
+            door_open,
+            door_alarms,
             shown_readers: std::sync::Mutex::default(),
             clock_trusted,
             outbox_oldest,
             lockdown,
         }
+    }
+
+    /// Counts a door alarm.
+    pub(crate) fn door_alarm(&self, unit: &str, kind: &'static str) {
+        self.door_alarms
+            .get_or_create(&DoorAlarmLabel {
+                unit: unit.to_owned(),
+                kind,
+            })
+            .inc();
     }
 
     /// Records how long a stage of the door pipeline took.
@@ -434,6 +479,14 @@ impl Metrics {
         self.outbox_oldest
             .set(readings.outbox_oldest.map_or(0.0, |age| age.as_secs_f64()));
         self.lockdown.set(i64::from(readings.lockdown));
+        self.door_open.clear();
+        for (unit, open) in readings.doors_open {
+            if let Some(open) = open {
+                self.door_open
+                    .get_or_create(&UnitLabel { unit })
+                    .set(i64::from(open));
+            }
+        }
     }
 
     /// The exposition in `format`.

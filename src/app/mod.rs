@@ -251,7 +251,10 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
             "lockdown is on: only lockdown.allow_groups open"
         );
     }
+    let (doors_tx, doors) = watch::channel(crate::doors::Doors::default());
+    let (door_notices, _) = tokio::sync::broadcast::channel(FEED_CAPACITY);
     let daemon = Arc::new(Daemon {
+        doors: doors.clone(),
         readers: reader_table.clone(),
         enrolment: enrolment.clone(),
         lockdown: Arc::new(crate::access::LockdownSwitch::new(
@@ -327,6 +330,21 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         frames_tx,
         reader_table_tx,
     );
+    tasks.spawn(crate::doors::run(
+        crate::doors::Inputs {
+            config: daemon.config.subscribe(),
+            locks: Arc::clone(&locks),
+            topics: mqtt.as_ref().map(crate::mqtt::Connection::topics),
+            notices: door_notices.clone(),
+            doors: doors_tx,
+        },
+        shutdown_rx.clone(),
+    ));
+    tasks.spawn(count_door_alarms(
+        door_notices.subscribe(),
+        Arc::clone(&daemon.metrics),
+        shutdown_rx.clone(),
+    ));
     if let Some(connection) = &mqtt {
         tasks.spawn(crate::site::run(
             crate::site::Inputs {
@@ -339,6 +357,8 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
                 lockdown: Arc::clone(&daemon.lockdown),
                 engine: Arc::clone(&engine),
                 configuration_url: page_url(&started),
+                door_notices: door_notices.subscribe(),
+                doors: doors.clone(),
             },
             shutdown_rx.clone(),
         ));
@@ -428,6 +448,28 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         tracing::warn!("the broker connection did not close in time");
     }
     Ok(())
+}
+
+/// Counts door alarms in `portier_door_alarms_total`.
+async fn count_door_alarms(
+    mut notices: tokio::sync::broadcast::Receiver<crate::doors::DoorNotice>,
+    metrics: Arc<metrics::Metrics>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            notice = notices.recv() => match notice {
+                Ok(notice) => {
+                    if let kind @ ("forced_open" | "held_open") = notice.event.as_str() {
+                        metrics.door_alarm(&notice.unit, kind);
+                    }
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            },
+            _ = shutdown.changed() => return,
+        }
+    }
 }
 
 /// Sends the outbox's check-ins to Cobot (see `crate::outbox`).

@@ -86,6 +86,8 @@ pub(crate) struct Daemon {
     pub readers: watch::Receiver<Arc<crate::readers::Table>>,
     /// Whether a lockdown is on (kept in the store; switched through the admin API).
     pub lockdown: Arc<crate::access::LockdownSwitch>,
+    /// The doors with a contact, by unit.
+    pub doors: watch::Receiver<crate::doors::Doors>,
     /// Enrolment readers' reads, for `portier enrol`.
     pub enrolment: crate::readers::enrol::Enrolment,
 }

@@ -138,6 +138,12 @@ pub(crate) fn refresh_metrics(daemon: &Daemon, now: DateTime<Utc>) {
             .collect(),
         clock_trusted: matches!(daemon.clock_trust(now), ClockTrust::Trusted),
         lockdown: daemon.lockdown.borrow().on,
+        doors_open: daemon
+            .doors
+            .borrow()
+            .iter()
+            .map(|(unit, door)| (unit.clone(), door.status.open))
+            .collect(),
         outbox_depth: outbox.depth,
         outbox_oldest: outbox
             .oldest_age

@@ -55,6 +55,12 @@ impl Bounds {
     /// `reader.pin_timeout` (Wiegand keypads): 1 s to 5 min between keys.
     pub const PIN_TIMEOUT: Bounds =
         Bounds::new(Duration::from_secs(1), Duration::from_secs(5 * MINUTE));
+    /// `unit.held_open_after`: 1 s to 24 h open before a door-contact alarm.
+    pub const HELD_OPEN_AFTER: Bounds =
+        Bounds::new(Duration::from_secs(1), Duration::from_secs(DAY));
+    /// `sensor.poll` (Modbus contacts): 20 ms to 1 min between reads.
+    pub const SENSOR_POLL: Bounds =
+        Bounds::new(Duration::from_millis(20), Duration::from_secs(MINUTE));
     /// Any other duration: 0 to 400 days.
     #[allow(dead_code, reason = "the bound for the next duration key; tested")]
     pub const OTHER: Bounds = Bounds::new(Duration::ZERO, Duration::from_secs(400 * DAY));

@@ -17,6 +17,7 @@ mod policy;
 mod raw;
 mod readers;
 mod secrets;
+mod sensors;
 mod validate;
 
 #[cfg(test)]
@@ -56,6 +57,8 @@ pub struct Config {
     pub locks: Vec<LockConfig>,
     /// `[[reader]]`, in file order.
     pub readers: Vec<ReaderConfig>,
+    /// `[[sensor]]`: door contacts, in file order.
+    pub sensors: Vec<SensorConfig>,
     /// `[homeassistant]`: MQTT discovery, when the section is present.
     pub homeassistant: Option<HomeAssistantConfig>,
     /// Groups, assignments, units, permissions, holidays, overrides, `[offline]` and the
@@ -64,6 +67,78 @@ pub struct Config {
     /// Where each `*_file` key was written (`http.admin_token_file` → line, column), so
     /// [`Config::check_secrets`] can point at it.
     pub key_positions: BTreeMap<String, (usize, usize)>,
+}
+
+/// `[[sensor]]`: a unit's door contact, and its request-to-exit input.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SensorConfig {
+    /// The unit whose door it watches.
+    pub unit: String,
+    /// How long the door may stay open before it is an alarm (`unit.held_open_after`,
+    /// default 60 s).
+    pub held_open_after: Duration,
+    /// Where the contact is read.
+    pub contact: ContactSource,
+}
+
+/// Where a door contact is read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContactSource {
+    /// Messages on a topic (a retained one gives the state at start).
+    Mqtt {
+        /// The contact's topic.
+        topic: String,
+        /// How its payloads read.
+        payload: ContactPayload,
+        /// Any message here is a request to exit (`rex_topic`).
+        rex_topic: Option<String>,
+    },
+    /// A discrete input polled over Modbus.
+    Modbus {
+        /// Where the device is.
+        address: ModbusAddress,
+        /// Modbus unit (slave) id (default 1).
+        slave: u8,
+        /// The contact's discrete input.
+        input: u16,
+        /// The input's value when the door is open (`open_when`, default 1).
+        open_when: bool,
+        /// Time between reads (default 250 ms).
+        poll: Duration,
+        /// A discrete input that reads 1 while the exit button is pressed (`rex_input`).
+        rex_input: Option<u16>,
+    },
+}
+
+/// How an MQTT contact's payloads read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ContactPayload {
+    /// Whole payloads (`open_payload`, default `open`; `closed_payload`, default `closed`;
+    /// compared without case or surrounding space).
+    Plain {
+        /// The open payload.
+        open: String,
+        /// The closed payload.
+        closed: String,
+    },
+    /// A JSON object's key (`json_key`), open when it equals `open_value` (zigbee2mqtt:
+    /// `json_key = "contact"`, `open_value = false`).
+    Json {
+        /// The key.
+        key: String,
+        /// The value that means open; any other value of the key means closed.
+        open_value: serde_json::Value,
+    },
+}
+
+impl SensorConfig {
+    /// The driver's name, as `driver` in the file.
+    pub fn driver(&self) -> &'static str {
+        match self.contact {
+            ContactSource::Mqtt { .. } => "mqtt",
+            ContactSource::Modbus { .. } => "modbus",
+        }
+    }
 }
 
 /// `[homeassistant]`: Home Assistant MQTT discovery of the gateway and its doors.

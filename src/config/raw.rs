@@ -33,6 +33,8 @@ pub(crate) struct RawConfig {
     pub locks: Vec<RawLock>,
     #[serde(default, rename = "reader")]
     pub readers: Vec<RawReader>,
+    #[serde(default, rename = "sensor")]
+    pub sensors: Vec<RawSensor>,
     pub lockdown: Option<RawLockdown>,
     pub homeassistant: Option<RawHomeAssistant>,
 }
@@ -137,6 +139,26 @@ pub(crate) struct RawUnit {
     pub lock: Option<String>,
     pub open_for: Option<String>,
     pub unlocked: Option<Vec<String>>,
+    pub held_open_after: Option<String>,
+}
+
+/// `[[sensor]]`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawSensor {
+    pub unit: Option<String>,
+    pub driver: Option<String>,
+    pub topic: Option<String>,
+    pub open_payload: Option<String>,
+    pub closed_payload: Option<String>,
+    pub json_key: Option<String>,
+    pub open_value: Option<toml::Value>,
+    pub rex_topic: Option<String>,
+    pub address: Option<String>,
+    pub slave: Option<i64>,
+    pub discrete_input: Option<i64>,
+    pub open_when: Option<i64>,
+    pub poll: Option<String>,
+    pub rex_input: Option<i64>,
 }
 
 /// `[[permission]]`.

@@ -781,3 +781,78 @@ fn unlock_schedules_need_a_lock_and_name_a_bad_window() {
     let unlocked = config.policy.units[0].unlocked.as_ref().expect("schedule");
     assert_eq!(unlocked.to_string(), "Mon-Fri 09:00-17:00");
 }
+
+#[test]
+fn door_sensors_name_their_unit_driver_and_payloads() {
+    let broker = "[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\n";
+    let units = "[[unit]]\nid = \"door\"\nheld_open_after = \"2m\"\n";
+    let text = format!(
+        "{BASE}\n{broker}\n{units}\n\
+         [[sensor]]\nunit = \"door\"\ndriver = \"mqtt\"\ntopic = \"z2m/door\"\njson_key = \"contact\"\nopen_value = false\nrex_topic = \"z2m/exit\"\n"
+    );
+    let config = load(&text).expect("valid");
+    let sensor = &config.sensors[0];
+    assert_eq!(sensor.held_open_after, Duration::from_secs(120));
+    assert_eq!(sensor.driver(), "mqtt");
+    let ContactSource::Mqtt {
+        payload, rex_topic, ..
+    } = &sensor.contact
+    else {
+        panic!("{sensor:?}")
+    };
+    assert_eq!(rex_topic.as_deref(), Some("z2m/exit"));
+    assert_eq!(
+        payload,
+        &ContactPayload::Json {
+            key: "contact".into(),
+            open_value: serde_json::Value::Bool(false)
+        }
+    );
+
+    let text = format!(
+        "{BASE}\n{units}\n\
+         [[sensor]]\nunit = \"door\"\ndriver = \"mqtt\"\ntopic = \"z2m/#\"\n\n\
+         [[sensor]]\nunit = \"door\"\ndriver = \"modbus\"\naddress = \"tcp://10.0.0.5\"\nopen_when = 2\ntopic = \"x\"\n\n\
+         [[sensor]]\nunit = \"attic\"\ndriver = \"laser\"\n"
+    );
+    let found = errors(&text);
+    assert!(
+        error_for(&found, "mqtt").message.contains("door contact"),
+        "{found:#?}"
+    );
+    assert!(
+        error_for(&found, "sensor[0].topic")
+            .message
+            .contains("wildcards")
+    );
+    assert!(
+        error_for(&found, "sensor[1].unit")
+            .message
+            .contains("has a sensor already")
+    );
+    assert!(
+        error_for(&found, "sensor[1].open_when")
+            .message
+            .contains("not 0 or 1")
+    );
+    assert!(
+        error_for(&found, "sensor[1].discrete_input")
+            .message
+            .contains("required")
+    );
+    assert!(
+        error_for(&found, "sensor[1].topic")
+            .message
+            .contains("unknown key")
+    );
+    assert!(
+        error_for(&found, "sensor[2].unit")
+            .message
+            .contains("unknown unit")
+    );
+    assert!(
+        error_for(&found, "sensor[2].driver")
+            .message
+            .contains("mqtt or modbus")
+    );
+}

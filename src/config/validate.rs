@@ -17,11 +17,11 @@ use super::bounds::Bounds;
 use super::checker::Checker;
 use super::error::{ConfigError, KeyPath, Locator, file_error, span_error};
 use super::raw::{
-    RawCobot, RawConfig, RawHomeAssistant, RawHttp, RawLock, RawMqtt, RawReader, RawSite,
+    RawCobot, RawConfig, RawHomeAssistant, RawHttp, RawLock, RawMqtt, RawReader, RawSensor, RawSite,
 };
 use super::{
     CobotConfig, Config, EventsConfig, HomeAssistantConfig, HttpConfig, MqttConfig, SiteConfig,
-    locks, policy, readers,
+    locks, policy, readers, sensors,
 };
 
 /// Default `site.state_dir`.
@@ -102,6 +102,7 @@ impl Checker<'_, '_> {
             ),
         };
         let locks = locks::locks(&mut self, &raw.locks);
+        let sensors = sensors::sensors(&mut self, &raw.sensors, &raw.units);
         let policy_input = policy::PolicyInput {
             timezone: site.timezone,
             cobot: &raw_cobot,
@@ -117,7 +118,7 @@ impl Checker<'_, '_> {
         let lock_ids = raw.locks.iter().filter_map(|l| l.id.as_deref()).collect();
         let policy = policy::policy(&mut self, policy_input, &lock_ids);
         let readers = readers::readers(&mut self, &raw.readers, &policy.units);
-        let mqtt = self.mqtt(raw.mqtt, &site.name, &raw.locks, &raw.readers);
+        let mqtt = self.mqtt(raw.mqtt, &site.name, &raw.locks, &raw.readers, &raw.sensors);
         let homeassistant = self.homeassistant(raw.homeassistant, mqtt.is_some());
 
         let report_clean = self.report.is_clean();
@@ -131,6 +132,7 @@ impl Checker<'_, '_> {
                 mqtt,
                 locks,
                 readers,
+                sensors,
                 homeassistant,
                 policy,
                 key_positions: self.key_positions,
@@ -336,8 +338,12 @@ impl Checker<'_, '_> {
         site_name: &str,
         locks: &[RawLock],
         readers: &[RawReader],
+        sensors: &[RawSensor],
     ) -> Option<MqttConfig> {
         let Some(raw) = raw else {
+            let mqtt_sensor = sensors
+                .iter()
+                .position(|s| s.driver.as_deref() == Some("mqtt"));
             let mqtt_lock = locks
                 .iter()
                 .position(|l| l.driver.as_deref() == Some("mqtt"));
@@ -353,7 +359,12 @@ impl Checker<'_, '_> {
                     KeyPath::root("reader").index(i),
                     "MQTT readers talk through the broker",
                 )),
-                (None, None) => None,
+                (None, None) => mqtt_sensor.map(|i| {
+                    (
+                        KeyPath::root("sensor").index(i),
+                        "an MQTT door contact talks through the broker",
+                    )
+                }),
             };
             if let Some((at, reason)) = needed_by {
                 self.report

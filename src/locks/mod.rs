@@ -486,6 +486,20 @@ impl Locks {
     }
 }
 
+/// Waits for a change of any of `latches` (keyed by lock or unit): `Some(key)`, or `None` when
+/// one's driver is gone (fetch them again). Never ends when there are none.
+pub(crate) async fn next_latch_change(
+    latches: &mut BTreeMap<String, tokio::sync::watch::Receiver<Latch>>,
+) -> Option<String> {
+    if latches.is_empty() {
+        return std::future::pending().await;
+    }
+    let waits = latches.iter_mut().map(|(key, latch)| {
+        Box::pin(async move { latch.changed().await.ok().map(|()| key.clone()) })
+    });
+    futures_util::future::select_all(waits).await.0
+}
+
 /// Relocks drivers taken out of service (or every driver, at shutdown) now, all at once, each
 /// within its own device timeout; returns the failures. A lock that is not open sends nothing.
 pub async fn retire(drivers: Vec<Arc<dyn LockDriver>>) -> Vec<LockError> {

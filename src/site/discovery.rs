@@ -120,6 +120,19 @@ pub(crate) fn configs(config: &Config, configuration_url: &str) -> BTreeMap<Stri
                 );
             }
         }
+        if config.sensors.iter().any(|s| s.unit == unit.id) {
+            add(
+                "binary_sensor",
+                &format!("{object}_door"),
+                json!({
+                    "name": format!("{} door", unit.id),
+                    "device_class": "door",
+                    "state_topic": format!("{topic}/door"),
+                    "payload_on": "OPEN",
+                    "payload_off": "CLOSED",
+                }),
+            );
+        }
         add(
             "event",
             &format!("{object}_event"),

@@ -66,6 +66,10 @@ pub(crate) struct Inputs {
     pub engine: Arc<Engine>,
     /// Where the installer page answers (the device's `configuration_url`).
     pub configuration_url: String,
+    /// Door sensors' events.
+    pub door_notices: broadcast::Receiver<crate::doors::DoorNotice>,
+    /// The doors with a contact.
+    pub doors: watch::Receiver<crate::doors::Doors>,
 }
 
 /// Hands subscribed messages to the task.
@@ -113,6 +117,8 @@ pub(crate) async fn run(inputs: Inputs, mut shutdown: watch::Receiver<bool>) {
     let mut lockdown_rx = inputs.lockdown.subscribe();
     let mut lock_changes = inputs.locks.changes();
     let mut feed = inputs.feed.resubscribe();
+    let mut door_notices = inputs.door_notices.resubscribe();
+    let mut doors_rx = inputs.doors.clone();
     let config = Arc::clone(&inputs.config.borrow());
     let mut site = Site {
         config,
@@ -143,6 +149,12 @@ pub(crate) async fn run(inputs: Inputs, mut shutdown: watch::Receiver<bool>) {
                 site.publish_states(&latches);
             }
             Ok(()) = snapshot_rx.changed() => site.publish_sync(),
+            Ok(()) = doors_rx.changed() => site.publish_states(&latches),
+            notice = door_notices.recv() => match notice {
+                Ok(notice) => site.publish_door_event(&notice),
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => {}
+            },
             Ok(()) = lockdown_rx.changed() => site.publish_lockdown(),
             event = feed.recv() => match event {
                 Ok(event) => site.publish_event(&event),
@@ -162,7 +174,7 @@ pub(crate) async fn run(inputs: Inputs, mut shutdown: watch::Receiver<bool>) {
                 rediscover = None;
                 site.publish_discovery();
             }
-            lock = changed_latch(&mut latches) => match lock {
+            lock = crate::locks::next_latch_change(&mut latches) => match lock {
                 Some(_) => site.publish_states(&latches),
                 // A driver went out of service: its latch is gone, the new ones are fetched.
                 None => {
@@ -181,18 +193,6 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
-}
-
-/// Waits for a change of any latch: `Some(lock)`, or `None` when a latch's driver is gone.
-/// Never ends when there are none.
-async fn changed_latch(latches: &mut BTreeMap<String, watch::Receiver<Latch>>) -> Option<String> {
-    if latches.is_empty() {
-        return std::future::pending().await;
-    }
-    let waits = latches.iter_mut().map(|(id, latch)| {
-        Box::pin(async move { latch.changed().await.ok().map(|()| id.clone()) })
-    });
-    futures_util::future::select_all(waits).await.0
 }
 
 impl Site {
@@ -421,11 +421,25 @@ impl Site {
         self.discovery = configs;
     }
 
-    /// Publishes each unit's lock state that changed since it was last published.
+    /// Publishes each unit's lock state and door state that changed since they were last
+    /// published. A lock whose door is open is not reported locked: it is `UNLOCKED` until the
+    /// door closes.
     fn publish_states(&mut self, latches: &BTreeMap<String, watch::Receiver<Latch>>) {
         if !self.inputs.link.is_up() {
             self.states.clear();
             return;
+        }
+        let doors = self.inputs.doors.borrow().clone();
+        for (unit, door) in &doors {
+            let Some(open) = door.status.open else {
+                continue;
+            };
+            let state = if open { "OPEN" } else { "CLOSED" };
+            let topic = format!("{}/door", self.config.site.unit_topic(unit));
+            if self.states.get(&topic) != Some(&state) {
+                self.publish(&topic, true, state.as_bytes().to_vec());
+                self.states.insert(topic, state);
+            }
         }
         let units: BTreeSet<(String, String)> = self
             .config
@@ -438,7 +452,13 @@ impl Site {
             let latch = latches
                 .get(&lock)
                 .map_or(Latch::Locked, |latch| *latch.borrow());
-            let state = payloads::latch_state(latch);
+            let door_open = doors
+                .get(&unit)
+                .is_some_and(|d| d.status.open == Some(true));
+            let state = match payloads::latch_state(latch) {
+                "LOCKED" if door_open => "UNLOCKED",
+                state => state,
+            };
             let topic = format!("{}/state", self.config.site.unit_topic(&unit));
             if self.states.get(&topic) != Some(&state) {
                 self.publish(&topic, true, state.as_bytes().to_vec());
@@ -463,6 +483,25 @@ impl Site {
                 &format!("{}/sync", self.base()),
                 true,
                 payloads::sync(&snapshot),
+            );
+        }
+    }
+
+    fn publish_door_event(&self, notice: &crate::doors::DoorNotice) {
+        if notice.event == crate::doors::DoorEvent::Opened {
+            // Not an event others are told of: the door's state topic shows it.
+            return;
+        }
+        self.publish(
+            &self.config.site.events_topic(),
+            false,
+            payloads::door_event(notice),
+        );
+        if self.config.homeassistant.is_some() {
+            self.publish(
+                &format!("{}/event", self.config.site.unit_topic(&notice.unit)),
+                false,
+                payloads::door_unit_event(notice),
             );
         }
     }

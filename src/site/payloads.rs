@@ -9,12 +9,13 @@ use crate::store::{CredentialKind, EventRecord, Lockdown};
 
 /// The kinds of door event Home Assistant's `event` entity lists (an event type not listed is
 /// dropped by it). The door-contact kinds come with door sensors.
-pub(crate) const EVENT_TYPES: [&str; 5] = [
+pub(crate) const EVENT_TYPES: [&str; 6] = [
     "granted",
     "denied",
     "unknown_card",
     "forced_open",
     "held_open",
+    "closed",
 ];
 
 /// An event's kind, in a word: `granted`, `unknown_card` (a card no member holds, or no card id
@@ -81,6 +82,24 @@ pub(crate) fn unit_event(event: &EventRecord) -> Vec<u8> {
     })
     .to_string()
     .into_bytes()
+}
+
+/// A door sensor's event on `portier/<gateway>/events`: `{"event", "unit", "time"}`.
+pub(crate) fn door_event(notice: &crate::doors::DoorNotice) -> Vec<u8> {
+    json!({
+        "event": notice.event.as_str(),
+        "unit": notice.unit,
+        "time": notice.time,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// A door sensor's event on the unit's `event` topic, for Home Assistant.
+pub(crate) fn door_unit_event(notice: &crate::doors::DoorNotice) -> Vec<u8> {
+    json!({ "event_type": notice.event.as_str(), "time": notice.time })
+        .to_string()
+        .into_bytes()
 }
 
 /// The retained state of a unit's lock: `LOCKED`, `UNLOCKED` (open, relock to come) or

@@ -24,6 +24,8 @@ use tokio_modbus::{ExceptionCode, Request, Response};
 struct Device {
     coils: HashMap<u16, bool>,
     registers: HashMap<u16, u16>,
+    /// Discrete inputs (a door contact, an exit button), set by the test.
+    inputs: HashMap<u16, bool>,
     /// Answer every request with this exception (e.g. a gateway whose device is gone).
     exception: Option<ExceptionCode>,
 }
@@ -51,6 +53,11 @@ impl Service for Relay {
                 device.registers.insert(addr, value);
                 Ok(Response::WriteSingleRegister(addr, value))
             }
+            Request::ReadDiscreteInputs(addr, n) => Ok(Response::ReadDiscreteInputs(
+                (addr..addr.saturating_add(n))
+                    .map(|a| device.inputs.get(&a).copied().unwrap_or(false))
+                    .collect(),
+            )),
             Request::ReadCoils(addr, n) => Ok(Response::ReadCoils(
                 (addr..addr.saturating_add(n))
                     .map(|a| device.coils.get(&a).copied().unwrap_or(false))
@@ -89,6 +96,11 @@ impl ModbusServer {
     /// `tcp://127.0.0.1:PORT`, for a lock's `address`.
     pub fn url(&self) -> String {
         format!("tcp://{}", self.addr)
+    }
+
+    /// Sets a discrete input (what a door contact or an exit button reads).
+    pub fn set_input(&self, addr: u16, on: bool) {
+        self.relay.0.lock().unwrap().inputs.insert(addr, on);
     }
 
     /// The coil's state (`None`: never written).
