@@ -73,7 +73,7 @@ impl Wired {
         let (stop, stopped) = tokio::sync::watch::channel(false);
         let mut wired = Wired {
             doors: HashMap::new(),
-            locks: HashMap::new(),
+            locks: unit_locks(config),
             topics: Vec::new(),
             stop,
         };
@@ -82,15 +82,6 @@ impl Wired {
                 sensor.unit.clone(),
                 (watch::Door::new(sensor.held_open_after), None),
             );
-            if let Some(lock) = config
-                .policy
-                .units
-                .iter()
-                .find(|u| u.id == sensor.unit)
-                .and_then(|u| u.lock.clone())
-            {
-                wired.locks.insert(sensor.unit.clone(), lock);
-            }
             match &sensor.contact {
                 ContactSource::Mqtt {
                     topic,
@@ -183,7 +174,9 @@ pub(crate) async fn run(inputs: Inputs, mut shutdown: tokio::sync::watch::Receiv
     let (tx, mut readings) = mpsc::channel(64);
     let mut config = inputs.config.clone();
     let mut lock_changes = inputs.locks.changes();
-    let mut wired = Wired::new(&config.borrow_and_update(), &inputs, &tx);
+    let first = Arc::clone(&config.borrow_and_update());
+    let mut sensors = first.sensors.clone();
+    let mut wired = Wired::new(&first, &inputs, &tx);
     let mut latches = wired.latches(&inputs.locks);
     sync_latches(&mut wired, &latches);
     inputs.doors.send_replace(wired.view());
@@ -195,8 +188,15 @@ pub(crate) async fn run(inputs: Inputs, mut shutdown: tokio::sync::watch::Receiv
                 return;
             }
             Ok(()) = config.changed() => {
-                wired.unwire(inputs.topics.as_ref());
-                wired = Wired::new(&config.borrow_and_update(), &inputs, &tx);
+                let new = Arc::clone(&config.borrow_and_update());
+                // Rewired only when the sensors changed: a door's alarm outlives other reloads.
+                if new.sensors != sensors {
+                    wired.unwire(inputs.topics.as_ref());
+                    wired = Wired::new(&new, &inputs, &tx);
+                    sensors.clone_from(&new.sensors);
+                } else {
+                    wired.locks = unit_locks(&new);
+                }
                 latches = wired.latches(&inputs.locks);
                 sync_latches(&mut wired, &latches);
             }
@@ -248,6 +248,18 @@ pub(crate) async fn run(inputs: Inputs, mut shutdown: tokio::sync::watch::Receiv
             changed
         });
     }
+}
+
+/// Each sensor's unit → its lock's id.
+fn unit_locks(config: &Config) -> HashMap<String, String> {
+    config
+        .sensors
+        .iter()
+        .filter_map(|sensor| {
+            let unit = config.policy.units.iter().find(|u| u.id == sensor.unit)?;
+            Some((sensor.unit.clone(), unit.lock.clone()?))
+        })
+        .collect()
 }
 
 /// Tells every door whether its lock is open now.

@@ -100,7 +100,8 @@ struct Site {
     /// Topic filters subscribed for the configuration in force, and what each is.
     subscribed: Vec<String>,
     inbox: Arc<dyn Inbox>,
-    /// The discovery configs published, by topic.
+    /// The discovery configs of the configuration in force (published at each connection), by
+    /// topic.
     discovery: BTreeMap<String, Vec<u8>>,
     /// The lock states published, by unit topic.
     states: HashMap<String, &'static str>,
@@ -120,12 +121,15 @@ pub(crate) async fn run(inputs: Inputs, mut shutdown: watch::Receiver<bool>) {
     let mut door_notices = inputs.door_notices.resubscribe();
     let mut doors_rx = inputs.doors.clone();
     let config = Arc::clone(&inputs.config.borrow());
+    // What this configuration publishes, known before the first connection: a config of ours
+    // that the broker replays before we publish is then not taken for a stale one.
+    let discovery = discovery::configs(&config, &inputs.configuration_url);
     let mut site = Site {
         config,
         inputs,
         subscribed: Vec::new(),
         inbox: Arc::new(Forward(forward)),
-        discovery: BTreeMap::new(),
+        discovery,
         states: HashMap::new(),
         last_command: HashMap::new(),
     };
