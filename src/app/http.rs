@@ -26,7 +26,7 @@ use crate::views::{self, ErrorView, ExplainQuery, QueryError};
 
 /// Builds the router.
 pub(crate) fn router(api: Arc<Api>) -> Router {
-    use super::http_doors;
+    use super::{http_doors, page};
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/status", get(status))
@@ -40,6 +40,12 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
         .route("/v1/lockdown", post(lockdown))
         .route("/v1/units/{unit}/open", post(http_doors::app_open))
         .route("/v1/admin/units/{unit}/open", post(http_doors::admin_open))
+        .route("/", get(page::index))
+        .route("/login", post(page::login))
+        .route("/logout", post(page::logout))
+        .route("/page/state", get(page::state))
+        .route("/page/events", get(page::events))
+        .route("/page/units/{unit}/pulse", post(page::pulse))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(json_errors))
         .with_state(api)

@@ -31,6 +31,12 @@ pub(crate) struct Api {
     pub limiter: std::sync::Mutex<RateLimiter>,
     /// Asks Cobot's `/api/user` who an app token belongs to.
     pub users: crate::cobot::CobotClient,
+    /// The installer page's sessions.
+    pub page: super::page::Page,
+    /// Every durable event (the installer page streams them).
+    pub feed: tokio::sync::broadcast::Sender<Arc<crate::store::EventRecord>>,
+    /// Door sensors' events (the installer page streams them).
+    pub door_notices: tokio::sync::broadcast::Sender<crate::doors::DoorNotice>,
 }
 
 /// An error answer: `{"error": message}` with `status`.

@@ -15,6 +15,7 @@ mod http_doors;
 mod http_serve;
 mod metrics;
 mod notify;
+mod page;
 mod state;
 mod status;
 mod sync_task;
@@ -113,12 +114,23 @@ fn read_admin_token(config: &Config) -> Option<String> {
     }
 }
 
-/// Sets the admin token from `config`.
+/// Sets the admin token and the installer page's password from `config`.
 fn apply_admin_token(daemon: &Daemon, config: &Config) {
     *daemon
         .admin_token
         .write()
         .unwrap_or_else(PoisonError::into_inner) = read_admin_token(config);
+    let password = config.http.page_password_file.as_ref().and_then(|file| {
+        crate::config::read_secret(file)
+            .map_err(|e| {
+                tracing::warn!(error = %e, "installer page password unusable: the page answers only on loopback");
+            })
+            .ok()
+    });
+    *daemon
+        .page_password
+        .write()
+        .unwrap_or_else(PoisonError::into_inner) = password;
 }
 
 /// Settings a SIGHUP does not apply, compared with the configuration the daemon started
@@ -263,6 +275,7 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
             Arc::clone(&locks),
         )),
         admin_token: RwLock::new(None),
+        page_password: RwLock::new(None),
         problems: Mutex::new(state::ConfigProblems::default()),
         mqtt: mqtt.as_ref().map(crate::mqtt::Connection::link),
         mqtt_readers: mqtt
@@ -387,6 +400,9 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         engine,
         limiter: Mutex::new(http_api::RateLimiter::default()),
         users,
+        page: page::Page::default(),
+        feed: feed.clone(),
+        door_notices: door_notices.clone(),
     });
     let app = http::router(api);
     let tls = {

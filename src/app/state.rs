@@ -67,6 +67,8 @@ pub(crate) struct Daemon {
     pub sync_jobs: mpsc::Sender<Job>,
     /// The admin bearer token; `None` makes admin endpoints answer 401.
     pub admin_token: RwLock<Option<String>>,
+    /// The installer page's password (`http.page_password_file`), read at start and reload.
+    pub page_password: RwLock<Option<String>>,
     /// Cobot link state.
     pub cloud: Mutex<CloudState>,
     /// Counters and histograms for `/metrics`.
@@ -170,6 +172,14 @@ impl Daemon {
             }
             None => tracing::warn!(endpoint, why, "request refused: authentication failed"),
         }
+    }
+
+    /// The installer page's password, if configured.
+    pub fn page_password(&self) -> Option<String> {
+        self.page_password
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The admin token, if configured.

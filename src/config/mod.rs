@@ -176,6 +176,9 @@ pub struct HttpConfig {
     pub tls_key_file: Option<PathBuf>,
     /// The admin bearer token, a secret file; absent: admin endpoints answer 401.
     pub admin_token_file: Option<PathBuf>,
+    /// The installer page's password, a secret file; absent: the page answers only on
+    /// loopback.
+    pub page_password_file: Option<PathBuf>,
 }
 
 /// `[cobot]`: how to reach Cobot and how often.
@@ -559,6 +562,10 @@ impl Config {
                 self.http.admin_token_file.as_deref(),
             ),
             ("http.tls_key_file", self.http.tls_key_file.as_deref()),
+            (
+                "http.page_password_file",
+                self.http.page_password_file.as_deref(),
+            ),
             (
                 "cobot.client_secret_file",
                 self.cobot.client_secret_file.as_deref(),

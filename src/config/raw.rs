@@ -68,6 +68,7 @@ pub(crate) struct RawHttp {
     pub tls_cert_file: Option<String>,
     pub tls_key_file: Option<String>,
     pub admin_token_file: Option<String>,
+    pub page_password_file: Option<String>,
 }
 
 /// `[cobot]`.

@@ -228,6 +228,10 @@ impl Checker<'_, '_> {
                 raw.admin_token_file.as_deref(),
                 &key.key("admin_token_file"),
             ),
+            page_password_file: self.file_path(
+                raw.page_password_file.as_deref(),
+                &key.key("page_password_file"),
+            ),
         }
     }
 

@@ -23,6 +23,8 @@
 mod discovery;
 mod payloads;
 
+pub(crate) use payloads::masked_reason;
+
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
 use std::pin::Pin;

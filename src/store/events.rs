@@ -208,6 +208,22 @@ impl Store {
             .collect()
     }
 
+    /// The last `limit` events, oldest first (the installer page's backlog).
+    pub fn recent_events(&self, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let mut events = self
+            .events
+            .iter()
+            .rev()
+            .take(limit)
+            .map(|item| {
+                let (_, bytes) = item.map_err(|e| self.db_error(e))?;
+                decode("event", &bytes)
+            })
+            .collect::<Result<Vec<EventRecord>, _>>()?;
+        events.reverse();
+        Ok(events)
+    }
+
     /// The time of the last persisted event (highest seq), for clock trust: a clock earlier than
     /// this has jumped backwards. `None` when there are no events.
     pub fn last_event_time(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
