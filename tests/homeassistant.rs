@@ -297,6 +297,7 @@ async fn home_assistant_opens_doors_as_audited_admin_opens_and_retained_or_repea
 
     // The lockdown switch: ON switches it on; OFF is refused (only the API or the command line
     // switch it off).
+    let (_ev, mut gateway_events) = s.broker.subscriber("test-gw-events", EVENTS).await;
     let (_ld, mut lockdown) = s.broker.subscriber("test-lockdown", LOCKDOWN).await;
     let off: Value = serde_json::from_slice(&lockdown.next().await.payload).unwrap();
     assert_eq!(off["state"], "OFF", "{off}");
@@ -314,6 +315,16 @@ async fn home_assistant_opens_doors_as_audited_admin_opens_and_retained_or_repea
     .await
     .expect("the lockdown on");
     assert!(String::from_utf8_lossy(&on.payload).contains("Home Assistant"));
+    let switched = next_matching(&mut gateway_events, Duration::from_secs(5), |p| {
+        String::from_utf8_lossy(p).contains("lockdown_on")
+    })
+    .await
+    .expect("the lockdown as an event");
+    let switched: Value = serde_json::from_slice(&switched.payload).unwrap();
+    assert_eq!(
+        switched["reason"], "switched on from Home Assistant",
+        "{switched}"
+    );
     ha.publish(
         "portier/demo-space/lockdown/set",
         QoS::AtLeastOnce,

@@ -200,6 +200,16 @@ fn door_reasons(daemon: &Daemon) -> Vec<String> {
             )),
             None => {}
         }
+        if door.status.flapping {
+            reasons.push(format!(
+                "the door contact of unit \"{unit}\" is flapping (it changed {} times within \
+                 {} s): its alarms are held until it is quiet for {} s; check the magnet and \
+                 the wiring",
+                crate::doors::watch::FLAPPING_CHANGES,
+                crate::doors::watch::FLAPPING_WINDOW.as_secs(),
+                crate::doors::watch::FLAPPING_QUIET.as_secs()
+            ));
+        }
         if let Some(problem) = &door.problem {
             reasons.push(problem.clone());
         }

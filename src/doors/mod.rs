@@ -281,6 +281,9 @@ fn send(inputs: &Inputs, unit: &str, event: DoorEvent) {
         DoorEvent::ForcedOpen | DoorEvent::HeldOpen => {
             tracing::warn!(%unit, event = event.as_str(), "door alarm");
         }
+        DoorEvent::Flapping => {
+            tracing::warn!(%unit, "door contact flapping: its alarms are held until it is quiet for 30 s");
+        }
         DoorEvent::Closed | DoorEvent::Opened => {
             tracing::info!(%unit, event = event.as_str(), "door");
         }

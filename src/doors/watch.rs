@@ -9,6 +9,9 @@
 //! - The first reading (a retained message, the first poll) sets the state without an alarm:
 //!   Portier does not know how the door came to be open.
 //! - A repeated reading of the same state changes nothing.
+//! - A contact that changes [`FLAPPING_CHANGES`] times within [`FLAPPING_WINDOW`] is
+//!   **flapping** (a loose magnet, a bad wire): one event, then its openings raise no further
+//!   alarms until it has been quiet for [`FLAPPING_QUIET`]; health shows it meanwhile.
 
 use std::time::{Duration, Instant};
 
@@ -18,6 +21,12 @@ use serde::Serialize;
 pub(crate) const GRACE: Duration = Duration::from_secs(3);
 /// How long a request to exit authorises the next opening.
 pub(crate) const REX_WINDOW: Duration = Duration::from_secs(10);
+/// This many contact changes …
+pub(crate) const FLAPPING_CHANGES: usize = 10;
+/// … within this long make a contact flapping …
+pub(crate) const FLAPPING_WINDOW: Duration = Duration::from_secs(10);
+/// … until it has not changed for this long.
+pub(crate) const FLAPPING_QUIET: Duration = Duration::from_secs(30);
 
 /// What a door did that others are told of.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -31,6 +40,8 @@ pub(crate) enum DoorEvent {
     Closed,
     /// Opened by a grant, a hold or an exit request (not an alarm).
     Opened,
+    /// The contact changes too often to be believed.
+    Flapping,
 }
 
 impl DoorEvent {
@@ -41,6 +52,7 @@ impl DoorEvent {
             DoorEvent::HeldOpen => "held_open",
             DoorEvent::Closed => "closed",
             DoorEvent::Opened => "opened",
+            DoorEvent::Flapping => "flapping",
         }
     }
 }
@@ -54,6 +66,8 @@ pub(crate) struct DoorStatus {
     pub forced: bool,
     /// Open too long, and not closed since.
     pub held: bool,
+    /// The contact changes too often to be believed (no alarms from it meanwhile).
+    pub flapping: bool,
 }
 
 impl DoorStatus {
@@ -78,6 +92,8 @@ pub(crate) struct Door {
     lock_open: bool,
     authorised_until: Option<Instant>,
     exit_until: Option<Instant>,
+    /// When the contact last changed, newest last (at most [`FLAPPING_CHANGES`]).
+    changes: std::collections::VecDeque<Instant>,
 }
 
 impl Door {
@@ -90,6 +106,7 @@ impl Door {
             lock_open: false,
             authorised_until: None,
             exit_until: None,
+            changes: std::collections::VecDeque::new(),
         }
     }
 
@@ -117,6 +134,19 @@ impl Door {
         if before == Some(open) {
             return None;
         }
+        if before.is_some() && self.flapped(at) {
+            if !open {
+                self.open_since = None;
+            } else {
+                self.open_since = Some(at);
+            }
+            if !self.status.flapping {
+                self.status.flapping = true;
+                self.status.forced = false;
+                return Some(DoorEvent::Flapping);
+            }
+            return None;
+        }
         if !open {
             self.open_since = None;
             self.status.forced = false;
@@ -139,8 +169,37 @@ impl Door {
         }
     }
 
-    /// Time passed: `HeldOpen` once when the door has been open too long.
+    /// Notes a change at `at`; true while the contact is flapping.
+    fn flapped(&mut self, at: Instant) -> bool {
+        if self.changes.len() == FLAPPING_CHANGES {
+            self.changes.pop_front();
+        }
+        self.changes.push_back(at);
+        if self.status.flapping {
+            return true;
+        }
+        self.changes.len() == FLAPPING_CHANGES
+            && self
+                .changes
+                .front()
+                .is_some_and(|first| at.duration_since(*first) <= FLAPPING_WINDOW)
+    }
+
+    /// Time passed: `HeldOpen` once when the door has been open too long; the end of a
+    /// flapping spell once the contact has been quiet.
     pub(crate) fn tick(&mut self, at: Instant) -> Option<DoorEvent> {
+        if self.status.flapping
+            && self
+                .changes
+                .back()
+                .is_none_or(|last| at.duration_since(*last) >= FLAPPING_QUIET)
+        {
+            self.status.flapping = false;
+            self.changes.clear();
+        }
+        if self.status.flapping {
+            return None;
+        }
         let since = self.open_since?;
         if self.status.held || self.lock_open || at.duration_since(since) < self.held_open_after {
             return None;
@@ -149,8 +208,12 @@ impl Door {
         Some(DoorEvent::HeldOpen)
     }
 
-    /// When [`Door::tick`] should next run to report a held-open door on time.
+    /// When [`Door::tick`] should next run: to report a held-open door on time, or to end a
+    /// flapping spell.
     pub(crate) fn due(&self) -> Option<Instant> {
+        if self.status.flapping {
+            return self.changes.back().map(|last| *last + FLAPPING_QUIET);
+        }
         let since = self.open_since?;
         (!self.status.held && !self.lock_open).then_some(since + self.held_open_after)
     }
@@ -235,6 +298,37 @@ mod tests {
         door.contact(true, at(t, 201_000));
         assert_eq!(door.tick(at(t, 10_000_000)), None);
         assert_eq!(door.due(), None);
+    }
+
+    #[test]
+    fn a_flapping_contact_is_one_event_no_alarm_storm_and_ends_when_quiet() {
+        let t = crate::clock::instant();
+        let mut door = Door::new(HELD);
+        door.contact(false, t);
+        let mut events = Vec::new();
+        for i in 1..=40u64 {
+            events.extend(door.contact(i % 2 == 1, at(t, i * 100)));
+        }
+        // Believed until the tenth change in 10 s; then one event, and nothing more.
+        let flapping = events
+            .iter()
+            .position(|e| *e == DoorEvent::Flapping)
+            .expect("flapping");
+        assert_eq!(flapping, 9, "{events:?}");
+        assert_eq!(events.len(), 10, "no alarm storm after it: {events:?}");
+        assert!(door.status().flapping);
+        // Still changing: still flapping. Then quiet for 30 s: believed again.
+        assert_eq!(door.tick(at(t, 20_000)), None);
+        assert!(door.status().flapping);
+        let last = at(t, 4_000);
+        assert_eq!(door.due(), Some(last + FLAPPING_QUIET));
+        door.tick(last + FLAPPING_QUIET);
+        assert!(!door.status().flapping);
+        door.contact(false, last + FLAPPING_QUIET);
+        assert_eq!(
+            door.contact(true, last + FLAPPING_QUIET + Duration::from_secs(1)),
+            Some(DoorEvent::ForcedOpen)
+        );
     }
 
     #[test]

@@ -161,7 +161,15 @@ pub(crate) async fn run(inputs: Inputs, mut shutdown: watch::Receiver<bool>) {
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
                 Err(broadcast::error::RecvError::Closed) => {}
             },
-            Ok(()) = lockdown_rx.changed() => site.publish_lockdown(),
+            Ok(()) = lockdown_rx.changed() => {
+                site.publish_lockdown();
+                let state = lockdown_rx.borrow_and_update().clone();
+                site.publish(
+                    &site.config.site.events_topic(),
+                    false,
+                    payloads::lockdown_event(&state),
+                );
+            }
             event = feed.recv() => match event {
                 Ok(event) => site.publish_event(&event),
                 Err(broadcast::error::RecvError::Lagged(missed)) => {

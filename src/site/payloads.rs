@@ -9,13 +9,14 @@ use crate::store::{CredentialKind, EventRecord, Lockdown};
 
 /// The kinds of door event Home Assistant's `event` entity lists (an event type not listed is
 /// dropped by it). The door-contact kinds come with door sensors.
-pub(crate) const EVENT_TYPES: [&str; 6] = [
+pub(crate) const EVENT_TYPES: [&str; 7] = [
     "granted",
     "denied",
     "unknown_card",
     "forced_open",
     "held_open",
     "closed",
+    "flapping",
 ];
 
 /// An event's kind, in a word: `granted`, `unknown_card` (a card no member holds, or no card id
@@ -118,6 +119,18 @@ pub(crate) fn lockdown(state: &Lockdown) -> Vec<u8> {
         "state": if state.on { "ON" } else { "OFF" },
         "reason": state.reason,
         "since": state.since,
+    })
+    .to_string()
+    .into_bytes()
+}
+
+/// The lockdown switched, on `portier/<gateway>/events`: `{"event": "lockdown_on" |
+/// "lockdown_off", "reason", "time"}`.
+pub(crate) fn lockdown_event(state: &Lockdown) -> Vec<u8> {
+    json!({
+        "event": if state.on { "lockdown_on" } else { "lockdown_off" },
+        "reason": state.reason,
+        "time": state.since,
     })
     .to_string()
     .into_bytes()
