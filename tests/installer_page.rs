@@ -318,4 +318,27 @@ async fn the_page_refuses_strangers_requests_without_a_session_or_csrf_token_and
     assert_eq!(right.status(), 429, "blocked even with the right password");
     let metrics = d.metrics().await;
     assert!(metrics.contains("portier_auth_failures_total"), "{metrics}");
+
+    // A page left open (its event stream) does not hold up a stop.
+    let stream = http
+        .get(format!("{base}/page/events"))
+        .header("Cookie", &session)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut d = d;
+    let stopping = std::time::Instant::now();
+    d.signal("TERM");
+    let exited = tokio::time::timeout(Duration::from_secs(10), d.child.wait())
+        .await
+        .expect("stopped")
+        .unwrap();
+    assert!(exited.success());
+    assert!(
+        stopping.elapsed() < Duration::from_secs(4),
+        "{:?}: the open stream held the stop up",
+        stopping.elapsed()
+    );
+    drop(stream);
 }

@@ -37,6 +37,8 @@ pub(crate) struct Api {
     pub feed: tokio::sync::broadcast::Sender<Arc<crate::store::EventRecord>>,
     /// Door sensors' events (the installer page streams them).
     pub door_notices: tokio::sync::broadcast::Sender<crate::doors::DoorNotice>,
+    /// Turns true when the daemon stops (event streams end then).
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// An error answer: `{"error": message}` with `status`.

@@ -403,6 +403,7 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         page: page::Page::default(),
         feed: feed.clone(),
         door_notices: door_notices.clone(),
+        stopping: shutdown_rx.clone(),
     });
     let app = http::router(api);
     let tls = {

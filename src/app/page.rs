@@ -454,14 +454,17 @@ pub(crate) async fn events(
     let backlog = api.daemon.store.recent_events(BACKLOG).unwrap_or_default();
     let last = backlog.last().map_or(0, |e| e.seq);
     let first: Vec<Result<Event, Infallible>> = backlog.iter().map(|e| Ok(decision(e))).collect();
+    let stopping = api.stopping.clone();
     let live = futures_util::stream::unfold(
-        (feed, doors, last),
-        |(mut feed, mut doors, last)| async move {
+        (feed, doors, last, stopping),
+        |(mut feed, mut doors, last, mut stopping)| async move {
             loop {
                 tokio::select! {
+                    // The daemon stops: the stream ends, so the connection can close.
+                    () = async { let _ = stopping.wait_for(|stop| *stop).await; } => return None,
                     event = feed.recv() => match event {
                         Ok(event) if event.seq <= last => continue,
-                        Ok(event) => return Some((Ok(decision(&event)), (feed, doors, last))),
+                        Ok(event) => return Some((Ok(decision(&event)), (feed, doors, last, stopping))),
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
                     },
@@ -473,7 +476,7 @@ pub(crate) async fn events(
                                 "time": notice.time,
                             });
                             let event = Event::default().event("door").data(data.to_string());
-                            return Some((Ok(event), (feed, doors, last)));
+                            return Some((Ok(event), (feed, doors, last, stopping)));
                         }
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                         Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,

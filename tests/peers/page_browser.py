@@ -13,6 +13,7 @@ import json
 import sys
 
 from selenium import webdriver
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
@@ -29,14 +30,15 @@ def main():
     driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
     seen = {}
     try:
-        wait = WebDriverWait(driver, 20)
+        # Elements are found again on every try: a page that reloads leaves stale ones behind.
+        wait = WebDriverWait(driver, 20, ignored_exceptions=[StaleElementReferenceException])
         driver.get(base + "/")
         field = wait.until(ec.presence_of_element_located((By.ID, "password")))
         field.send_keys("not the password")
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-        message = wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "p.message")))
-        seen["wrong_password"] = message.text
-        field = driver.find_element(By.ID, "password")
+        seen["wrong_password"] = wait.until(
+            lambda d: d.find_element(By.CSS_SELECTOR, "p.message").text.strip() or None)
+        field = wait.until(ec.presence_of_element_located((By.ID, "password")))
         field.send_keys(password)
         driver.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
 
