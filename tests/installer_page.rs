@@ -328,7 +328,7 @@ async fn the_page_refuses_strangers_requests_without_a_session_or_csrf_token_and
         .unwrap();
     assert_eq!(stream.status(), 200);
     let mut d = d;
-    let stopping = std::time::Instant::now();
+    let stopping = tokio::time::Instant::now();
     d.signal("TERM");
     let exited = tokio::time::timeout(Duration::from_secs(10), d.child.wait())
         .await
