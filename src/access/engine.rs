@@ -334,6 +334,34 @@ impl Engine {
         })
     }
 
+    /// What a member's request at `unit` would be answered now — granted, and the reason —
+    /// without carrying it out, counting it or recording it (the member page lists the doors
+    /// this way). `None` before the first sync or for an unknown unit.
+    pub(crate) fn preview(&self, unit: &str, user_id: &str) -> Option<(bool, String)> {
+        let snapshot = self.snapshot()?;
+        let unit = snapshot.unit(unit)?;
+        let now = crate::clock::now();
+        let moment = Moment {
+            at: now,
+            clock: self.inputs.clock.trust(now),
+            lockdown: self.inputs.lockdown.borrow().on,
+        };
+        let decision = decide(
+            &snapshot,
+            &domain::Request {
+                unit,
+                credential: domain::Credential::User(user_id),
+            },
+            &moment,
+        );
+        Some((decision.granted(), decision.reason(&snapshot)))
+    }
+
+    /// The snapshot in force (`None` before the first sync).
+    pub(crate) fn current(&self) -> Option<Arc<Snapshot>> {
+        self.snapshot()
+    }
+
     /// What changes a decision's inputs: the snapshot, the configuration, the lockdown.
     pub(crate) fn changes(&self) -> Changes {
         Changes {

@@ -26,7 +26,7 @@ use crate::views::{self, ErrorView, ExplainQuery, QueryError};
 
 /// Builds the router.
 pub(crate) fn router(api: Arc<Api>) -> Router {
-    use super::{http_doors, page};
+    use super::{http_doors, member, page};
     Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/status", get(status))
@@ -46,6 +46,19 @@ pub(crate) fn router(api: Arc<Api>) -> Router {
         .route("/page/state", get(page::state))
         .route("/page/events", get(page::events))
         .route("/page/units/{unit}/pulse", post(page::pulse))
+        .route("/m/", get(member::page))
+        .route(
+            "/m",
+            get(|| async { axum::response::Redirect::permanent("/m/") }),
+        )
+        .route("/m/login", get(member::login))
+        .route("/auth/callback", get(member::callback))
+        .route("/m/open/{unit}", post(member::open))
+        .route("/m/logout", post(member::logout))
+        .route("/m/manifest.webmanifest", get(member::manifest))
+        .route("/m/sw.js", get(member::worker))
+        .route("/m/icon.svg", get(member::icon))
+        .route("/v1/admin/member-sessions/revoke", post(member::revoke))
         .fallback(not_found)
         .layer(axum::middleware::from_fn(json_errors))
         .with_state(api)
@@ -202,7 +215,7 @@ async fn explain(
 
 /// `GET /v1/backup` takes no parameters (unknown ones are ignored, as elsewhere).
 #[derive(Debug, Deserialize)]
-struct NoParams {}
+pub(crate) struct NoParams {}
 
 /// A consistent copy of the store (`portier backup` while the daemon runs). The copy is taken on
 /// the blocking pool: it holds the store's write gate for the few milliseconds it reads.

@@ -33,6 +33,8 @@ pub(crate) struct Api {
     pub users: crate::cobot::CobotClient,
     /// The installer page's sessions.
     pub page: super::page::Page,
+    /// The member page's login attempts and open limits.
+    pub members: super::member::Members,
     /// Every durable event (the installer page streams them).
     pub feed: tokio::sync::broadcast::Sender<Arc<crate::store::EventRecord>>,
     /// Door sensors' events (the installer page streams them).

@@ -13,6 +13,7 @@ mod http;
 mod http_api;
 mod http_doors;
 mod http_serve;
+mod member;
 mod metrics;
 mod notify;
 mod page;
@@ -401,6 +402,7 @@ async fn serve(config: Config) -> Result<(), DaemonError> {
         limiter: Mutex::new(http_api::RateLimiter::default()),
         users,
         page: page::Page::default(),
+        members: member::Members::default(),
         feed: feed.clone(),
         door_notices: door_notices.clone(),
         stopping: shutdown_rx.clone(),
@@ -523,6 +525,11 @@ async fn retention_task(daemon: Arc<Daemon>, mut shutdown: watch::Receiver<bool>
             .prune_app_tokens(crate::clock::now(), config.cobot.token_cache_ttl)
         {
             tracing::warn!(error = %e, "cannot drop expired app tokens");
+        }
+        match daemon.store.prune_member_sessions(crate::clock::now()) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(dropped = n, "expired member page sessions dropped"),
+            Err(e) => tracing::warn!(error = %e, "cannot drop expired member page sessions"),
         }
         let retention = config.events.retention;
         if let Ok(retention) = chrono::Duration::from_std(retention) {

@@ -156,7 +156,7 @@ impl TokenResponse for CobotTokenResponse {
     }
 }
 
-type OAuthClient = oauth2::Client<
+pub(super) type OAuthClient = oauth2::Client<
     BasicErrorResponse,
     CobotTokenResponse,
     BasicTokenIntrospectionResponse,
@@ -171,14 +171,14 @@ type OAuthClient = oauth2::Client<
 
 /// oauth2's HTTP calls through our reqwest 0.13 client (oauth2 5 itself speaks reqwest 0.12).
 #[derive(Debug, Error)]
-enum HttpAdapterError {
+pub(super) enum HttpAdapterError {
     #[error(transparent)]
     Reqwest(#[from] reqwest::Error),
     #[error(transparent)]
     Http(#[from] http::Error),
 }
 
-async fn oauth_http(
+pub(super) async fn oauth_http(
     client: reqwest::Client,
     req: oauth2::HttpRequest,
 ) -> Result<oauth2::HttpResponse, HttpAdapterError> {

@@ -14,6 +14,7 @@ pub mod client;
 pub mod connect;
 mod error;
 mod factory;
+pub mod member_login;
 pub mod wire;
 
 pub use client::{CheckIn, CheckInOutcome, CobotClient, CobotUser, FetchOptions};

@@ -61,6 +61,9 @@ impl Bounds {
     /// `sensor.poll` (Modbus contacts): 20 ms to 1 min between reads.
     pub const SENSOR_POLL: Bounds =
         Bounds::new(Duration::from_millis(20), Duration::from_secs(MINUTE));
+    /// `member_page.session_ttl`: 1 s to 400 days.
+    pub const SESSION_TTL: Bounds =
+        Bounds::new(Duration::from_secs(1), Duration::from_secs(400 * DAY));
     /// Any other duration: 0 to 400 days.
     #[allow(dead_code, reason = "the bound for the next duration key; tested")]
     pub const OTHER: Bounds = Bounds::new(Duration::ZERO, Duration::from_secs(400 * DAY));

@@ -61,6 +61,8 @@ pub struct Config {
     pub sensors: Vec<SensorConfig>,
     /// `[homeassistant]`: MQTT discovery, when the section is present.
     pub homeassistant: Option<HomeAssistantConfig>,
+    /// `[member_page]`, when `enabled = true`.
+    pub member_page: Option<MemberPageConfig>,
     /// Groups, assignments, units, permissions, holidays, overrides, `[offline]` and the
     /// access-shaping `[cobot]` keys, with every reference resolved.
     pub policy: Policy,
@@ -138,6 +140,27 @@ impl SensorConfig {
             ContactSource::Mqtt { .. } => "mqtt",
             ContactSource::Modbus { .. } => "modbus",
         }
+    }
+}
+
+/// `[member_page]`: members open doors from their phone, logged in with their Cobot account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberPageConfig {
+    /// The client id of the space's "mobile app login" Cobot application.
+    pub client_id: String,
+    /// Its client secret, a secret file.
+    pub client_secret_file: PathBuf,
+    /// What members' phones reach (`<public_url>/auth/callback` is the redirect URI
+    /// registered at Cobot; the page is `<public_url>/m/`).
+    pub public_url: url::Url,
+    /// How long a login lasts (default 30 days).
+    pub session_ttl: Duration,
+}
+
+impl MemberPageConfig {
+    /// `<public_url>/<path>` (path without a leading `/`).
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/{path}", self.public_url.as_str().trim_end_matches('/'))
     }
 }
 
@@ -565,6 +588,12 @@ impl Config {
             (
                 "http.page_password_file",
                 self.http.page_password_file.as_deref(),
+            ),
+            (
+                "member_page.client_secret_file",
+                self.member_page
+                    .as_ref()
+                    .map(|m| m.client_secret_file.as_path()),
             ),
             (
                 "cobot.client_secret_file",

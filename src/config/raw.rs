@@ -37,6 +37,17 @@ pub(crate) struct RawConfig {
     pub sensors: Vec<RawSensor>,
     pub lockdown: Option<RawLockdown>,
     pub homeassistant: Option<RawHomeAssistant>,
+    pub member_page: Option<RawMemberPage>,
+}
+
+/// `[member_page]`.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RawMemberPage {
+    pub enabled: Option<bool>,
+    pub client_id: Option<String>,
+    pub client_secret_file: Option<String>,
+    pub public_url: Option<String>,
+    pub session_ttl: Option<String>,
 }
 
 /// `[homeassistant]`.

@@ -17,11 +17,12 @@ use super::bounds::Bounds;
 use super::checker::Checker;
 use super::error::{ConfigError, KeyPath, Locator, file_error, span_error};
 use super::raw::{
-    RawCobot, RawConfig, RawHomeAssistant, RawHttp, RawLock, RawMqtt, RawReader, RawSensor, RawSite,
+    RawCobot, RawConfig, RawHomeAssistant, RawHttp, RawLock, RawMemberPage, RawMqtt, RawReader,
+    RawSensor, RawSite,
 };
 use super::{
-    CobotConfig, Config, EventsConfig, HomeAssistantConfig, HttpConfig, MqttConfig, SiteConfig,
-    locks, policy, readers, sensors,
+    CobotConfig, Config, EventsConfig, HomeAssistantConfig, HttpConfig, MemberPageConfig,
+    MqttConfig, SiteConfig, locks, policy, readers, sensors,
 };
 
 /// Default `site.state_dir`.
@@ -120,6 +121,7 @@ impl Checker<'_, '_> {
         let readers = readers::readers(&mut self, &raw.readers, &policy.units);
         let mqtt = self.mqtt(raw.mqtt, &site.name, &raw.locks, &raw.readers, &raw.sensors);
         let homeassistant = self.homeassistant(raw.homeassistant, mqtt.is_some());
+        let member_page = self.member_page(raw.member_page);
 
         let report_clean = self.report.is_clean();
         match (cobot, report_clean) {
@@ -134,6 +136,7 @@ impl Checker<'_, '_> {
                 readers,
                 sensors,
                 homeassistant,
+                member_page,
                 policy,
                 key_positions: self.key_positions,
             }),
@@ -405,6 +408,41 @@ impl Checker<'_, '_> {
 }
 
 impl Checker<'_, '_> {
+    fn member_page(&mut self, raw: Option<RawMemberPage>) -> Option<MemberPageConfig> {
+        let raw = raw?;
+        if !raw.enabled.unwrap_or(false) {
+            return None;
+        }
+        let key = KeyPath::root("member_page");
+        let client_id = self
+            .required(raw.client_id.as_deref(), &key.key("client_id"))
+            .map(str::to_owned);
+        let secret = self.required(
+            raw.client_secret_file.as_deref(),
+            &key.key("client_secret_file"),
+        );
+        let client_secret_file = match secret {
+            Some(text) => self.file_path(Some(text), &key.key("client_secret_file")),
+            None => None,
+        };
+        let public_url = self
+            .required(raw.public_url.as_deref(), &key.key("public_url"))
+            .map(str::to_owned)
+            .and_then(|text| self.http_url(&text, &key.key("public_url")));
+        let session_ttl = self.duration(
+            raw.session_ttl.as_deref(),
+            &key.key("session_ttl"),
+            Duration::from_secs(30 * DAY),
+            Bounds::SESSION_TTL,
+        );
+        Some(MemberPageConfig {
+            client_id: client_id?,
+            client_secret_file: client_secret_file?,
+            public_url: public_url?,
+            session_ttl,
+        })
+    }
+
     fn homeassistant(
         &mut self,
         raw: Option<RawHomeAssistant>,

@@ -32,6 +32,7 @@ use crate::domain::model::CobotData;
 mod backup;
 mod check_in;
 mod events;
+mod member_sessions;
 mod outbox;
 mod record;
 mod snapshot_file;
@@ -40,6 +41,7 @@ mod tokens;
 pub use backup::{BEFORE_RESTORE, BackupSummary, inspect, restore, write_backup_file};
 pub use check_in::{CheckInResult, CheckInStatus, CheckInTask};
 pub use events::{CredentialKind, EventRecord, NewEvent};
+pub use member_sessions::MemberSession;
 pub use tokens::token_hash;
 
 /// sled's page cache, set explicitly: the box has little memory and the working set is small
@@ -190,6 +192,8 @@ pub struct Store {
     meta: sled::Tree,
     /// Tree `app_tokens`: SHA-256 of an app token → who it belonged to and when it was seen.
     app_tokens: sled::Tree,
+    /// Tree `member_sessions`: SHA-256 of a member page cookie → its [`MemberSession`].
+    member_sessions: sled::Tree,
     /// The write gate: every write holds it shared, [`Store::backup`] alone, so a backup is one
     /// moment of the store. Held only around synchronous sled calls, never across an `.await`.
     gate: RwLock<()>,
@@ -236,6 +240,7 @@ impl Store {
             check_in_days: tree("check_in_days")?,
             meta: tree("meta")?,
             app_tokens: tree("app_tokens")?,
+            member_sessions: tree("member_sessions")?,
             gate: RwLock::new(()),
             append_lock: Mutex::new(()),
             db,

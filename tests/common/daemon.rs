@@ -211,6 +211,24 @@ impl Daemon {
         (status, body)
     }
 
+    /// An HTTP POST of a JSON body with the admin token.
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> (u16, serde_json::Value) {
+        let response = portier::tls::http_client()
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.admin_token)
+            .json(body)
+            .send()
+            .await
+            .expect("POST");
+        let status = response.status().as_u16();
+        let body = response.json().await.unwrap_or(serde_json::Value::Null);
+        (status, body)
+    }
+
     /// Polls `GET path` until `check` accepts the answer or `within` passes.
     pub async fn poll(
         &self,

@@ -65,6 +65,11 @@ pub struct OAuthFixture {
     pub code: String,
     /// The admin's user-bound token `/oauth/access_token` returns.
     pub user_token: String,
+    /// The member login app's client id (the member page): its `/oauth/authorize` asks which
+    /// member logs in (by email) and its codes and tokens are per member.
+    pub member_client_id: String,
+    /// Its client secret.
+    pub member_client_secret: String,
 }
 
 /// What the fake Cobot serves.
@@ -112,6 +117,8 @@ impl Fixture {
                 client_secret: "portier-client-secret".into(),
                 code: "fake-authorization-code".into(),
                 user_token: "fake-user-token".into(),
+                member_client_id: "portier-members".into(),
+                member_client_secret: "portier-members-secret".into(),
             },
             now: DateTime::<Utc>::UNIX_EPOCH,
         }
@@ -189,6 +196,10 @@ struct State {
     requests: Vec<RecordedRequest>,
     check_ins: Vec<RecordedCheckIn>,
     pkce_challenges: Vec<String>,
+    /// Member login codes: code → (Cobot user id, PKCE challenge, redirect URI).
+    member_codes: HashMap<String, (String, String, String)>,
+    /// How many member codes and tokens were handed out.
+    member_logins: u64,
 }
 
 fn serialize(v: &Value) -> Arc<str> {
@@ -204,6 +215,8 @@ impl State {
             requests: Vec::new(),
             check_ins: Vec::new(),
             pkce_challenges: Vec::new(),
+            member_codes: HashMap::new(),
+            member_logins: 0,
         };
         state.reserialize();
         state

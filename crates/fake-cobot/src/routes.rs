@@ -214,7 +214,7 @@ fn answer(
             }
         }
         ("GET", ["oauth", "authorize"]) => authorize(&mut state, uri),
-        ("POST", ["oauth", "access_token"]) => access_token(&state, body),
+        ("POST", ["oauth", "access_token"]) => access_token(&mut state, body),
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
 }
@@ -234,10 +234,127 @@ fn fixtures_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.format("%Y/%m/%d %H:%M:%S +0000").to_string()
 }
 
+/// `GET /oauth/authorize` of the member login app: without `email`, a form asking which member
+/// logs in (as Cobot's login page would); with it, a code for that member's user, 302 back.
+fn member_authorize(state: &mut super::State, q: &HashMap<String, String>) -> Response {
+    let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+    let scopes: Vec<&str> = get("scope").split(' ').collect();
+    if !scopes.contains(&"openid") || !scopes.contains(&"read_user") {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_scope: openid and read_user",
+        );
+    }
+    if get("response_type") != "code"
+        || get("code_challenge_method") != "S256"
+        || get("code_challenge").is_empty()
+        || get("state").is_empty()
+    {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "code flow with PKCE S256 and a state required",
+        );
+    }
+    let Ok(mut back) = url::Url::parse(get("redirect_uri")) else {
+        return error(StatusCode::BAD_REQUEST, "bad redirect_uri");
+    };
+    let email = get("email");
+    if email.is_empty() {
+        let hidden: String = q
+            .iter()
+            .map(|(k, v)| {
+                format!(
+                    "<input type=hidden name=\"{}\" value=\"{}\">",
+                    html(k),
+                    html(v)
+                )
+            })
+            .collect();
+        let page = format!(
+            "<!doctype html><meta charset=utf-8><title>Cobot login</title>\
+             <form method=get action=/oauth/authorize>{hidden}\
+             <label for=email>Email</label><input id=email name=email type=email>\
+             <button id=allow type=submit>Log in and allow</button></form>"
+        );
+        let mut resp = (StatusCode::OK, page).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+        return resp;
+    }
+    let user = state.fixture.memberships.as_array().and_then(|ms| {
+        ms.iter().find_map(|m| {
+            let user = m.get("user")?;
+            (user.get("email")?.as_str()? == email)
+                .then(|| user.get("id")?.as_str().map(str::to_owned))?
+        })
+    });
+    let Some(user) = user else {
+        return error(StatusCode::UNAUTHORIZED, "no Cobot account with that email");
+    };
+    state.member_logins += 1;
+    let code = format!("member-code-{}", state.member_logins);
+    state.member_codes.insert(
+        code.clone(),
+        (
+            user,
+            get("code_challenge").to_owned(),
+            get("redirect_uri").to_owned(),
+        ),
+    );
+    back.query_pairs_mut()
+        .append_pair("code", &code)
+        .append_pair("state", get("state"));
+    let mut resp = StatusCode::FOUND.into_response();
+    if let Ok(location) = HeaderValue::from_str(back.as_str()) {
+        resp.headers_mut().insert(header::LOCATION, location);
+    }
+    resp
+}
+
+/// `POST /oauth/access_token` of the member login app: the code once, with its PKCE verifier
+/// and redirect URI; the token is one `/api/user` then knows.
+fn member_access_token(state: &mut super::State, form: &HashMap<String, String>) -> Response {
+    let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    let invalid = |e: &str| json_answer(StatusCode::BAD_REQUEST, json!({ "error": e }).to_string());
+    if get("client_secret") != state.fixture.oauth.member_client_secret {
+        return invalid("invalid_client");
+    }
+    let Some((user, challenge, redirect)) = state.member_codes.remove(get("code")) else {
+        return invalid("invalid_grant");
+    };
+    let verifier = PkceCodeVerifier::new(get("code_verifier").to_owned());
+    if PkceCodeChallenge::from_code_verifier_sha256(&verifier).as_str() != challenge
+        || get("redirect_uri") != redirect
+        || get("grant_type") != "authorization_code"
+    {
+        return invalid("invalid_grant");
+    }
+    state.member_logins += 1;
+    let token = format!("member-token-{}", state.member_logins);
+    state.fixture.member_tokens.insert(token.clone(), user);
+    json_answer(
+        StatusCode::OK,
+        json!({ "access_token": token, "token_type": "bearer", "scope": "openid read_user" })
+            .to_string(),
+    )
+}
+
+fn html(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
 /// `GET /oauth/authorize`: the admin "approves" at once; 302 back with code and state.
 fn authorize(state: &mut super::State, uri: &Uri) -> Response {
     let q = query_map(uri);
     let get = |k: &str| q.get(k).map(String::as_str).unwrap_or_default();
+    if get("client_id") == state.fixture.oauth.member_client_id {
+        return member_authorize(state, &q);
+    }
     if get("client_id") != state.fixture.oauth.client_id || get("response_type") != "code" {
         return error(StatusCode::BAD_REQUEST, "unknown client or response type");
     }
@@ -260,9 +377,12 @@ fn authorize(state: &mut super::State, uri: &Uri) -> Response {
 
 /// `POST /oauth/access_token`: form body with the secret and, after an authorize visit, a PKCE
 /// verifier matching its challenge.
-fn access_token(state: &super::State, body: &Bytes) -> Response {
+fn access_token(state: &mut super::State, body: &Bytes) -> Response {
     let form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
     let get = |k: &str| form.get(k).map(String::as_str).unwrap_or_default();
+    if get("client_id") == state.fixture.oauth.member_client_id {
+        return member_access_token(state, &form);
+    }
     let o = &state.fixture.oauth;
     let invalid = |e: &str| json_answer(StatusCode::BAD_REQUEST, json!({ "error": e }).to_string());
     if get("client_id") != o.client_id || get("client_secret") != o.client_secret {
