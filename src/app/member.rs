@@ -164,9 +164,9 @@ fn login_page(status: StatusCode, site: &str, message: &str) -> Response {
 
 /// `GET /m/`: the doors, or the way to log in.
 pub(crate) async fn page(State(api): State<Arc<Api>>, headers: HeaderMap) -> Response {
-    let Some(settings) = settings(&api) else {
+    if settings(&api).is_none() {
         return off();
-    };
+    }
     let site = api.daemon.config().site.name.clone();
     let Some((_, session)) = session(&api, &headers) else {
         return login_page(StatusCode::OK, &site, "");
@@ -191,6 +191,10 @@ pub(crate) async fn page(State(api): State<Arc<Api>>, headers: HeaderMap) -> Res
     }
     if doors.is_empty() {
         doors.push_str("<li class=\"none\">No door opens for you right now.</li>");
+    }
+    if !closed.is_empty() {
+        closed =
+            format!("<h2 class=\"muted\">Not open for you now</h2><ul id=\"closed\">{closed}</ul>");
     }
     let plan = api
         .engine
@@ -221,7 +225,6 @@ pub(crate) async fn page(State(api): State<Arc<Api>>, headers: HeaderMap) -> Res
             "{{expires}}",
             &session.expires.format("%Y-%m-%d").to_string(),
         );
-    let _ = settings;
     (headers_no_store(), Html(html)).into_response()
 }
 
