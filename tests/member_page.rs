@@ -376,3 +376,40 @@ async fn a_member_logs_in_and_opens_a_door_from_a_real_browser() {
         std::fs::copy(&shot, std::path::Path::new(&dir).join("member-page.png")).unwrap();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cobot_link_adds_the_member_portal_link_once_and_removes_it() {
+    let s = site("30d").await;
+    let target = format!("http://127.0.0.1:{}/m/", s.port);
+    let run = s.site.portier(&["cobot", "link"]).await;
+    run.expect_code(0);
+    assert!(
+        run.stdout.contains("added \"Open doors\""),
+        "{}",
+        run.stdout
+    );
+    let links = s.site.cobot.navigation_links();
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert_eq!(links[0]["section"], "members");
+    assert_eq!(links[0]["iframe_url"], target.as_str());
+    // Again: nothing doubled.
+    let again = s.site.portier(&["cobot", "link"]).await;
+    again.expect_code(0);
+    assert!(again.stdout.contains("already"), "{}", again.stdout);
+    assert_eq!(s.site.cobot.navigation_links().len(), 1);
+    let removed = s.site.portier(&["cobot", "link", "--remove"]).await;
+    removed.expect_code(0);
+    assert!(removed.stdout.contains("removed"), "{}", removed.stdout);
+    assert!(s.site.cobot.navigation_links().is_empty());
+
+    // Without the member page there is nothing to link to.
+    let plain = common::Site::start().await;
+    plain.write_config(&common::site_config(), common::free_port());
+    let refused = plain.portier(&["cobot", "link"]).await;
+    refused.expect_code(64);
+    assert!(
+        refused.stderr.contains("member page is not enabled"),
+        "{}",
+        refused.stderr
+    );
+}

@@ -41,6 +41,7 @@ pub(super) fn run(cli: Cli) -> Result<(), Failure> {
         Command::Members(args) => members(&load_config(&cli.config)?, &args),
         Command::Explain(args) => explain(&load_config(&cli.config)?, &args),
         Command::Cobot(CobotCommand::Connect(args)) => connect(&load_config(&cli.config)?, &args),
+        Command::Cobot(CobotCommand::Link(args)) => link(&load_config(&cli.config)?, &args),
         Command::Status(args) => status::run(&load_config(&cli.config)?, &args),
         Command::Backup(args) => super::backup::backup(&load_config(&cli.config)?, &args),
         Command::Restore(args) => super::backup::restore(&load_config(&cli.config)?, &args),
@@ -247,6 +248,59 @@ fn explain(config: &Config, args: &ExplainArgs) -> Result<(), Failure> {
 
 /// How long `cobot connect` waits for the browser.
 const CONNECT_WAIT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// `portier cobot link [--remove]`: the member portal's link to the member page.
+fn link(config: &Config, args: &super::LinkArgs) -> Result<(), Failure> {
+    let member_page = config.member_page.as_ref().ok_or_else(|| {
+        Failure::Usage(
+            "the member page is not enabled: set [member_page] (see the README) first".to_owned(),
+        )
+    })?;
+    let target = member_page.url("m/");
+    let token = crate::cobot::token_for(config).map_err(Failure::Usage)?;
+    let client =
+        crate::cobot::client_for(config, token).map_err(|e| Failure::Runtime(e.to_string()))?;
+    let failed = |e: crate::cobot::CobotError| Failure::Runtime(format!("Cobot: {e}"));
+    runtime()?.block_on(async {
+        let ours: Vec<_> = client
+            .navigation_links()
+            .await
+            .map_err(failed)?
+            .into_iter()
+            .filter(|l| l.iframe_url == target)
+            .collect();
+        if args.remove {
+            if ours.is_empty() {
+                out!("no member portal link to {target}: nothing to remove");
+            }
+            for link in ours {
+                client
+                    .remove_navigation_link(&link.id)
+                    .await
+                    .map_err(failed)?;
+                out!(
+                    "removed \"{}\" ({target}) from the member portal",
+                    link.label
+                );
+            }
+        } else if let Some(link) = ours.first() {
+            out!(
+                "the member portal links to {target} already (\"{}\")",
+                link.label
+            );
+        } else {
+            let link = client
+                .add_navigation_link("members", &args.label, &target)
+                .await
+                .map_err(failed)?;
+            out!(
+                "added \"{}\" to the member portal: it opens {target}",
+                link.label
+            );
+        }
+        Ok(())
+    })
+}
 
 fn connect(config: &Config, args: &ConnectArgs) -> Result<(), Failure> {
     use crate::cobot::{ConnectFlow, ConnectParams, store_token};

@@ -249,6 +249,20 @@ pub struct DemoArgs {
 pub enum CobotCommand {
     /// Connect Portier to the Cobot space (OAuth with PKCE) and store a space-bound token.
     Connect(ConnectArgs),
+    /// Add an "Open doors" link to the member portal pointing at the member page (Cobot's
+    /// navigation links; the sync token needs the `navigation` scope), or remove it.
+    Link(LinkArgs),
+}
+
+/// `portier cobot link`.
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    /// Remove the link instead of adding it.
+    #[arg(long)]
+    pub remove: bool,
+    /// The link's text in the member portal.
+    #[arg(long, default_value = "Open doors")]
+    pub label: String,
 }
 
 /// `portier cobot connect`.

@@ -59,6 +59,33 @@ pub enum CheckInOutcome {
 /// a glitch or hostile, and reading it whole could exhaust a small box's memory.
 pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
+/// A link in Cobot's navigation (`/api/navigation_links`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct NavigationLink {
+    /// Its id (for removing it).
+    #[serde(default, deserialize_with = "id_text")]
+    pub id: String,
+    /// Where it shows (`members`, `admin/manage`, …).
+    #[serde(default)]
+    pub section: String,
+    /// Its text.
+    #[serde(default)]
+    pub label: String,
+    /// What it shows (in an iframe).
+    #[serde(default)]
+    pub iframe_url: String,
+}
+
+/// An id Cobot may send as a number or a string.
+fn id_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(match value {
+        serde_json::Value::String(s) => s,
+        serde_json::Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    })
+}
+
 /// A client for one Cobot space, holding the admin (sync) token.
 #[derive(Clone)]
 pub struct CobotClient {
@@ -443,6 +470,51 @@ impl CobotClient {
             tracing::warn!(membership = %membership_id, skipped = ?parsed.malformed, "unreadable check-ins");
         }
         Ok(parsed.items)
+    }
+
+    /// `GET /api/navigation_links`: the links the space's apps added to Cobot's navigation.
+    pub async fn navigation_links(&self) -> Result<Vec<NavigationLink>, CobotError> {
+        let url = endpoint(&self.api_url, &["api", "navigation_links"])?;
+        let path = path_of(&url);
+        let answer = self
+            .send(self.http.get(url).bearer_auth(&self.token), &path)
+            .await?;
+        serde_json::from_str(&answer.body)
+            .map_err(|e| malformed(&path, format!("not a list of navigation links: {e}")))
+    }
+
+    /// `POST /api/navigation_links` (scope `navigation`): adds a link to `iframe_url` in the
+    /// navigation `section` (`members`: the member portal).
+    pub async fn add_navigation_link(
+        &self,
+        section: &str,
+        label: &str,
+        iframe_url: &str,
+    ) -> Result<NavigationLink, CobotError> {
+        let url = endpoint(&self.api_url, &["api", "navigation_links"])?;
+        let path = path_of(&url);
+        let body = serde_json::json!({
+            "section": section,
+            "label": label,
+            "iframe_url": iframe_url,
+        });
+        let answer = self
+            .send(
+                self.http.post(url).bearer_auth(&self.token).json(&body),
+                &path,
+            )
+            .await?;
+        serde_json::from_str(&answer.body)
+            .map_err(|e| malformed(&path, format!("not a navigation link: {e}")))
+    }
+
+    /// `DELETE /api/navigation_links/<id>`.
+    pub async fn remove_navigation_link(&self, id: &str) -> Result<(), CobotError> {
+        let url = endpoint(&self.api_url, &["api", "navigation_links", id])?;
+        let path = path_of(&url);
+        self.send(self.http.delete(url).bearer_auth(&self.token), &path)
+            .await?;
+        Ok(())
     }
 
     /// `GET {www}/api/spaces/<subdomain>` → the space's id (for a space-bound token).

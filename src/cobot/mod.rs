@@ -17,7 +17,7 @@ mod factory;
 pub mod member_login;
 pub mod wire;
 
-pub use client::{CheckIn, CheckInOutcome, CobotClient, CobotUser, FetchOptions};
+pub use client::{CheckIn, CheckInOutcome, CobotClient, CobotUser, FetchOptions, NavigationLink};
 pub use connect::{ConnectError, ConnectFlow, ConnectParams, load_stored_token, store_token};
 pub use error::CobotError;
 pub use factory::{client_for, token_for};

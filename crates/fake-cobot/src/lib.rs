@@ -200,6 +200,8 @@ struct State {
     member_codes: HashMap<String, (String, String, String)>,
     /// How many member codes and tokens were handed out.
     member_logins: u64,
+    /// `/api/navigation_links`, in order of creation.
+    navigation_links: Vec<Value>,
 }
 
 fn serialize(v: &Value) -> Arc<str> {
@@ -217,6 +219,7 @@ impl State {
             pkce_challenges: Vec::new(),
             member_codes: HashMap::new(),
             member_logins: 0,
+            navigation_links: Vec::new(),
         };
         state.reserialize();
         state
@@ -340,6 +343,11 @@ impl FakeCobot {
             fault,
             remaining,
         });
+    }
+
+    /// The navigation links the space has now (`/api/navigation_links`).
+    pub fn navigation_links(&self) -> Vec<Value> {
+        lock(&self.shared).navigation_links.clone()
     }
 
     /// Removes all faults.

@@ -213,6 +213,43 @@ fn answer(
                 json_answer(StatusCode::OK, answer.to_string())
             }
         }
+        ("GET", ["api", "navigation_links"]) if admin_ok => json_answer(
+            StatusCode::OK,
+            Value::Array(state.navigation_links.clone()).to_string(),
+        ),
+        ("POST", ["api", "navigation_links"]) if admin_ok => {
+            let sent: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+            let field = |k: &str| sent.get(k).and_then(Value::as_str).unwrap_or_default();
+            if field("section").is_empty()
+                || field("label").is_empty()
+                || field("iframe_url").is_empty()
+            {
+                return error(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "section, label and iframe_url required",
+                );
+            }
+            state.member_logins += 1;
+            let link = json!({ "id": format!("nav-{}", state.member_logins),
+                               "section": field("section"), "label": field("label"),
+                               "iframe_url": field("iframe_url"), "user_editable": false });
+            state.navigation_links.push(link.clone());
+            json_answer(StatusCode::CREATED, link.to_string())
+        }
+        ("DELETE", ["api", "navigation_links", id]) if admin_ok => {
+            let before = state.navigation_links.len();
+            state
+                .navigation_links
+                .retain(|l| l.get("id").and_then(Value::as_str) != Some(*id));
+            if state.navigation_links.len() == before {
+                error(StatusCode::NOT_FOUND, "not found")
+            } else {
+                StatusCode::NO_CONTENT.into_response()
+            }
+        }
+        ("GET" | "POST" | "DELETE", ["api", "navigation_links", ..]) => {
+            error(StatusCode::UNAUTHORIZED, "invalid token")
+        }
         ("GET", ["oauth", "authorize"]) => authorize(&mut state, uri),
         ("POST", ["oauth", "access_token"]) => access_token(&mut state, body),
         _ => error(StatusCode::NOT_FOUND, "not found"),
