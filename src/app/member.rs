@@ -317,8 +317,11 @@ pub(crate) async fn callback(
     // The same browser that started the attempt, and an attempt we made.
     let same_browser = cookie(&headers, LOGIN_COOKIE)
         .is_some_and(|c| bool::from(c.as_bytes().ct_eq(state.as_bytes())));
-    let attempt = lock(&api.members.attempts).remove(&state);
-    let Some((verifier, started)) = attempt.filter(|_| same_browser) else {
+    // Only the browser that started it may use (and so use up) an attempt.
+    let attempt = same_browser
+        .then(|| lock(&api.members.attempts).remove(&state))
+        .flatten();
+    let Some((verifier, started)) = attempt else {
         return again(
             StatusCode::BAD_REQUEST,
             "That login has expired or was started elsewhere. Try again.",
