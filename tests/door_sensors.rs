@@ -186,16 +186,25 @@ async fn a_modbus_contact_is_polled_and_its_exit_input_lets_one_out() {
     let relay = modbus::ModbusServer::start().await;
     let broker = Mosquitto::start().await;
     let sensor = format!(
-        "[[sensor]]\nunit = \"front_door\"\ndriver = \"modbus\"\naddress = \"{}\"\n\
+        "[[sensor]]\nunit = \"office\"\ndriver = \"modbus\"\naddress = \"{}\"\n\
          discrete_input = 3\nopen_when = 1\npoll = \"50ms\"\nrex_input = 4\n",
         relay.url()
     );
-    let s = MqttSite::with_extra(broker, &sensor).await;
+    // The office's lock is a relay on the same device: one connection serves both.
+    let text = mqtt_site::config(&broker, &sensor).replace(
+        "[[lock]]\nid = \"office_lock\"\ndriver = \"log\"",
+        &format!(
+            "[[lock]]\nid = \"office_lock\"\ndriver = \"modbus\"\naddress = \"{}\"\ncoil = 7",
+            relay.url()
+        ),
+    );
+    assert!(text.contains("coil = 7"), "{text}");
+    let s = MqttSite::with_config(common::Site::start().await, broker, &text).await;
     let d = s.start_daemon().await;
     let (_e, mut events) = s.broker.subscriber("test-events", EVENTS).await;
     let (_s, mut door_state) = s
         .broker
-        .subscriber("test-door", "portier/demo-space/unit/front_door/door")
+        .subscriber("test-door", "portier/demo-space/unit/office/door")
         .await;
     assert_eq!(door_state.next().await.payload.as_ref(), b"CLOSED");
 
@@ -226,6 +235,24 @@ async fn a_modbus_contact_is_polled_and_its_exit_input_lets_one_out() {
         "closed",
         "an exit is no alarm"
     );
+
+    // Staff open the office: the relay's coil is written over the contact's connection.
+    let (status, body) = d
+        .post("/v1/admin/units/office/open", Some(&d.admin_token))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(relay.coil(7), Some(true));
+    relay.set_input(3, true);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    relay.set_input(3, false);
+    assert_eq!(
+        door_event(&mut events, Duration::from_secs(5))
+            .await
+            .unwrap()["event"],
+        "closed",
+        "an opening after a grant is no alarm"
+    );
+    assert_eq!(relay.connections(), 1, "one connection per device");
 
     // The device goes away: health names the contact.
     let mut relay = relay;

@@ -10,6 +10,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch};
 use tokio_modbus::Slave;
 use tokio_modbus::client::{Context, Reader, rtu, tcp};
+use tokio_modbus::prelude::SlaveContext;
 
 use crate::config::{ContactPayload, ModbusAddress};
 use crate::mqtt::{Inbox, Message};
@@ -146,9 +147,14 @@ impl ModbusContact {
         let mut failures = 0u32;
         let mut last: Option<bool> = None;
         let mut pressed = false;
-        let mut ctx: Option<Context> = None;
+        // One connection per device: a lock on it shares this one.
+        let conn = crate::locks::modbus_connection(&self.address);
         loop {
-            let wait = match self.read(&mut ctx).await {
+            let read = {
+                let mut ctx = conn.lock().await;
+                self.read(&mut ctx).await
+            };
+            let wait = match read {
                 Ok((open, exit)) => {
                     if failures > 0 {
                         tracing::info!(unit = %self.unit, "door contact readable again");
@@ -170,7 +176,6 @@ impl ModbusContact {
                     self.poll
                 }
                 Err(why) => {
-                    ctx = None;
                     failures = failures.saturating_add(1);
                     if failures == 1 {
                         tracing::warn!(unit = %self.unit, %why, "cannot read the door contact");
@@ -203,12 +208,14 @@ impl ModbusContact {
         }
     }
 
-    /// One poll: whether the door is open, and whether the exit button is pressed.
+    /// One poll: whether the door is open, and whether the exit button is pressed. The
+    /// connection is put back only after a good answer.
     async fn read(&self, ctx: &mut Option<Context>) -> Result<(bool, bool), String> {
         let mut connected = match ctx.take() {
             Some(c) => c,
             None => self.connect().await?,
         };
+        connected.set_slave(Slave(self.slave));
         let read = async {
             let contact = connected
                 .read_discrete_inputs(self.input, 1)

@@ -41,6 +41,7 @@ pub use ble::{BleBackend, BleError, BleLock, BluerBackend};
 pub(crate) use fake_ble::FakeBle;
 pub use log::{LogEntry, LogLock};
 pub use modbus::ModbusLock;
+pub(crate) use modbus::shared_connection as modbus_connection;
 pub use mqtt::MqttLock;
 
 /// A boxed, sendable future: what [`LockDriver::unlock`] returns, so the trait stays

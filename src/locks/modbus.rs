@@ -1,22 +1,49 @@
 //! Modbus locks (`driver = "modbus"`): a relay or door controller on Modbus TCP or RTU.
 //!
 //! A coil is pulsed (on, wait `open_for`, off); a holding register gets its value, then 0. Each
-//! lock keeps one connection, opened on the first command and dropped after any transport
-//! error, so the next command reconnects. tokio-modbus has no timeouts of its own: every
+//! device (address) has one connection, shared by every lock and door contact on it
+//! ([`shared_connection`]; devices often take only one or two clients), opened on the first
+//! call and dropped after any transport error, so the next call reconnects; each call names
+//! its slave. tokio-modbus has no timeouts of its own: every
 //! connect and every write here is wrapped in [`IO_TIMEOUT`]. A Modbus exception is the device
 //! refusing (`Refused`, the connection is kept); I/O and protocol errors are `Transport`.
 //! The health probe reads the same coil or register over the same connection.
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio_modbus::client::{Context, Reader, Writer, rtu, tcp};
+use tokio_modbus::prelude::SlaveContext;
 use tokio_modbus::{ExceptionCode, Slave};
 use tokio_serial::SerialPortBuilderExt;
 
 use super::pulse::{Actuator, Pulse};
 use super::{BoxFuture, Command, IO_TIMEOUT, LockError};
 use crate::config::{ModbusAddress, ModbusTarget};
+
+/// One device's connection (none until first used), shared by everyone who talks to it.
+pub(crate) type SharedConnection = Arc<tokio::sync::Mutex<Option<Context>>>;
+
+/// The connections in use, by device address.
+static CONNECTIONS: LazyLock<Mutex<HashMap<String, Weak<tokio::sync::Mutex<Option<Context>>>>>> =
+    LazyLock::new(Mutex::default);
+
+/// The connection to the device at `address`: the one already in use by a lock or a door
+/// contact there, or a new one. Callers hold its mutex for one request and its answer, name
+/// their slave on every request, and drop the connection (`take()`) after a transport error.
+pub(crate) fn shared_connection(address: &ModbusAddress) -> SharedConnection {
+    let key = format!("{address:?}");
+    let mut connections = CONNECTIONS.lock().unwrap_or_else(PoisonError::into_inner);
+    connections.retain(|_, weak| weak.strong_count() > 0);
+    if let Some(existing) = connections.get(&key).and_then(Weak::upgrade) {
+        return existing;
+    }
+    let fresh: SharedConnection = Arc::default();
+    connections.insert(key, Arc::downgrade(&fresh));
+    fresh
+}
 
 /// A lock driven over Modbus.
 pub struct ModbusLock {
@@ -29,8 +56,8 @@ struct ModbusActuator {
     slave: u8,
     target: ModbusTarget,
     timeout: Duration,
-    /// The open connection, if any. Only the pulse's serialised commands touch it.
-    conn: tokio::sync::Mutex<Option<Context>>,
+    /// The device's connection, shared with the other locks and door contacts on it.
+    conn: SharedConnection,
 }
 
 impl ModbusLock {
@@ -47,6 +74,7 @@ impl ModbusLock {
         target: ModbusTarget,
         timeout: Duration,
     ) -> Self {
+        let address_for_conn = address.clone();
         ModbusLock {
             pulse: Pulse::new(
                 id,
@@ -56,7 +84,7 @@ impl ModbusLock {
                     slave,
                     target,
                     timeout,
-                    conn: tokio::sync::Mutex::new(None),
+                    conn: shared_connection(&address_for_conn),
                 },
             ),
         }
@@ -113,6 +141,7 @@ impl ModbusActuator {
             Some(ctx) => ctx,
             None => self.connect().await?,
         };
+        ctx.set_slave(Slave(self.slave));
         let call = async {
             match self.target {
                 ModbusTarget::Coil(coil) => ctx.write_single_coil(coil, on).await,
@@ -143,6 +172,7 @@ impl ModbusActuator {
             Some(ctx) => ctx,
             None => self.connect().await?,
         };
+        ctx.set_slave(Slave(self.slave));
         let call = async {
             match self.target {
                 ModbusTarget::Coil(coil) => ctx.read_coils(coil, 1).await.map(|r| r.err()),

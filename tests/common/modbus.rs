@@ -26,6 +26,8 @@ struct Device {
     registers: HashMap<u16, u16>,
     /// Discrete inputs (a door contact, an exit button), set by the test.
     inputs: HashMap<u16, bool>,
+    /// Every client address that connected, in order.
+    clients: Vec<SocketAddr>,
     /// Answer every request with this exception (e.g. a gateway whose device is gone).
     exception: Option<ExceptionCode>,
 }
@@ -108,6 +110,11 @@ impl ModbusServer {
         self.relay.0.lock().unwrap().coils.get(&addr).copied()
     }
 
+    /// How many connections clients opened so far.
+    pub fn connections(&self) -> usize {
+        self.relay.0.lock().unwrap().clients.len()
+    }
+
     /// Answers every request with `exception` from now on (`None`: normal answers again).
     pub fn answer_with(&self, exception: Option<ExceptionCode>) {
         self.relay.0.lock().unwrap().exception = exception;
@@ -131,6 +138,7 @@ impl ModbusServer {
         self.task = Some(tokio::spawn(async move {
             let on_connected = |stream, socket_addr| {
                 let relay = relay.clone();
+                relay.0.lock().unwrap().clients.push(socket_addr);
                 async move { accept_tcp_connection(stream, socket_addr, |_| Ok(Some(relay.clone()))) }
             };
             let _ = server.serve(&on_connected, |_err| {}).await;
