@@ -23,12 +23,14 @@ use super::pulse::{Actuator, Pulse};
 use super::{BoxFuture, Command, IO_TIMEOUT, LockError};
 use crate::config::{ModbusAddress, ModbusTarget};
 
-/// One device's connection (none until first used), shared by everyone who talks to it.
-pub(crate) type SharedConnection = Arc<tokio::sync::Mutex<Option<Context>>>;
+/// One device's connection slot (empty until first used or after a transport error).
+type Slot = tokio::sync::Mutex<Option<Context>>;
+
+/// One device's connection, shared by everyone who talks to it.
+pub(crate) type SharedConnection = Arc<Slot>;
 
 /// The connections in use, by device address.
-static CONNECTIONS: LazyLock<Mutex<HashMap<String, Weak<tokio::sync::Mutex<Option<Context>>>>>> =
-    LazyLock::new(Mutex::default);
+static CONNECTIONS: LazyLock<Mutex<HashMap<String, Weak<Slot>>>> = LazyLock::new(Mutex::default);
 
 /// The connection to the device at `address`: the one already in use by a lock or a door
 /// contact there, or a new one. Callers hold its mutex for one request and its answer, name
