@@ -11,6 +11,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // reason: tests fail loudly
 
+#[path = "common/browser.rs"]
+mod browser;
 mod common;
 #[path = "common/daemon.rs"]
 mod daemon;
@@ -28,19 +30,6 @@ use rumqttc::QoS;
 use serde_json::Value;
 
 const PASSWORD: &str = "front desk 4711";
-
-fn python() -> String {
-    if let Ok(python) = std::env::var("PORTIER_TEST_PYTHON") {
-        return python;
-    }
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-peers/bin/python");
-    assert!(
-        std::path::Path::new(venv).exists(),
-        "no Python with selenium: run `bash scripts/test` (it makes {venv}) or set \
-         PORTIER_TEST_PYTHON"
-    );
-    venv.to_owned()
-}
 
 async fn site_with_password(password: Option<&str>) -> MqttSite {
     let extra = if password.is_some() {
@@ -87,29 +76,13 @@ async fn an_installer_logs_in_sees_the_doors_pulses_one_and_logs_out_in_a_real_b
 
     let shots = tempfile::tempdir().unwrap();
     let shot = shots.path().join("installer-page.png");
-    let out = tokio::process::Command::new(python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/peers/page_browser.py"
-        ))
-        .arg(format!("http://127.0.0.1:{}", s.port))
-        .arg(PASSWORD)
-        .arg("front_door")
-        .arg(&shot)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), out)
-        .await
-        .expect("the browser finishes in time")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let seen: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
-        panic!(
-            "browser said: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(out.status.success(), "{seen:#}");
+    let base = format!("http://127.0.0.1:{}", s.port);
+    let shot_path = shot.to_str().unwrap();
+    let seen = browser::run(
+        "page_browser.py",
+        &[&base, PASSWORD, "front_door", shot_path],
+    )
+    .await;
     assert_eq!(seen["wrong_password"], "Wrong password.", "{seen:#}");
     assert_eq!(
         seen["doors"],
@@ -151,16 +124,8 @@ async fn an_installer_logs_in_sees_the_doors_pulses_one_and_logs_out_in_a_real_b
     assert_eq!(events[1]["via"], "page", "{}", events[1]);
     assert_eq!(events[1]["credential_kind"], "admin");
 
-    // The screenshot is a real picture of the page: a PNG of the window's size.
-    let png = std::fs::read(&shot).unwrap();
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
-    let width = u32::from_be_bytes(png[16..20].try_into().unwrap());
-    let height = u32::from_be_bytes(png[20..24].try_into().unwrap());
-    assert!(width >= 400 && height >= 800, "{width}x{height}");
-    assert!(png.len() > 20_000, "{} bytes: a blank page?", png.len());
-    if let Ok(dir) = std::env::var("PORTIER_SCREENSHOT_DIR") {
-        std::fs::copy(&shot, std::path::Path::new(&dir).join("installer-page.png")).unwrap();
-    }
+    // The screenshot is a real picture of the page.
+    browser::check_screenshot(&shot, 400, 800, "installer-page.png");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -7,6 +7,8 @@
 
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)] // reason: tests fail loudly
 
+#[path = "common/browser.rs"]
+mod browser;
 mod common;
 #[path = "common/daemon.rs"]
 mod daemon;
@@ -296,19 +298,6 @@ async fn sessions_expire_logins_need_their_own_browser_and_strangers_are_told_wh
     assert_eq!(open(&base, &ada, &csrf, "front_door").await.0, 401);
 }
 
-fn python() -> String {
-    if let Ok(python) = std::env::var("PORTIER_TEST_PYTHON") {
-        return python;
-    }
-    let venv = concat!(env!("CARGO_MANIFEST_DIR"), "/target/test-peers/bin/python");
-    assert!(
-        std::path::Path::new(venv).exists(),
-        "no Python with selenium: run `bash scripts/test` (it makes {venv}) or set \
-         PORTIER_TEST_PYTHON"
-    );
-    venv.to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_member_logs_in_and_opens_a_door_from_a_real_browser() {
     let s = site("30d").await;
@@ -316,31 +305,19 @@ async fn a_member_logs_in_and_opens_a_door_from_a_real_browser() {
     let (_l, mut lock_commands) = s.broker.subscriber("test-lock", LOCK_TOPIC).await;
     let shots = tempfile::tempdir().unwrap();
     let shot = shots.path().join("member-page.png");
-    let out = tokio::process::Command::new(python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/peers/member_browser.py"
-        ))
-        .arg(format!("http://127.0.0.1:{}", s.port))
-        .arg("ada.lovelace@example.com")
-        .arg("front_door")
-        .arg("barbara.liskov@example.com")
-        .arg("office")
-        .arg(&shot)
-        .kill_on_drop(true)
-        .output();
-    let out = tokio::time::timeout(Duration::from_secs(120), out)
-        .await
-        .expect("the browser finishes in time")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let seen: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|_| {
-        panic!(
-            "browser said: {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(out.status.success(), "{seen:#}");
+    let base = format!("http://127.0.0.1:{}", s.port);
+    let seen = browser::run(
+        "member_browser.py",
+        &[
+            &base,
+            "ada.lovelace@example.com",
+            "front_door",
+            "barbara.liskov@example.com",
+            "office",
+            shot.to_str().unwrap(),
+        ],
+    )
+    .await;
     assert!(
         seen["url_after_login"].as_str().unwrap().ends_with("/m/"),
         "{seen:#}"
@@ -370,11 +347,7 @@ async fn a_member_logs_in_and_opens_a_door_from_a_real_browser() {
     assert_eq!(events[0]["via"], "member_page");
     assert_eq!(events[1]["member"], BARBARA, "{}", events[1]);
     assert_eq!(events[1]["granted"], false, "{}", events[1]);
-    let png = std::fs::read(&shot).unwrap();
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000);
-    if let Ok(dir) = std::env::var("PORTIER_SCREENSHOT_DIR") {
-        std::fs::copy(&shot, std::path::Path::new(&dir).join("member-page.png")).unwrap();
-    }
+    browser::check_screenshot(&shot, 380, 600, "member-page.png");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -98,6 +98,15 @@ impl Engine {
             .stage(stage, started.elapsed().as_secs_f64());
     }
 
+    /// The moment of a decision at `now`: how far the clock is trusted, and the lockdown.
+    fn moment(&self, now: DateTime<Utc>) -> Moment {
+        Moment {
+            at: now,
+            clock: self.inputs.clock.trust(now),
+            lockdown: self.inputs.lockdown.borrow().on,
+        }
+    }
+
     fn snapshot(&self) -> Option<Arc<Snapshot>> {
         self.inputs.snapshot.borrow().clone()
     }
@@ -156,11 +165,7 @@ impl Engine {
             ),
             _ => None,
         };
-        let moment = Moment {
-            at: now,
-            clock: self.inputs.clock.trust(now),
-            lockdown: self.inputs.lockdown.borrow().on,
-        };
+        let moment = self.moment(now);
         let decision = decide(
             &snapshot,
             &domain::Request {
@@ -341,11 +346,7 @@ impl Engine {
         let snapshot = self.snapshot()?;
         let unit = snapshot.unit(unit)?;
         let now = crate::clock::now();
-        let moment = Moment {
-            at: now,
-            clock: self.inputs.clock.trust(now),
-            lockdown: self.inputs.lockdown.borrow().on,
-        };
+        let moment = self.moment(now);
         let decision = decide(
             &snapshot,
             &domain::Request {
@@ -393,11 +394,7 @@ impl Engine {
         let now = crate::clock::now();
         let snapshot = self.snapshot_or_units(now);
         let idx = snapshot.unit(unit).ok_or(domain::NotHeld::NoSchedule)?;
-        let moment = Moment {
-            at: now,
-            clock: self.inputs.clock.trust(now),
-            lockdown: self.inputs.lockdown.borrow().on,
-        };
+        let moment = self.moment(now);
         let permit = domain::hold_open(&snapshot, idx, &moment, lease)?;
         let schedule = domain::unlock_schedule(&snapshot, idx).unwrap_or_default();
         Ok(Decided {
@@ -476,11 +473,7 @@ impl Engine {
             return;
         };
         let now = crate::clock::now();
-        let moment = Moment {
-            at: now,
-            clock: self.inputs.clock.trust(now),
-            lockdown: self.inputs.lockdown.borrow().on,
-        };
+        let moment = self.moment(now);
         let request = domain::Request {
             unit,
             credential: domain::Credential::Card("portier-self-check"),

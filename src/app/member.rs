@@ -23,7 +23,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Json;
@@ -35,6 +35,7 @@ use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
 use super::http_api::{AdminQuery, Api, error};
+use super::web::{cookie, csrf_matches, escape, lock, random_token};
 use crate::access::{Credential, Request};
 use crate::config::MemberPageConfig;
 use crate::store::MemberSession;
@@ -67,10 +68,6 @@ pub(crate) struct Members {
     opens: Mutex<HashMap<String, (Instant, u32)>>,
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Members {
     /// Counts an open for `key`; false when over `max` in the window.
     fn allow(&self, key: String, max: u32, now: Instant) -> bool {
@@ -80,34 +77,6 @@ impl Members {
         entry.1 = entry.1.saturating_add(1);
         entry.1 <= max
     }
-}
-
-/// The value of cookie `name`.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
-}
-
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
-}
-
-fn random_token() -> String {
-    format!(
-        "{:032x}{:032x}",
-        rand::random::<u128>(),
-        rand::random::<u128>()
-    )
 }
 
 fn headers_no_store() -> [(header::HeaderName, &'static str); 2] {
@@ -228,32 +197,39 @@ pub(crate) async fn page(State(api): State<Arc<Api>>, headers: HeaderMap) -> Res
     (headers_no_store(), Html(html)).into_response()
 }
 
-/// `GET /m/login`: to Cobot's authorize page, with a new attempt.
-pub(crate) async fn login(State(api): State<Arc<Api>>) -> Response {
-    let Some(settings) = settings(&api) else {
-        return off();
-    };
+/// The Cobot login client of the configuration in force, or the page that says why there is
+/// none (boxed: a response is large).
+fn login_client(
+    api: &Api,
+    settings: &MemberPageConfig,
+) -> Result<crate::cobot::member_login::MemberLogin, Box<Response>> {
     let config = api.daemon.config();
-    let secret = match crate::config::read_secret(&settings.client_secret_file) {
-        Ok(secret) => secret,
-        Err(e) => {
-            tracing::error!(error = %e, "member_page.client_secret_file unusable: members cannot log in");
-            return login_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &config.site.name,
-                "Logging in is not set up on this gateway yet; ask the space's staff.",
-            );
-        }
-    };
-    let client = match crate::cobot::member_login::MemberLogin::new(
+    let secret = crate::config::read_secret(&settings.client_secret_file).map_err(|e| {
+        tracing::error!(error = %e, "member_page.client_secret_file unusable: members cannot log in");
+        Box::new(login_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &config.site.name,
+            "Logging in is not set up on this gateway yet; ask the space's staff.",
+        ))
+    })?;
+    crate::cobot::member_login::MemberLogin::new(
         &config.cobot.www_url,
         &settings.client_id,
         secret,
         &settings.url("auth/callback"),
         config.cobot.request_timeout,
-    ) {
+    )
+    .map_err(|e| Box::new(error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())))
+}
+
+/// `GET /m/login`: to Cobot's authorize page, with a new attempt.
+pub(crate) async fn login(State(api): State<Arc<Api>>) -> Response {
+    let Some(settings) = settings(&api) else {
+        return off();
+    };
+    let client = match login_client(&api, &settings) {
         Ok(client) => client,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(refusal) => return *refusal,
     };
     let attempt = client.start();
     let now = Instant::now();
@@ -333,25 +309,9 @@ pub(crate) async fn callback(
             "That login has expired. Try again.",
         );
     }
-    let secret = match crate::config::read_secret(&settings.client_secret_file) {
-        Ok(secret) => secret,
-        Err(e) => {
-            tracing::error!(error = %e, "member_page.client_secret_file unusable");
-            return again(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Logging in is not set up yet.",
-            );
-        }
-    };
-    let client = match crate::cobot::member_login::MemberLogin::new(
-        &config.cobot.www_url,
-        &settings.client_id,
-        secret,
-        &settings.url("auth/callback"),
-        config.cobot.request_timeout,
-    ) {
+    let client = match login_client(&api, &settings) {
         Ok(client) => client,
-        Err(e) => return error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(refusal) => return *refusal,
     };
     let access = match client.exchange(&code, verifier).await {
         Ok(access) => access,
@@ -417,11 +377,7 @@ pub(crate) async fn callback(
 
 /// Checks the CSRF token of a state-changing request against the session's.
 fn csrf_ok(headers: &HeaderMap, session: &MemberSession) -> bool {
-    let given = headers
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    bool::from(given.as_bytes().ct_eq(session.csrf.as_bytes()))
+    csrf_matches(headers, &session.csrf)
 }
 
 /// `POST /m/open/{unit}`: a member opens a door.

@@ -20,6 +20,7 @@ mod page;
 mod state;
 mod status;
 mod sync_task;
+mod web;
 
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;

@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Form, Path, State};
@@ -31,6 +31,7 @@ use subtle::ConstantTimeEq;
 use tokio::time::Instant;
 
 use super::http_api::{Api, RateLimiter, error};
+use super::web::{cookie, csrf_matches, escape, lock, random_token};
 use crate::access::{Credential, Request};
 use crate::locks::Latch;
 use crate::store::EventRecord;
@@ -66,13 +67,9 @@ impl Default for Page {
         Page {
             sessions: Mutex::default(),
             logins: Mutex::default(),
-            local_csrf: token(),
+            local_csrf: random_token(),
         }
     }
-}
-
-fn token() -> String {
-    format!("{:032x}", rand::random::<u128>())
 }
 
 /// Whether a request may see the page, and its CSRF token.
@@ -84,18 +81,6 @@ enum Access {
     Login,
     /// No password is set and the request is not from the box itself.
     LoopbackOnly,
-}
-
-/// The value of the cookie `name` in the request, if any.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(key, _)| *key == name)
-        .map(|(_, value)| value)
 }
 
 /// True when the `Host` header names the box itself.
@@ -137,10 +122,6 @@ fn access(api: &Api, peer: SocketAddr, headers: &HeaderMap) -> Access {
     }
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 fn loopback_only() -> Response {
     (
         StatusCode::FORBIDDEN,
@@ -165,15 +146,6 @@ fn no_store() -> [(header::HeaderName, &'static str); 2] {
         (header::CACHE_CONTROL, "no-store"),
         (header::X_FRAME_OPTIONS, "DENY"),
     ]
-}
-
-/// HTML-escapes text put into the page.
-fn escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&#39;")
 }
 
 /// `GET /`: the page, the login form, or a refusal.
@@ -226,7 +198,7 @@ pub(crate) async fn login(
             .auth_failed("/login", Some(peer.ip()), "wrong installer page password");
         return login_page(StatusCode::UNAUTHORIZED, "Wrong password.", &site);
     }
-    let id = token();
+    let id = random_token();
     {
         let mut sessions = lock(&api.page.sessions);
         sessions.retain(|_, s| s.expires > now);
@@ -241,7 +213,7 @@ pub(crate) async fn login(
         sessions.insert(
             id.clone(),
             Session {
-                csrf: token(),
+                csrf: random_token(),
                 expires: now + SESSION_TTL,
             },
         );
@@ -319,11 +291,7 @@ fn checked(api: &Api, peer: SocketAddr, headers: &HeaderMap) -> Result<(), Refus
         Access::Login => return Err(Refusal::NoSession),
         Access::LoopbackOnly => return Err(Refusal::NotLoopback),
     };
-    let given = headers
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default();
-    if bool::from(given.as_bytes().ct_eq(csrf.as_bytes())) {
+    if csrf_matches(headers, &csrf) {
         Ok(())
     } else {
         api.daemon
@@ -560,20 +528,5 @@ mod tests {
             assert!(!loopback_host(&host(bad)), "{bad}");
         }
         assert!(!loopback_host(&HeaderMap::new()));
-    }
-
-    #[test]
-    fn cookies_are_found_by_name_and_text_is_escaped() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; portier_page=abc; b=2"),
-        );
-        assert_eq!(cookie(&headers, COOKIE), Some("abc"));
-        assert_eq!(cookie(&headers, "c"), None);
-        assert_eq!(
-            escape("<script>\"x\" & 'y'"),
-            "&lt;script&gt;&quot;x&quot; &amp; &#39;y&#39;"
-        );
     }
 }

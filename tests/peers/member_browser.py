@@ -10,28 +10,19 @@ button), then logs out. Prints one JSON
 object with what it saw; exits non-zero when a step fails.
 """
 
-import json
 import sys
 
-from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
+
+from browser import run, waiter
 
 
 def main():
     base, email, unit, other, denied, screenshot = sys.argv[1:7]
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=390,844", "--no-first-run", "--disable-extensions"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    seen = {}
-    try:
-        wait = WebDriverWait(driver, 20, ignored_exceptions=[StaleElementReferenceException])
+
+    def steps(driver, seen):
+        wait = waiter(driver)
         def log_in(who):
             driver.get(base + "/m/")
             wait.until(ec.element_to_be_clickable((By.ID, "login"))).click()
@@ -78,14 +69,8 @@ def main():
         driver.find_element(By.ID, "logout").click()
         wait.until(ec.presence_of_element_located((By.ID, "login")))
         seen["logged_out"] = True
-    except Exception as e:  # the test prints what was seen so far
-        seen["error"] = repr(e)
-        seen["page"] = driver.page_source[:3000]
-        print(json.dumps(seen), flush=True)
-        sys.exit(1)
-    finally:
-        driver.quit()
-    print(json.dumps(seen), flush=True)
+
+    run(steps, 390, 844)
 
 
 if __name__ == "__main__":

@@ -9,29 +9,19 @@ logs out. Prints one JSON object with what it saw; exits non-zero with the reaso
 fails.
 """
 
-import json
 import sys
 
-from selenium import webdriver
-from selenium.common.exceptions import StaleElementReferenceException
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
-from selenium.webdriver.support.ui import WebDriverWait
+
+from browser import run, waiter
 
 
 def main():
     base, password, unit, screenshot = sys.argv[1:5]
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=420,1400", "--no-first-run", "--disable-extensions"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
-    seen = {}
-    try:
-        # Elements are found again on every try: a page that reloads leaves stale ones behind.
-        wait = WebDriverWait(driver, 20, ignored_exceptions=[StaleElementReferenceException])
+
+    def steps(driver, seen):
+        wait = waiter(driver)
         driver.get(base + "/")
         field = wait.until(ec.presence_of_element_located((By.ID, "password")))
         field.send_keys("not the password")
@@ -73,14 +63,8 @@ def main():
         driver.find_element(By.ID, "logout").click()
         wait.until(ec.presence_of_element_located((By.ID, "password")))
         seen["logged_out"] = True
-    except Exception as e:  # the test prints what was seen so far
-        seen["error"] = repr(e)
-        seen["page"] = driver.page_source[:3000]
-        print(json.dumps(seen), flush=True)
-        sys.exit(1)
-    finally:
-        driver.quit()
-    print(json.dumps(seen), flush=True)
+
+    run(steps, 420, 1400)
 
 
 if __name__ == "__main__":
