@@ -178,6 +178,10 @@ async fn a_member_logs_in_with_cobot_opens_a_door_is_refused_another_and_keeps_o
     let (html, barbara_csrf) = page(&base, &barbara).await;
     assert!(!html.contains("data-unit=\"office\""), "{html}");
     assert!(html.contains("<strong>office</strong>"), "{html}");
+    assert!(
+        html.contains("(no opening for you in the next 7 days)"),
+        "office needs staff, which no plan of hers gives: {html}"
+    );
     let (status, answer) = open(&base, &barbara, &barbara_csrf, "office").await;
     assert_eq!(status, 403, "{answer}");
     assert_eq!(answer["opened"], false);

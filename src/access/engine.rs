@@ -358,6 +358,45 @@ impl Engine {
         Some((decision.granted(), decision.reason(&snapshot)))
     }
 
+    /// The next moment within `horizon` at which the member's request at `unit` would be
+    /// granted, looking every `step` from now (the member page's "opens for you at …"); `None`
+    /// when none is found. Every rule of `decide` applies (schedules, holidays, the validity of
+    /// the membership, bookings, the lockdown as it is now).
+    pub(crate) fn next_grant(
+        &self,
+        unit: &str,
+        user_id: &str,
+        horizon: std::time::Duration,
+        step: std::time::Duration,
+    ) -> Option<DateTime<Utc>> {
+        let snapshot = self.snapshot()?;
+        let unit = snapshot.unit(unit)?;
+        let step = chrono::Duration::from_std(step).ok()?;
+        let horizon = chrono::Duration::from_std(horizon).ok()?;
+        let now = crate::clock::now();
+        let lockdown = self.inputs.lockdown.borrow().on;
+        // From the next whole step, so that the times shown are round.
+        let step_secs = step.num_seconds().max(1);
+        let first = now.timestamp() - now.timestamp().rem_euclid(step_secs) + step_secs;
+        let mut at = DateTime::from_timestamp(first, 0)?;
+        while at - now <= horizon {
+            let moment = Moment {
+                at,
+                clock: domain::ClockTrust::Trusted,
+                lockdown,
+            };
+            let request = domain::Request {
+                unit,
+                credential: domain::Credential::User(user_id),
+            };
+            if decide(&snapshot, &request, &moment).granted() {
+                return Some(at);
+            }
+            at += step;
+        }
+        None
+    }
+
     /// The snapshot in force (`None` before the first sync).
     pub(crate) fn current(&self) -> Option<Arc<Snapshot>> {
         self.snapshot()

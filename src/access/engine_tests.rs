@@ -3,6 +3,8 @@
 
 use std::sync::Mutex;
 
+use chrono::{Datelike, Timelike};
+
 use super::*;
 use crate::access::Credential;
 use crate::locks::FakeBle;
@@ -165,4 +167,39 @@ async fn a_decision_is_carried_out_once_and_its_permit_is_used_up() {
     // `carry_out` took the decision by value: the same permit cannot open the door again.
     assert_eq!(rig.locks.log_lock("office_lock").unwrap().unlocks(), 1);
     rig.engine.self_check();
+}
+
+#[test]
+fn the_next_grant_is_the_first_moment_a_schedule_lets_the_member_in() {
+    use crate::domain::testkit;
+    let rig = rig();
+    let data = testkit::data(vec![testkit::member("m_drop", Some("p_drop"))]);
+    let now = crate::clock::now();
+    let snapshot = domain::compile(&data, &testkit::policy(), 1, now);
+    rig.snapshot.send_replace(Some(Arc::new(snapshot)));
+    let step = std::time::Duration::from_secs(15 * 60);
+    let week = std::time::Duration::from_secs(7 * 24 * 3600);
+    // Drop In: the front door Mon-Fri 08:00-18:00 (Berlin).
+    let next = rig
+        .engine
+        .next_grant("front_door", "user_m_drop", week, step)
+        .expect("within a week");
+    let local = next.with_timezone(&testkit::TZ);
+    assert!(
+        next > now && next - now <= chrono::Duration::minutes(15) + chrono::Duration::days(4),
+        "{local}"
+    );
+    assert!(local.weekday().num_days_from_monday() < 5, "{local}");
+    assert!((8..18).contains(&local.hour()), "{local}");
+    assert_eq!(local.minute() % 15, 0, "{local}");
+    assert_eq!(local.second(), 0);
+    // Nothing of hers opens the office (staff only), nor any door for a stranger.
+    assert_eq!(
+        rig.engine.next_grant("office", "user_m_drop", week, step),
+        None
+    );
+    assert_eq!(
+        rig.engine.next_grant("front_door", "nobody", week, step),
+        None
+    );
 }

@@ -58,6 +58,9 @@ const MAX_ATTEMPTS: usize = 256;
 const OPENS_PER_SESSION: u32 = 10;
 const OPENS_PER_ADDRESS: u32 = 30;
 const OPEN_WINDOW: Duration = Duration::from_secs(60);
+/// How far ahead, and how finely, the page looks for a closed door's next opening.
+const NEXT_HORIZON: Duration = Duration::from_secs(7 * 24 * 3600);
+const NEXT_STEP: Duration = Duration::from_secs(15 * 60);
 /// The name events give the member page.
 const VIA: &str = "member_page";
 
@@ -150,11 +153,24 @@ pub(crate) async fn page(State(api): State<Arc<Api>>, headers: HeaderMap) -> Res
                 "<li><button type=\"button\" data-unit=\"{id}\">Open {id}</button></li>",
                 id = escape(&unit.id)
             )),
-            Some((false, reason)) => closed.push_str(&format!(
-                "<li><strong>{}</strong>: {}</li>",
-                escape(&unit.id),
-                escape(&reason)
-            )),
+            Some((false, reason)) => {
+                let next = match api
+                    .engine
+                    .next_grant(&unit.id, user, NEXT_HORIZON, NEXT_STEP)
+                {
+                    Some(at) => format!(
+                        "opens for you {}",
+                        at.with_timezone(&config.site.timezone)
+                            .format("%a %-d %b %H:%M")
+                    ),
+                    None => "no opening for you in the next 7 days".to_owned(),
+                };
+                closed.push_str(&format!(
+                    "<li><strong>{}</strong>: {} <span class=\"next\">({next})</span></li>",
+                    escape(&unit.id),
+                    escape(&reason)
+                ));
+            }
             None => {}
         }
     }

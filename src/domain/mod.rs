@@ -18,7 +18,7 @@ pub mod schedule;
 mod snapshot;
 
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 
 pub use card::{MalformedCard, normalize_card};
 pub use compile::compile;
