@@ -390,3 +390,45 @@ async fn cobot_link_adds_the_member_portal_link_once_and_removes_it() {
         refused.stderr
     );
 }
+
+/// The member's session value, logged in over HTTP while Cobot answers.
+async fn session_value(base: &str, email: &str) -> String {
+    let session = log_in(base, email).await.unwrap();
+    session.split_once('=').unwrap().1.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_real_browser_a_member_opens_while_cobot_is_down_and_an_ended_session_goes_back_to_the_login()
+ {
+    // Logged in while Cobot answered; then Cobot goes down: the page still opens the door.
+    let s = site("30d").await;
+    let d = s.start_daemon().await;
+    let (_l, mut lock_commands) = s.broker.subscriber("test-lock", LOCK_TOPIC).await;
+    let base = format!("http://127.0.0.1:{}", s.port);
+    let ada = session_value(&base, "ada.lovelace@example.com").await;
+    s.site.cobot.set_fault("/", Fault::Status(503));
+    let seen = browser::run(
+        "member_session_browser.py",
+        &[&base, &ada, "front_door", "0"],
+    )
+    .await;
+    assert_eq!(seen["opened"], "front_door is open.", "{seen:#}");
+    assert_eq!(seen["after_wait"], "doors", "{seen:#}");
+    let unlock = lock_commands.next().await;
+    assert!(String::from_utf8_lossy(&unlock.payload).contains("UNLOCK"));
+    assert_eq!(wait_events(&d, 1).await[0]["via"], "member_page");
+    drop(d);
+
+    // A session of 3 s: after it, the page is the login again.
+    let s = site("3s").await;
+    let _d = s.start_daemon().await;
+    let base = format!("http://127.0.0.1:{}", s.port);
+    let ada = session_value(&base, "ada.lovelace@example.com").await;
+    let seen = browser::run(
+        "member_session_browser.py",
+        &[&base, &ada, "front_door", "3.5"],
+    )
+    .await;
+    assert_eq!(seen["opened"], "front_door is open.", "{seen:#}");
+    assert_eq!(seen["after_wait"], "login", "{seen:#}");
+}
