@@ -167,41 +167,30 @@ pub(crate) fn configs(config: &Config, configuration_url: &str) -> BTreeMap<Stri
             "icon": "mdi:account-group",
         }),
     );
+    // The lockdown: shown either way; with commands a switch (its ON is taken, OFF refused).
     let lockdown = format!("{base}/lockdown");
-    if ha.commands {
-        add(
-            "switch",
-            "lockdown",
-            json!({
-                "name": "Lockdown",
-                "state_topic": lockdown,
-                "value_template": "{{ value_json.state }}",
-                "json_attributes_topic": lockdown,
-                "command_topic": format!("{lockdown}/set"),
-                "payload_on": "ON",
-                "payload_off": "OFF",
-                "state_on": "ON",
-                "state_off": "OFF",
-                "optimistic": false,
-                "retain": false,
-                "icon": "mdi:shield-lock",
-            }),
-        );
+    let mut entity = json!({
+        "name": "Lockdown",
+        "state_topic": lockdown,
+        "value_template": "{{ value_json.state }}",
+        "json_attributes_topic": lockdown,
+        "payload_on": "ON",
+        "payload_off": "OFF",
+        "icon": "mdi:shield-lock",
+    });
+    let component = if ha.commands {
+        if let Some(fields) = entity.as_object_mut() {
+            fields.insert("command_topic".into(), json!(format!("{lockdown}/set")));
+            fields.insert("state_on".into(), json!("ON"));
+            fields.insert("state_off".into(), json!("OFF"));
+            fields.insert("optimistic".into(), json!(false));
+            fields.insert("retain".into(), json!(false));
+        }
+        "switch"
     } else {
-        add(
-            "binary_sensor",
-            "lockdown",
-            json!({
-                "name": "Lockdown",
-                "state_topic": lockdown,
-                "value_template": "{{ value_json.state }}",
-                "json_attributes_topic": lockdown,
-                "payload_on": "ON",
-                "payload_off": "OFF",
-                "icon": "mdi:shield-lock",
-            }),
-        );
-    }
+        "binary_sensor"
+    };
+    add(component, "lockdown", entity);
     out
 }
 
