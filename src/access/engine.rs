@@ -197,7 +197,6 @@ impl Engine {
         let member = member.map(|m| snapshot.member_id(m).to_owned());
         let check_in_day = (granted && self.config().cobot.check_ins && member.is_some())
             .then(|| now.with_timezone(&snapshot.timezone()).date_naive());
-        tracing::info!(%unit, member = member.as_deref().unwrap_or("-"), granted, %reason, "access decided");
         Decided {
             event: NewEvent {
                 time: now,
@@ -227,7 +226,6 @@ impl Engine {
         reason: String,
     ) -> Decided {
         self.inputs.metrics.decided(false, None);
-        tracing::info!(%unit, granted = false, %reason, "access refused");
         Decided {
             event: NewEvent {
                 time: crate::clock::now(),
@@ -261,12 +259,26 @@ impl Engine {
             unit: event.unit.clone(),
         };
         let lock = self.actuate(permit.as_ref(), &command).await;
+        // A driver may only have handed its command to another task (the broker connection's,
+        // woken on this worker): let that task write it before this one spends its turn on the
+        // log line and the event's transaction.
+        tokio::task::yield_now().await;
         let open_for = permit
             .as_ref()
             .map(Permit::open_for)
             .filter(|_| lock.opened());
         event.opened = lock.opened();
         event.lock_error = lock.lock_error().map(str::to_owned);
+        // Logged once the lock has its command, never before it.
+        tracing::info!(
+            unit = %event.unit,
+            member = event.member.as_deref().unwrap_or("-"),
+            granted = event.granted,
+            opened = event.opened,
+            reason = %event.reason,
+            decision_id = %event.decision_id,
+            "access decided"
+        );
         event.check_in_day = event.check_in_day.filter(|_| lock.counts_as_entry());
         let stored = self.append(&event).await;
         Outcome {

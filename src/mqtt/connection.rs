@@ -5,8 +5,14 @@
 //! every poll first (so an unlock is never queued for a broker that is gone). The receiving
 //! connection, when there is one, sends nothing but the PUBACKs of what it receives (its own
 //! link observes it only for health): after every CONNACK it subscribes the registered topics (the session is clean) and
-//! hands each message to its [`Inbox`]. Connection errors are retried with jittered exponential
-//! backoff capped at 30 s.
+//! hands each message to its [`Inbox`], then acknowledges it. Connection errors are retried
+//! with jittered exponential backoff capped at 30 s.
+//!
+//! A card is handed on before its PUBACK is written: writing the PUBACK is a system call that
+//! also carries the packet into the broker, and the unlock should not wait for it. The PUBACK
+//! follows a moment later, for every message, so the broker's socket to this connection never
+//! keeps data unacknowledged (see BENCHMARKS.md on Nagle's algorithm and delayed ACKs); with
+//! clean sessions the broker keeps nothing to redeliver either way.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -233,9 +239,8 @@ async fn disconnect(eventloop: &mut EventLoop, client: &AsyncClient) {
     .await;
 }
 
-/// Polls the receiving connection until shutdown: subscribes every topic after each CONNACK and
-/// hands messages to their inboxes. rumqttc sends each PUBACK as soon as the message is read,
-/// whatever the message turns out to be.
+/// Polls the receiving connection until shutdown: subscribes every topic after each CONNACK,
+/// hands messages to their inboxes and acknowledges every message, whatever it turns out to be.
 async fn receive(
     mut eventloop: EventLoop,
     link: MqttLink,
@@ -257,16 +262,31 @@ async fn receive(
                 true
             }
             Polled::Publish(publish) => {
-                let Some(inbox) = lock(inboxes).inbox_for(&publish.topic) else {
-                    return true;
+                let received = crate::clock::instant();
+                let inbox = lock(inboxes).inbox_for(&publish.topic);
+                let go_on = match inbox {
+                    Some(inbox) => {
+                        let message = Message {
+                            topic: publish.topic.clone(),
+                            payload: publish.payload.to_vec(),
+                            retained: publish.retain,
+                            received,
+                        };
+                        let delivered = inbox.deliver(message).await;
+                        // Let the receiver (woken on this worker) take the message before this
+                        // task writes the PUBACK.
+                        tokio::task::yield_now().await;
+                        delivered
+                    }
+                    None => true,
                 };
-                let message = Message {
-                    topic: publish.topic.clone(),
-                    payload: publish.payload.to_vec(),
-                    retained: publish.retain,
-                    received: crate::clock::instant(),
-                };
-                inbox.deliver(message).await
+                // The queue cannot be full: the broker keeps at most its inflight window (20
+                // messages by default in mosquitto) unacknowledged, and every poll of this
+                // task takes requests from the queue.
+                if let Err(e) = subscriber.try_ack(&publish) {
+                    tracing::warn!(topic = %publish.topic, error = %e, "cannot acknowledge a message");
+                }
+                go_on
             }
             Polled::Lost => {
                 // The next CONNACK subscribes every topic again (the session is clean).

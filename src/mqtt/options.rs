@@ -117,13 +117,15 @@ pub fn mqtt_client(
 pub const READER_CLIENT_SUFFIX: &str = "-readers";
 
 /// The options of the receiving connection: [`mqtt_options`] with the client id
-/// `<mqtt.client_id>-readers`.
+/// `<mqtt.client_id>-readers`, acknowledging messages itself (the connection task sends each
+/// PUBACK once the message is on its way to the decision, not before).
 pub(crate) fn inbound_options(
     cfg: &MqttConfig,
     password: Option<String>,
 ) -> Result<MqttOptions, MqttSetupError> {
     let mut options = mqtt_options(cfg, password)?;
     options.set_client_id(format!("{}{READER_CLIENT_SUFFIX}", cfg.client_id));
+    options.set_manual_acks(true);
     Ok(options)
 }
 
