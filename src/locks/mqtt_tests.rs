@@ -135,3 +135,79 @@ async fn an_mqtt_lock_is_healthy_exactly_while_the_broker_is_connected() {
     link.observe(&mut eventloop, &Err(ConnectionError::NetworkTimeout));
     assert!(!lock.health().ok);
 }
+
+#[allow(clippy::result_large_err)] // reason: mirrors EventLoop::poll's own return type
+fn written(pkid: u16) -> Result<Event, ConnectionError> {
+    Ok(Event::Outgoing(rumqttc::Outgoing::Publish(pkid)))
+}
+
+#[allow(clippy::result_large_err)] // reason: mirrors EventLoop::poll's own return type
+fn acknowledged(pkid: u16) -> Result<Event, ConnectionError> {
+    Ok(Event::Incoming(Packet::PubAck(rumqttc::PubAck::new(pkid))))
+}
+
+#[test]
+fn a_lock_command_is_reported_acknowledged_by_its_own_puback_whoever_else_publishes() {
+    let (link, mut eventloop, _lock) = setup();
+    link.observe(&mut eventloop, &connack());
+    link.send("portier/readers/front/result", false, b"r".to_vec())
+        .unwrap();
+    let (_, mut unlock) = link.publish(TOPIC, b"u1".to_vec()).unwrap();
+    link.send("portier/gw/unit/front/state", true, b"UNLOCKED".to_vec())
+        .unwrap();
+    let (_, mut second) = link.publish(TOPIC, b"u2".to_vec()).unwrap();
+    // rumqttc writes them in the order they were queued, numbering them.
+    for pkid in 1..=4 {
+        link.observe(&mut eventloop, &written(pkid));
+    }
+    link.observe(&mut eventloop, &acknowledged(1));
+    link.observe(&mut eventloop, &acknowledged(3));
+    assert!(unlock.try_recv().is_err(), "not yet acknowledged");
+    link.observe(&mut eventloop, &acknowledged(2));
+    assert_eq!(unlock.try_recv(), Ok(()));
+    assert!(second.try_recv().is_err());
+    link.observe(&mut eventloop, &acknowledged(4));
+    assert_eq!(second.try_recv(), Ok(()));
+}
+
+#[test]
+fn a_drop_ends_every_wait_and_the_line_starts_again_with_what_rumqttc_sends_again() {
+    let (link, mut eventloop, _lock) = setup();
+    link.observe(&mut eventloop, &connack());
+    link.send("portier/readers/front/result", false, b"r".to_vec())
+        .unwrap();
+    let (_, mut lost) = link.publish(TOPIC, b"u1".to_vec()).unwrap();
+    link.observe(&mut eventloop, &Err(ConnectionError::NetworkTimeout));
+    // The unlock was dropped from the queue; its wait ends at once.
+    assert_eq!(
+        lost.try_recv(),
+        Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+    );
+    // rumqttc kept the reader's answer and sends it first after the CONNACK (as with a kept
+    // session; with a clean one it drops it and reports nothing for it).
+    link.observe(&mut eventloop, &connack());
+    let (_, mut unlock) = link.publish(TOPIC, b"u2".to_vec()).unwrap();
+    link.observe(&mut eventloop, &written(7));
+    link.observe(&mut eventloop, &written(8));
+    link.observe(&mut eventloop, &acknowledged(7));
+    assert!(unlock.try_recv().is_err());
+    link.observe(&mut eventloop, &acknowledged(8));
+    assert_eq!(unlock.try_recv(), Ok(()));
+}
+
+#[tokio::test]
+async fn an_unlock_the_broker_never_acknowledges_returns_after_its_bound_as_sent() {
+    let (link, mut eventloop, lock) = setup();
+    link.observe(&mut eventloop, &connack());
+    let started = tokio::time::Instant::now();
+    let done = lock
+        .unlock(&permit("side", Duration::from_secs(5)), &cmd("d1"))
+        .await
+        .unwrap();
+    assert_eq!(done, Actuation::Opened);
+    assert!(started.elapsed() >= ACK_WAIT);
+    assert_eq!(
+        queued_payloads(&mut eventloop),
+        vec![r#"{"state":"UNLOCK","id":"d1"}"#.to_owned()]
+    );
+}

@@ -11,7 +11,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -39,17 +38,15 @@ struct ReaderResult<'a> {
     lock_error: Option<&'a str>,
 }
 
-/// Every MQTT reader: they share the broker connection's client.
+/// Every MQTT reader: they share the broker connection.
 pub(crate) struct MqttReaders {
-    client: AsyncClient,
+    link: MqttLink,
 }
 
 impl MqttReaders {
-    /// The MQTT reader kind, answering through `link`'s client.
+    /// The MQTT reader kind, answering through `link`.
     pub(crate) fn new(link: &MqttLink) -> Self {
-        Self {
-            client: link.client().clone(),
-        }
+        Self { link: link.clone() }
     }
 
     /// Delivers reader number `reader`'s topic to `frames` (subscribing it on the receiving
@@ -117,10 +114,7 @@ impl ReaderKind for MqttReaders {
         let Some(topic) = result_topic(reader) else {
             return;
         };
-        if let Err(e) = self
-            .client
-            .try_publish(&topic, QoS::AtLeastOnce, false, payload)
-        {
+        if let Err(e) = self.link.send(&topic, false, payload) {
             tracing::warn!(%topic, error = %e, "cannot publish the reader result");
         }
     }

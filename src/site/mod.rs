@@ -220,12 +220,7 @@ impl Site {
         if !self.inputs.link.is_up() {
             return;
         }
-        if let Err(e) =
-            self.inputs
-                .link
-                .client()
-                .try_publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload)
-        {
+        if let Err(e) = self.inputs.link.send(topic, retain, payload) {
             tracing::warn!(%topic, error = %e, "cannot publish");
         }
     }
