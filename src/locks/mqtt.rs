@@ -2,23 +2,15 @@
 //! connection.
 //!
 //! Commands go through [`MqttLink`] (`crate::mqtt`), which owns the connection and the rules
-//! that keep an unlock from being sent late or retained. An unlock returns once the broker
-//! acknowledged the command, or [`ACK_WAIT`] after it was handed to the connected client. This
-//! file renders payloads and keeps the pulse; it never polls the connection.
+//! that keep an unlock from being sent late or retained. An unlock returns once the command was
+//! handed to the connected client. This file renders payloads and keeps the pulse; it never
+//! polls the connection.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use super::pulse::{Actuator, Pulse};
 use super::{BoxFuture, Command, LockError};
 use crate::mqtt::MqttLink;
-
-/// How long an unlock waits for the broker's acknowledgement before it counts as done all the
-/// same. The broker passes a message on to its subscribers before it acknowledges it, so until
-/// then the command is on its way to the door and what follows an unlock (the event, the
-/// latch's watchers, the relock timer) gives the broker the CPU; past this, something else is
-/// slow, and nothing waits for it longer.
-const ACK_WAIT: Duration = Duration::from_millis(50);
 
 /// A lock behind the MQTT broker.
 pub struct MqttLock {
@@ -62,10 +54,7 @@ impl MqttLock {
 }
 
 impl MqttActuator {
-    fn send(
-        &self,
-        payload: String,
-    ) -> Result<(u64, tokio::sync::oneshot::Receiver<()>), LockError> {
+    fn send(&self, payload: String) -> Result<u64, LockError> {
         self.link
             .publish(&self.topic, payload.into_bytes())
             .map_err(|detail| LockError::Transport {
@@ -78,10 +67,8 @@ impl MqttActuator {
 impl Actuator for MqttActuator {
     fn open<'a>(&'a self, cmd: &'a Command) -> BoxFuture<'a, Result<(), LockError>> {
         Box::pin(async move {
-            let (epoch, acknowledged) = self.send(render(&self.unlock_payload, cmd))?;
+            let epoch = self.send(render(&self.unlock_payload, cmd))?;
             self.opened_in.store(epoch, Ordering::SeqCst);
-            // Handed over is enough to count as sent; the wait only orders what comes next.
-            let _ = tokio::time::timeout(ACK_WAIT, acknowledged).await;
             Ok(())
         })
     }

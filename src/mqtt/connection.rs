@@ -198,7 +198,7 @@ impl Connection {
         let client = link.client().clone();
         let announce = |state: &'static str| {
             if let Some(topic) = &status
-                && let Err(e) = link.send(topic, true, state.as_bytes().to_vec())
+                && let Err(e) = client.try_publish(topic, QoS::AtLeastOnce, true, state)
             {
                 tracing::warn!(%topic, error = %e, "cannot publish the gateway's status");
             }

@@ -20,17 +20,11 @@
 //! - Relock payloads are the exception: sending a lock command late is safe, so those found in
 //!   `pending` at a drop are published again after the next ConnAck.
 //!
-//! A command is handed over once it is in the connected client. [`MqttLink::publish`] also
-//! tells its caller when the broker acknowledged it: rumqttc reports the packet id of each
-//! publish it writes, in the order they were queued, so every publish on this connection goes
-//! through the link ([`MqttLink::send`] for those who do not wait), and the link keeps one
-//! place in line per publish. After a drop the line starts again; a publish whose place was
-//! lost is never reported acknowledged, and its caller's wait ends at its own bound.
+//! A command is handed over once it is in the connected client; nothing here waits for the
+//! broker's PUBACK (rumqttc 0.25 does not tell which publish a PUBACK belongs to).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
-
-use tokio::sync::oneshot;
 
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, Outgoing, Packet, Publish,
@@ -60,57 +54,6 @@ struct LinkState {
     /// How many times the connection was lost: a pulse begun in an earlier epoch may never
     /// have reached its lock.
     epoch: u64,
-    /// Who waits for the broker's acknowledgement of which publish.
-    acks: Acks,
-}
-
-/// The publishes handed to the client and not yet written, in order, each with whoever waits
-/// for its PUBACK; and the written ones awaited, by packet id.
-#[derive(Default)]
-struct Acks {
-    queued: VecDeque<Option<oneshot::Sender<()>>>,
-    written: HashMap<u16, oneshot::Sender<()>>,
-    /// How many places at the front of `queued` stand for publishes rumqttc moved into its
-    /// `pending` at a drop (it sends them again, or drops them, at the next CONNACK).
-    held: usize,
-}
-
-impl Acks {
-    /// rumqttc wrote the next queued publish with this packet id (0 for QoS 0).
-    fn written(&mut self, pkid: u16) {
-        if let Some(Some(waiter)) = self.queued.pop_front() {
-            if pkid == 0 {
-                let _ = waiter.send(());
-            } else {
-                self.written.insert(pkid, waiter);
-            }
-        }
-    }
-
-    fn acknowledged(&mut self, pkid: u16) {
-        if let Some(waiter) = self.written.remove(&pkid) {
-            let _ = waiter.send(());
-        }
-    }
-
-    /// The connection dropped: no one's acknowledgement is coming (the waits end), and the
-    /// line starts again with the publishes the client now holds in `pending`.
-    fn dropped(&mut self, held: usize) {
-        self.queued.clear();
-        self.written.clear();
-        self.queued.resize_with(held, || None);
-        self.held = held;
-    }
-
-    /// Connected again: of the publishes held at the drop, rumqttc sends `resent` again.
-    fn reconnected(&mut self, resent: usize) {
-        let held = self.held.min(self.queued.len());
-        self.queued.drain(..held);
-        for _ in 0..resent {
-            self.queued.push_front(None);
-        }
-        self.held = 0;
-    }
 }
 
 impl MqttLink {
@@ -123,9 +66,7 @@ impl MqttLink {
         }
     }
 
-    /// The client itself, for subscribing and disconnecting. Publish through [`MqttLink::send`]
-    /// or [`MqttLink::publish`] instead: a publish the link does not see puts its line of
-    /// acknowledgements out of step (a wait then ends at its bound instead).
+    /// The client (readers publish their results through it).
     pub fn client(&self) -> &AsyncClient {
         &self.client
     }
@@ -171,30 +112,23 @@ impl MqttLink {
                 let relocks = {
                     let mut state = self.state();
                     state.up = true;
-                    // With a session kept by the broker, rumqttc sends what it held again
-                    // first; with a clean one it dropped it.
-                    state.acks.reconnected(publishes(&eventloop.pending));
                     std::mem::take(&mut state.relocks)
                 };
                 tracing::info!(resent_relocks = relocks.len(), "MQTT broker connected");
                 self.connects.send_modify(|n| *n = n.wrapping_add(1));
                 for publish in relocks {
                     let sent = self.publish(&publish.topic, publish.payload.to_vec());
-                    let sent = sent.map(drop);
                     if let Err(detail) = sent {
                         tracing::warn!(topic = %publish.topic, %detail, "relock not re-sent");
                     }
                 }
             }
-            Ok(Event::Outgoing(Outgoing::Publish(pkid))) => self.state().acks.written(*pkid),
-            Ok(Event::Incoming(Packet::PubAck(ack))) => self.state().acks.acknowledged(ack.pkid),
             Ok(Event::Incoming(Packet::Disconnect) | Event::Outgoing(Outgoing::Disconnect)) => {
                 let mut state = self.state();
                 if state.up {
                     state.epoch += 1;
                 }
                 state.up = false;
-                state.acks.dropped(0);
             }
             Err(error) => {
                 let mut state = self.state();
@@ -208,7 +142,6 @@ impl MqttLink {
                 eventloop.clean();
                 let pending = std::mem::take(&mut eventloop.pending);
                 eventloop.pending = strip_lock_commands(&mut state, pending);
-                state.acks.dropped(publishes(&eventloop.pending));
             }
             Ok(_) => {}
         }
@@ -229,14 +162,9 @@ impl MqttLink {
     }
 
     /// Hands a lock command (QoS 1, not retained) to the client, only while the link is up;
-    /// returns the epoch it was handed over in, and what turns ready when the broker has
-    /// acknowledged it (an error instead if the connection dropped first).
-    pub(crate) fn publish(
-        &self,
-        topic: &str,
-        payload: Vec<u8>,
-    ) -> Result<(u64, oneshot::Receiver<()>), String> {
-        let mut state = self.state();
+    /// returns the epoch it was handed over in.
+    pub(crate) fn publish(&self, topic: &str, payload: Vec<u8>) -> Result<u64, String> {
+        let state = self.state();
         if !state.up {
             return Err("the MQTT broker is not connected".into());
         }
@@ -245,33 +173,8 @@ impl MqttLink {
         self.client
             .try_publish(topic, QoS::AtLeastOnce, false, payload)
             .map_err(|e| format!("the MQTT client did not take the command: {e}"))?;
-        let (acked, ack) = oneshot::channel();
-        state.acks.queued.push_back(Some(acked));
-        Ok((state.epoch, ack))
+        Ok(state.epoch)
     }
-
-    /// Publishes anything else on this connection (QoS 1): reader answers, Home Assistant's
-    /// topics, the gateway's status. Whether the broker is connected is the caller's business.
-    pub(crate) fn send(
-        &self,
-        topic: &str,
-        retain: bool,
-        payload: Vec<u8>,
-    ) -> Result<(), rumqttc::ClientError> {
-        let mut state = self.state();
-        self.client
-            .try_publish(topic, QoS::AtLeastOnce, retain, payload)?;
-        state.acks.queued.push_back(None);
-        Ok(())
-    }
-}
-
-/// How many publishes a request queue holds.
-fn publishes(queue: &VecDeque<Request>) -> usize {
-    queue
-        .iter()
-        .filter(|request| matches!(request, Request::Publish(_)))
-        .count()
 }
 
 /// Removes lock commands from a disconnected event loop's queue: unlocks are dropped (their

@@ -11,6 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use rumqttc::{AsyncClient, QoS};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -38,15 +39,17 @@ struct ReaderResult<'a> {
     lock_error: Option<&'a str>,
 }
 
-/// Every MQTT reader: they share the broker connection.
+/// Every MQTT reader: they share the broker connection's client.
 pub(crate) struct MqttReaders {
-    link: MqttLink,
+    client: AsyncClient,
 }
 
 impl MqttReaders {
-    /// The MQTT reader kind, answering through `link`.
+    /// The MQTT reader kind, answering through `link`'s client.
     pub(crate) fn new(link: &MqttLink) -> Self {
-        Self { link: link.clone() }
+        Self {
+            client: link.client().clone(),
+        }
     }
 
     /// Delivers reader number `reader`'s topic to `frames` (subscribing it on the receiving
@@ -114,7 +117,10 @@ impl ReaderKind for MqttReaders {
         let Some(topic) = result_topic(reader) else {
             return;
         };
-        if let Err(e) = self.link.send(&topic, false, payload) {
+        if let Err(e) = self
+            .client
+            .try_publish(&topic, QoS::AtLeastOnce, false, payload)
+        {
             tracing::warn!(%topic, error = %e, "cannot publish the reader result");
         }
     }

@@ -220,7 +220,12 @@ impl Site {
         if !self.inputs.link.is_up() {
             return;
         }
-        if let Err(e) = self.inputs.link.send(topic, retain, payload) {
+        if let Err(e) =
+            self.inputs
+                .link
+                .client()
+                .try_publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload)
+        {
             tracing::warn!(%topic, error = %e, "cannot publish");
         }
     }
