@@ -22,7 +22,7 @@ pub fn now() -> DateTime<Utc> {
 }
 
 /// The time the binary was built; a clock before it is wrong.
-pub fn build_time() -> DateTime<Utc> {
+pub(crate) fn build_time() -> DateTime<Utc> {
     DateTime::from_timestamp(BUILD_UNIX, 0).unwrap_or_default()
 }
 
@@ -34,7 +34,7 @@ pub fn instant() -> std::time::Instant {
 
 /// Whether a clock reading can be trusted: no correct clock is before the build, or behind
 /// the newest persisted event (a clock that jumped back).
-pub fn trust(now: DateTime<Utc>, last_event: Option<DateTime<Utc>>) -> ClockTrust {
+pub(crate) fn trust(now: DateTime<Utc>, last_event: Option<DateTime<Utc>>) -> ClockTrust {
     if now < build_time() {
         ClockTrust::Untrusted(ClockProblem::BeforeBuild)
     } else if last_event.is_some_and(|t| now < t) {

@@ -25,9 +25,9 @@ use crate::cobot::{CheckInOutcome, CobotClient, CobotError};
 use crate::store::{CheckInResult, CheckInTask, Store, StoreError};
 
 /// Retries never wait longer than this (unless Cobot's `Retry-After` says so).
-pub const BACKOFF_CAP: Duration = Duration::from_secs(60);
+pub(crate) const BACKOFF_CAP: Duration = Duration::from_secs(60);
 /// The first retry waits about this long; each further failure doubles it.
-pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
+pub(crate) const BACKOFF_BASE: Duration = Duration::from_secs(2);
 
 /// How the worker paces itself.
 #[derive(Debug, Clone, PartialEq)]

@@ -22,7 +22,7 @@ use crate::store::{GuardState, Store, StoreError, StoredSnapshot};
 
 /// Why a sync did not complete. Nothing was applied in any of these cases.
 #[derive(Debug, Error)]
-pub enum SyncError {
+pub(crate) enum SyncError {
     /// Cobot failed or answered something unusable: the old snapshot stays; retry later.
     #[error("sync failed: {0}")]
     Cobot(#[from] CobotError),
@@ -33,7 +33,7 @@ pub enum SyncError {
 
 /// The outcome of a complete sync, applied or held by the guard (`portier sync --json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SyncSummary {
+pub(crate) struct SyncSummary {
     /// Items of `/api/plans`, hidden ones included.
     pub plans: usize,
     /// Synced members.
@@ -61,7 +61,7 @@ pub struct SyncSummary {
 }
 
 /// A complete sync: its summary and, when applied, the new snapshot.
-pub struct SyncResult {
+pub(crate) struct SyncResult {
     /// What happened.
     pub summary: SyncSummary,
     /// The new snapshot, when it was applied.
@@ -92,7 +92,7 @@ pub fn fetch_options(
 }
 
 /// Compiles the stored snapshot with the loaded policy (at start, after a reload).
-pub fn compile_stored(stored: &StoredSnapshot, policy: &Policy) -> Snapshot {
+pub(crate) fn compile_stored(stored: &StoredSnapshot, policy: &Policy) -> Snapshot {
     compile(&stored.data, policy, stored.version, stored.synced_at)
 }
 
@@ -128,7 +128,7 @@ fn check_plan_list(data: &CobotData) -> Result<(), CobotError> {
 
 /// What the mass-change guard compares a new snapshot against.
 #[derive(Debug, Clone, Copy)]
-pub enum Baseline<'a> {
+pub(crate) enum Baseline<'a> {
     /// The snapshot in force, as the daemon holds it in memory (`None`: none yet, or the
     /// stored one was unreadable at start); nothing is compiled again.
     InForce(Option<&'a Snapshot>),
@@ -138,10 +138,10 @@ pub enum Baseline<'a> {
 
 /// Cobot's `/api/memberships` allows 6 requests a minute, and every sync makes one: the daemon
 /// spaces its sync attempts at least this far apart (a request waits, it is never refused).
-pub const MEMBERSHIP_SPACING: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const MEMBERSHIP_SPACING: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs one sync now. `now` is read through `clock` before and after the fetch.
-pub async fn sync_once(
+pub(crate) async fn sync_once(
     config: &Config,
     store: &Store,
     client: &CobotClient,

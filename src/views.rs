@@ -6,7 +6,7 @@ use crate::domain::{Decision, Snapshot};
 
 /// A decision as `portier explain --json` and `GET /v1/explain` show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ExplainView {
+pub(crate) struct ExplainView {
     /// Whether the unit opens.
     pub granted: bool,
     /// The unit asked for.
@@ -34,14 +34,14 @@ impl ExplainView {
 
 /// The body of an HTTP error answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorView {
+pub(crate) struct ErrorView {
     /// What went wrong, for a person.
     pub error: String,
 }
 
 /// What `explain` is asked, from the command line or `GET /v1/explain`.
 #[derive(Debug, Clone, Default, Deserialize)]
-pub struct ExplainQuery {
+pub(crate) struct ExplainQuery {
     /// Membership id or email.
     pub member: Option<String>,
     /// Card id.
@@ -54,7 +54,7 @@ pub struct ExplainQuery {
 
 /// Why an explain question cannot be answered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum QueryError {
+pub(crate) enum QueryError {
     /// Missing, conflicting or malformed parameters (exit 64, HTTP 400).
     #[error("{0}")]
     Invalid(String),
@@ -64,7 +64,7 @@ pub enum QueryError {
 }
 
 /// Parses an optional RFC 3339 moment; `now` when absent.
-pub fn parse_at(
+pub(crate) fn parse_at(
     at: Option<&str>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<chrono::DateTime<chrono::Utc>, QueryError> {

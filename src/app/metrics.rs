@@ -404,7 +404,7 @@ impl Metrics {
     /// Counts a request refused for a missing or wrong token at the route `endpoint`, and
     /// returns the label it was counted under (a route not in [`AUTH_ENDPOINTS`] is `other`,
     /// so the label set stays bounded).
-    pub fn auth_failed(&self, endpoint: &str) -> &'static str {
+    pub(crate) fn auth_failed(&self, endpoint: &str) -> &'static str {
         let endpoint = AUTH_ENDPOINTS
             .into_iter()
             .find(|known| *known == endpoint)

@@ -46,7 +46,7 @@ const BROKER_BOUND: Duration = Duration::from_secs(1);
 /// Why the daemon could not start. Once it serves, nothing stops it but a signal: faults
 /// after that are logged, shown in health, and retried.
 #[derive(Debug, thiserror::Error)]
-pub enum DaemonError {
+pub(crate) enum DaemonError {
     /// Tokio could not build its runtime (threads, epoll).
     #[error("cannot start the async runtime: {0}")]
     Runtime(#[source] std::io::Error),

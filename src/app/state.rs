@@ -106,7 +106,7 @@ pub(crate) struct ConfigProblems {
 impl Daemon {
     /// Whether both broker connections (the readers' one, if any) are up; `None` without
     /// `[mqtt]`.
-    pub fn mqtt_up(&self) -> Option<bool> {
+    pub(crate) fn mqtt_up(&self) -> Option<bool> {
         self.mqtt.as_ref().map(|link| {
             // The readers' connection counts only where there are MQTT readers (it is opened
             // anyway, for a reload that adds some).
@@ -130,7 +130,7 @@ impl Daemon {
     }
 
     /// A copy of the Cobot link state.
-    pub fn cloud(&self) -> CloudState {
+    pub(crate) fn cloud(&self) -> CloudState {
         self.cloud
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -138,18 +138,18 @@ impl Daemon {
     }
 
     /// Changes the Cobot link state.
-    pub fn update_cloud(&self, f: impl FnOnce(&mut CloudState)) {
+    pub(crate) fn update_cloud(&self, f: impl FnOnce(&mut CloudState)) {
         f(&mut self.cloud.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
     /// Whether the clock can be trusted at `now`: not before the build, and not behind the
     /// newest persisted event (a clock that jumped back).
-    pub fn clock_trust(&self, now: DateTime<Utc>) -> ClockTrust {
+    pub(crate) fn clock_trust(&self, now: DateTime<Utc>) -> ClockTrust {
         self.clock.trust(now)
     }
 
     /// A copy of the configuration problems.
-    pub fn problems(&self) -> ConfigProblems {
+    pub(crate) fn problems(&self) -> ConfigProblems {
         self.problems
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -157,14 +157,14 @@ impl Daemon {
     }
 
     /// Changes the configuration problems.
-    pub fn update_problems(&self, f: impl FnOnce(&mut ConfigProblems)) {
+    pub(crate) fn update_problems(&self, f: impl FnOnce(&mut ConfigProblems)) {
         f(&mut self.problems.lock().unwrap_or_else(PoisonError::into_inner));
     }
 
     /// Logs and counts a request refused for its token (`portier_auth_failures_total`):
     /// `endpoint` is the route (`/v1/members`, `/v1/units/{unit}/open`), `why` says what was
     /// wrong. The token itself is never logged.
-    pub fn auth_failed(&self, endpoint: &str, client: Option<std::net::IpAddr>, why: &str) {
+    pub(crate) fn auth_failed(&self, endpoint: &str, client: Option<std::net::IpAddr>, why: &str) {
         let endpoint = self.metrics.auth_failed(endpoint);
         match client {
             Some(client) => {
@@ -175,7 +175,7 @@ impl Daemon {
     }
 
     /// The installer page's password, if configured.
-    pub fn page_password(&self) -> Option<String> {
+    pub(crate) fn page_password(&self) -> Option<String> {
         self.page_password
             .read()
             .unwrap_or_else(PoisonError::into_inner)

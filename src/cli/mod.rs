@@ -24,7 +24,7 @@ use clap::{Args, Parser, Subcommand};
 
 /// The outcome of a command that did not succeed, with its exit code.
 #[derive(Debug)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Usage error or invalid configuration (exit 64); the message says what to fix.
     Usage(String),
     /// Runtime failure (exit 1).
@@ -37,7 +37,7 @@ pub enum Failure {
 
 impl Failure {
     /// The process exit code for this failure.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Failure::Usage(_) => 64,
             Failure::Runtime(_) => 1,
@@ -288,7 +288,7 @@ where
 
 /// Parses the arguments (the first is the program name), runs the command, prints its errors
 /// and returns the exit code.
-pub fn run_args<I, T>(args: I) -> u8
+pub(crate) fn run_args<I, T>(args: I) -> u8
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,

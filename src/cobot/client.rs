@@ -22,7 +22,7 @@ use crate::domain::model::{Booking, CheckInToken, CobotData, CobotMembership, Co
 pub use super::wire::CheckIn;
 
 /// The User-Agent Portier sends to Cobot.
-pub const USER_AGENT: &str = concat!("portier/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT: &str = concat!("portier/", env!("CARGO_PKG_VERSION"));
 
 /// What a sync fetches besides plans, memberships and check-in tokens.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,7 +57,7 @@ pub enum CheckInOutcome {
 
 /// The largest answer read from Cobot. 10,000 memberships are about 15 MB; a bigger answer is
 /// a glitch or hostile, and reading it whole could exhaust a small box's memory.
-pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// A link in Cobot's navigation (`/api/navigation_links`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -161,7 +161,7 @@ fn transport_error(e: reqwest::Error, path: &str) -> CobotError {
 
 /// The longest `Retry-After` Portier honours. A longer one is ignored (the normal backoff
 /// applies): a glitch or a hostile answer must not stop syncs or strand check-ins for days.
-pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// Reads `Retry-After` as seconds, or as an HTTP date relative to the answer's `Date` header.
 /// Bounded here, where the number enters: a value over [`MAX_RETRY_AFTER`], negative (a date in
@@ -485,7 +485,7 @@ impl CobotClient {
 
     /// `POST /api/navigation_links` (scope `navigation`): adds a link to `iframe_url` in the
     /// navigation `section` (`members`: the member portal).
-    pub async fn add_navigation_link(
+    pub(crate) async fn add_navigation_link(
         &self,
         section: &str,
         label: &str,
@@ -509,7 +509,7 @@ impl CobotClient {
     }
 
     /// `DELETE /api/navigation_links/<id>`.
-    pub async fn remove_navigation_link(&self, id: &str) -> Result<(), CobotError> {
+    pub(crate) async fn remove_navigation_link(&self, id: &str) -> Result<(), CobotError> {
         let url = endpoint(&self.api_url, &["api", "navigation_links", id])?;
         let path = path_of(&url);
         self.send(self.http.delete(url).bearer_auth(&self.token), &path)
@@ -529,7 +529,7 @@ impl CobotClient {
 
     /// `POST {www}/api/access_tokens/<this client's token>/space` with `{"space_id": ..}` → a
     /// token that belongs to the space and survives its admin leaving.
-    pub async fn space_bound_token(&self, space_id: &str) -> Result<String, CobotError> {
+    pub(crate) async fn space_bound_token(&self, space_id: &str) -> Result<String, CobotError> {
         let url = endpoint(
             &self.www_url,
             &["api", "access_tokens", &self.token, "space"],

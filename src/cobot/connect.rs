@@ -35,7 +35,7 @@ use super::client::{CobotClient, endpoint, error_chain, http_client};
 use super::error::CobotError;
 
 /// The scopes Sensorberg's guide registers for its sync app, requested as they are.
-pub const SCOPES: [&str; 8] = [
+pub(crate) const SCOPES: [&str; 8] = [
     "navigation",
     "read",
     "read_custom_fields",
@@ -50,7 +50,7 @@ pub const SCOPES: [&str; 8] = [
 pub const DEFAULT_REDIRECT_URI: &str = "http://localhost:8765/callback";
 
 /// The token file's name inside `state_dir`.
-pub const TOKEN_FILE: &str = "cobot-token";
+pub(crate) const TOKEN_FILE: &str = "cobot-token";
 
 /// What went wrong while connecting; each variant says what the installer does.
 #[derive(Debug, Error)]
@@ -125,7 +125,7 @@ impl fmt::Debug for ConnectParams {
 /// Cobot's token answer: only `access_token` is known to be present, so `token_type` is optional
 /// (oauth2's standard response would reject its absence).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CobotTokenResponse {
+pub(crate) struct CobotTokenResponse {
     access_token: AccessToken,
     #[serde(default = "bearer")]
     token_type: BasicTokenType,
@@ -191,7 +191,7 @@ pub(super) async fn oauth_http(
 }
 
 /// The file remembering an attempt between `cobot connect` and `cobot connect --code`.
-pub const PENDING_FILE: &str = "cobot-connect.pending";
+pub(crate) const PENDING_FILE: &str = "cobot-connect.pending";
 
 /// One connect attempt: the PKCE verifier and the `state` that the redirect must carry.
 pub struct ConnectFlow {
@@ -237,7 +237,7 @@ impl ConnectFlow {
 
     /// Remembers this attempt (its `state` and PKCE verifier) in `<state_dir>/cobot-connect.pending`,
     /// mode 0600, so that `portier cobot connect --code CODE` in a later run can finish it.
-    pub fn save_pending(&self, state_dir: &Path) -> Result<PathBuf, ConnectError> {
+    pub(crate) fn save_pending(&self, state_dir: &Path) -> Result<PathBuf, ConnectError> {
         let contents = format!("{}\n{}\n", self.state.secret(), self.verifier.secret());
         write_private(state_dir, PENDING_FILE, &contents)
     }
@@ -265,7 +265,7 @@ impl ConnectFlow {
     }
 
     /// Forgets a saved attempt (after success).
-    pub fn clear_pending(state_dir: &Path) {
+    pub(crate) fn clear_pending(state_dir: &Path) {
         // Absent is fine: nothing to forget.
         let _ = std::fs::remove_file(state_dir.join(PENDING_FILE));
     }
@@ -454,7 +454,7 @@ fn code_from_url(url: &Url, state: &str) -> Result<String, ConnectError> {
 
 /// `GET {www}/api/spaces/<subdomain>` → id, then `POST {www}/api/access_tokens/<token>/space`
 /// → a token that belongs to the space.
-pub async fn space_bound_token(
+pub(crate) async fn space_bound_token(
     params: &ConnectParams,
     user_token: String,
 ) -> Result<String, ConnectError> {
@@ -465,7 +465,7 @@ pub async fn space_bound_token(
 }
 
 /// The token file inside `state_dir`.
-pub fn token_path(state_dir: &Path) -> PathBuf {
+pub(crate) fn token_path(state_dir: &Path) -> PathBuf {
     state_dir.join(TOKEN_FILE)
 }
 

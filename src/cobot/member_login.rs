@@ -22,10 +22,10 @@ use super::connect::{OAuthClient, oauth_http};
 use super::error::CobotError;
 
 /// What the member page asks Cobot for: who the member is.
-pub const MEMBER_SCOPES: [&str; 2] = ["openid", "read_user"];
+pub(crate) const MEMBER_SCOPES: [&str; 2] = ["openid", "read_user"];
 
 /// The member login client of one configuration.
-pub struct MemberLogin {
+pub(crate) struct MemberLogin {
     client: OAuthClient,
     timeout: Duration,
 }
@@ -37,7 +37,7 @@ impl fmt::Debug for MemberLogin {
 }
 
 /// One login attempt: where to send the browser, and what the callback must match.
-pub struct Attempt {
+pub(crate) struct Attempt {
     /// Cobot's authorize URL with this attempt's parameters.
     pub url: Url,
     /// The `state` the callback must carry back.

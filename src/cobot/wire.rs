@@ -24,7 +24,7 @@ use crate::domain::model::{
 /// Why one record was skipped (the caller adds which record it was).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{0}")]
-pub struct RecordError(pub String);
+pub(crate) struct RecordError(pub String);
 
 /// The records of one list response that could be read, and the ones that could not.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +38,7 @@ pub struct Parsed<T> {
 /// An id that Cobot may send as a string or (in old or third-party data) as a number.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-pub enum WireId {
+pub(crate) enum WireId {
     /// The usual form: `"0c4f75fa14924423810d6f12aeb56fbb"`.
     Str(String),
     /// A bare JSON number.
@@ -57,14 +57,14 @@ impl WireId {
 
 /// `{"id": ...}`, as in `parent_plan`, `user`, `resource` and `membership` references.
 #[derive(Debug, Clone, Deserialize)]
-pub struct RefDto {
+pub(crate) struct RefDto {
     /// The referenced object's id; absent or null counts as no reference.
     pub id: Option<WireId>,
 }
 
 /// An item of `GET /api/plans`.
 #[derive(Debug, Clone, Deserialize)]
-pub struct PlanDto {
+pub(crate) struct PlanDto {
     /// The space plan's id.
     pub id: Option<WireId>,
     /// Its name.
@@ -75,7 +75,7 @@ pub struct PlanDto {
 
 /// A membership's copy of a plan (`plan`, and the plan part of `upcoming_plan`).
 #[derive(Debug, Clone, Deserialize)]
-pub struct PlanCopyDto {
+pub(crate) struct PlanCopyDto {
     /// The copy's name.
     pub name: Option<String>,
     /// The space plan it was made from.
@@ -86,7 +86,7 @@ pub struct PlanCopyDto {
 
 /// `upcoming_plan`: a plan copy plus the day it starts.
 #[derive(Debug, Clone, Deserialize)]
-pub struct UpcomingPlanDto {
+pub(crate) struct UpcomingPlanDto {
     /// The plan copy's fields.
     #[serde(flatten)]
     pub plan: PlanCopyDto,
@@ -96,7 +96,7 @@ pub struct UpcomingPlanDto {
 
 /// An item of `GET /api/memberships?all=true`.
 #[derive(Debug, Clone, Deserialize)]
-pub struct MembershipDto {
+pub(crate) struct MembershipDto {
     /// The membership id (required).
     pub id: Option<WireId>,
     /// The member's name.
@@ -119,7 +119,7 @@ pub struct MembershipDto {
 
 /// One field of a `GET /api/custom_fields` item.
 #[derive(Debug, Clone, Deserialize)]
-pub struct FieldDto {
+pub(crate) struct FieldDto {
     /// The field's label.
     pub label: Option<String>,
     /// Its value (Cobot stores strings; null is read as empty).
@@ -128,7 +128,7 @@ pub struct FieldDto {
 
 /// An item of `GET /api/custom_fields`.
 #[derive(Debug, Clone, Deserialize)]
-pub struct CustomFieldsDto {
+pub(crate) struct CustomFieldsDto {
     /// The membership the fields belong to.
     pub membership_id: Option<WireId>,
     /// Its fields.
@@ -147,7 +147,7 @@ pub struct MembershipFields {
 
 /// An item of `GET /api/check_in_tokens`.
 #[derive(Debug, Clone, Deserialize)]
-pub struct CheckInTokenDto {
+pub(crate) struct CheckInTokenDto {
     /// The card or tag id.
     pub token: Option<WireId>,
     /// The owning membership.
@@ -156,7 +156,7 @@ pub struct CheckInTokenDto {
 
 /// An item of `GET /api/bookings`.
 #[derive(Debug, Clone, Deserialize)]
-pub struct BookingDto {
+pub(crate) struct BookingDto {
     /// Start time.
     pub from: Option<String>,
     /// End time.
@@ -169,7 +169,7 @@ pub struct BookingDto {
 
 /// An item of `GET /api/memberships/<id>/check_ins` (and the answer to a check-in POST).
 #[derive(Debug, Clone, Deserialize)]
-pub struct CheckInDto {
+pub(crate) struct CheckInDto {
     /// Cobot's check-in id.
     pub id: Option<WireId>,
     /// Start of the check-in.
@@ -193,7 +193,7 @@ pub struct CheckIn {
 const YEARS: std::ops::RangeInclusive<i32> = 1..=9999;
 
 /// Reads a day: `YYYY/MM/DD`, `YYYY-MM-DD`, or the date of an RFC 3339 time; years 1–9999.
-pub fn parse_date(s: &str) -> Option<NaiveDate> {
+pub(crate) fn parse_date(s: &str) -> Option<NaiveDate> {
     let s = s.trim();
     NaiveDate::parse_from_str(s, "%Y/%m/%d")
         .or_else(|_| NaiveDate::parse_from_str(s, "%Y-%m-%d"))
@@ -204,7 +204,7 @@ pub fn parse_date(s: &str) -> Option<NaiveDate> {
 
 /// Reads a time: `YYYY/MM/DD HH:MM:SS +0000` (also with `-`, without seconds) or RFC 3339;
 /// years 1–9999 in UTC.
-pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+pub(crate) fn parse_time(s: &str) -> Option<DateTime<Utc>> {
     const FORMATS: [&str; 4] = [
         "%Y/%m/%d %H:%M:%S %z",
         "%Y-%m-%d %H:%M:%S %z",
@@ -221,7 +221,7 @@ pub fn parse_time(s: &str) -> Option<DateTime<Utc>> {
 }
 
 /// Formats a time as Cobot's query parameters want it: `YYYY-MM-DD HH:MM +0000`.
-pub fn format_query_time(t: DateTime<Utc>) -> String {
+pub(crate) fn format_query_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M +0000").to_string()
 }
 
@@ -395,7 +395,7 @@ fn label(index: usize, raw: &RawValue) -> String {
 }
 
 /// Says why a whole response could not be read (not JSON, truncated, not an array).
-pub fn describe_body_error(e: &serde_json::Error) -> String {
+pub(crate) fn describe_body_error(e: &serde_json::Error) -> String {
     use serde_json::error::Category;
     match e.classify() {
         Category::Eof => format!("truncated JSON ({e})"),
@@ -407,7 +407,7 @@ pub fn describe_body_error(e: &serde_json::Error) -> String {
 
 /// Splits a JSON array into records and converts each; `convert` returns `Ok(None)` for a record
 /// that is fine but not wanted. Fails only when the body itself is unusable.
-pub fn parse_list<'a, D, T>(
+pub(crate) fn parse_list<'a, D, T>(
     body: &'a str,
     kind: &str,
     convert: impl Fn(D) -> Result<Option<T>, RecordError>,

@@ -29,44 +29,45 @@ impl Bounds {
     }
 
     /// `cobot.sync_interval`: 30 s to 24 h (Cobot's rate limits below, "at least daily" above).
-    pub const SYNC_INTERVAL: Bounds =
+    pub(crate) const SYNC_INTERVAL: Bounds =
         Bounds::new(Duration::from_secs(30), Duration::from_secs(DAY));
     /// `unit.open_for`: 1 ms to 1 h.
     pub const OPEN_FOR: Bounds = Bounds::new(Duration::from_millis(1), Duration::from_secs(HOUR));
     /// `cobot.booking_grace`: 0 to 24 h.
-    pub const BOOKING_GRACE: Bounds = Bounds::new(Duration::ZERO, Duration::from_secs(DAY));
+    pub(crate) const BOOKING_GRACE: Bounds = Bounds::new(Duration::ZERO, Duration::from_secs(DAY));
     /// `cobot.booking_horizon`: 1 day to 400 days.
-    pub const BOOKING_HORIZON: Bounds =
+    pub(crate) const BOOKING_HORIZON: Bounds =
         Bounds::new(Duration::from_secs(DAY), Duration::from_secs(400 * DAY));
     /// `cobot.token_cache_ttl`: 1 h to 400 days.
-    pub const TOKEN_CACHE_TTL: Bounds =
+    pub(crate) const TOKEN_CACHE_TTL: Bounds =
         Bounds::new(Duration::from_secs(HOUR), Duration::from_secs(400 * DAY));
     /// `cobot.request_timeout`: 1 s to 10 min.
-    pub const REQUEST_TIMEOUT: Bounds =
+    pub(crate) const REQUEST_TIMEOUT: Bounds =
         Bounds::new(Duration::from_secs(1), Duration::from_secs(10 * MINUTE));
     /// `offline.max_age`: 1 h to 400 days.
-    pub const OFFLINE_MAX_AGE: Bounds =
+    pub(crate) const OFFLINE_MAX_AGE: Bounds =
         Bounds::new(Duration::from_secs(HOUR), Duration::from_secs(400 * DAY));
     /// `events.retention`: 1 day to 10 years.
-    pub const EVENTS_RETENTION: Bounds =
+    pub(crate) const EVENTS_RETENTION: Bounds =
         Bounds::new(Duration::from_secs(DAY), Duration::from_secs(10 * YEAR));
     /// `reader.frame_gap` (Wiegand): 5 ms to 500 ms of quiet ends a frame.
-    pub const FRAME_GAP: Bounds = Bounds::new(Duration::from_millis(5), Duration::from_millis(500));
+    pub(crate) const FRAME_GAP: Bounds =
+        Bounds::new(Duration::from_millis(5), Duration::from_millis(500));
     /// `reader.pin_timeout` (Wiegand keypads): 1 s to 5 min between keys.
-    pub const PIN_TIMEOUT: Bounds =
+    pub(crate) const PIN_TIMEOUT: Bounds =
         Bounds::new(Duration::from_secs(1), Duration::from_secs(5 * MINUTE));
     /// `unit.held_open_after`: 1 s to 24 h open before a door-contact alarm.
-    pub const HELD_OPEN_AFTER: Bounds =
+    pub(crate) const HELD_OPEN_AFTER: Bounds =
         Bounds::new(Duration::from_secs(1), Duration::from_secs(DAY));
     /// `sensor.poll` (Modbus contacts): 20 ms to 1 min between reads.
-    pub const SENSOR_POLL: Bounds =
+    pub(crate) const SENSOR_POLL: Bounds =
         Bounds::new(Duration::from_millis(20), Duration::from_secs(MINUTE));
     /// `member_page.session_ttl`: 1 s to 400 days.
-    pub const SESSION_TTL: Bounds =
+    pub(crate) const SESSION_TTL: Bounds =
         Bounds::new(Duration::from_secs(1), Duration::from_secs(400 * DAY));
     /// Any other duration: 0 to 400 days.
     #[allow(dead_code, reason = "the bound for the next duration key; tested")]
-    pub const OTHER: Bounds = Bounds::new(Duration::ZERO, Duration::from_secs(400 * DAY));
+    pub(crate) const OTHER: Bounds = Bounds::new(Duration::ZERO, Duration::from_secs(400 * DAY));
 
     /// True when `value` is inside the range.
     pub fn contains(&self, value: Duration) -> bool {

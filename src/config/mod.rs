@@ -471,17 +471,17 @@ impl std::fmt::Display for HidDevice {
 
 impl SiteConfig {
     /// The retained `online`/`offline` topic of this gateway (birth and last will).
-    pub fn status_topic(&self) -> String {
+    pub(crate) fn status_topic(&self) -> String {
         format!("portier/{}/status", self.gateway_id)
     }
 
     /// The topic every door event of this gateway is published on (not retained).
-    pub fn events_topic(&self) -> String {
+    pub(crate) fn events_topic(&self) -> String {
         format!("portier/{}/events", self.gateway_id)
     }
 
     /// The topic prefix of one unit's states and commands: `portier/<gateway_id>/unit/<unit>`.
-    pub fn unit_topic(&self, unit: &str) -> String {
+    pub(crate) fn unit_topic(&self, unit: &str) -> String {
         format!("portier/{}/unit/{unit}", self.gateway_id)
     }
 }
@@ -499,7 +499,10 @@ impl Config {
 
     /// Like [`Config::load`], with the credentials directory given instead of read from the
     /// environment.
-    pub fn load_with(path: &Path, credentials_dir: Option<&Path>) -> Result<Config, ConfigErrors> {
+    pub(crate) fn load_with(
+        path: &Path,
+        credentials_dir: Option<&Path>,
+    ) -> Result<Config, ConfigErrors> {
         let text = std::fs::read_to_string(path).map_err(|e| {
             let message = match e.kind() {
                 std::io::ErrorKind::NotFound => "configuration file not found".to_owned(),
@@ -523,7 +526,7 @@ impl Config {
     /// Checks every secret file the configuration names: present, readable, not empty and not
     /// readable by others; and that the certificate files it names can be opened. Each error
     /// names the key and the file, never a secret's contents.
-    pub fn check_secrets(&self) -> Vec<ConfigError> {
+    pub(crate) fn check_secrets(&self) -> Vec<ConfigError> {
         let secrets = self
             .secret_files()
             .into_iter()
@@ -562,7 +565,7 @@ impl Config {
     /// Checks `http.admin_token_file` alone, as [`Config::check_secrets`] would: the daemon
     /// refuses to start with an admin token that others can read (an absent key is fine: the
     /// admin endpoints then answer 401).
-    pub fn check_admin_token(&self) -> Option<ConfigError> {
+    pub(crate) fn check_admin_token(&self) -> Option<ConfigError> {
         let file = self.http.admin_token_file.as_deref()?;
         let problem = read_secret(file).err()?;
         let key = "http.admin_token_file";
@@ -577,7 +580,7 @@ impl Config {
     }
 
     /// The secret files named by the configuration, with their keys.
-    pub fn secret_files(&self) -> Vec<(&'static str, &Path)> {
+    pub(crate) fn secret_files(&self) -> Vec<(&'static str, &Path)> {
         let mqtt = self.mqtt.as_ref();
         [
             (
@@ -614,7 +617,7 @@ impl Config {
     }
 
     /// The non-secret files named by the configuration (certificates), with their keys.
-    pub fn certificate_files(&self) -> Vec<(&'static str, &Path)> {
+    pub(crate) fn certificate_files(&self) -> Vec<(&'static str, &Path)> {
         let mqtt = self.mqtt.as_ref();
         [
             ("http.tls_cert_file", self.http.tls_cert_file.as_deref()),

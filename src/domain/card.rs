@@ -8,7 +8,7 @@
 //! decision path does not allocate; they must stay free of I/O and never panic.
 
 /// The longest card id, in characters, after normalisation.
-pub const MAX_CARD_LEN: usize = 128;
+pub(crate) const MAX_CARD_LEN: usize = 128;
 
 /// Longest text lower-cased on the stack; longer text is lower-cased on the heap.
 const STACK_LEN: usize = 128;

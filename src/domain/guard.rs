@@ -16,7 +16,7 @@ use super::snapshot::{PlanRef, Snapshot, Validity};
 
 /// What a new snapshot would revoke compared with the old one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Revocation {
+pub(crate) struct Revocation {
     /// Members granted in the old snapshot and not in the new one.
     pub revoked: usize,
     /// Members granted in the old snapshot.
@@ -36,7 +36,7 @@ impl Revocation {
 
 /// How many members whose plan was known would lose it in a new snapshot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct PlanLoss {
+pub(crate) struct PlanLoss {
     /// Members with a known plan in the old snapshot whose plan is unknown in the new one.
     pub lost: usize,
     /// Members with a known plan in the old snapshot.
@@ -56,7 +56,7 @@ impl PlanLoss {
 
 /// Members whose plan on the day of `at` is known in `old` and not in `new` (fallback or none).
 /// A member that is gone from `new` does not count here; [`revocation`] sees them.
-pub fn plan_loss(old: &Snapshot, new: &Snapshot, at: DateTime<Utc>) -> PlanLoss {
+pub(crate) fn plan_loss(old: &Snapshot, new: &Snapshot, at: DateTime<Utc>) -> PlanLoss {
     let date = old.local_date(at);
     let mut loss = PlanLoss {
         lost: 0,
@@ -94,7 +94,7 @@ pub fn granted_members(s: &Snapshot, at: DateTime<Utc>) -> HashSet<&str> {
 }
 
 /// Members granted by `old` but not by `new` at `at`.
-pub fn revocation(old: &Snapshot, new: &Snapshot, at: DateTime<Utc>) -> Revocation {
+pub(crate) fn revocation(old: &Snapshot, new: &Snapshot, at: DateTime<Utc>) -> Revocation {
     let before = granted_members(old, at);
     let after = granted_members(new, at);
     Revocation {

@@ -374,7 +374,7 @@ impl Snapshot {
     }
 
     /// A unit's id (empty for an index of another snapshot).
-    pub fn unit_id(&self, u: UnitIdx) -> &str {
+    pub(crate) fn unit_id(&self, u: UnitIdx) -> &str {
         self.units.get(u.0 as usize).map_or("", |u| u.id.as_str())
     }
 
@@ -390,7 +390,7 @@ impl Snapshot {
 
     /// A synced member by membership id, else by email (case-insensitive, and only when one
     /// member has it).
-    pub fn find_member(&self, id_or_email: &str) -> Option<MemberIdx> {
+    pub(crate) fn find_member(&self, id_or_email: &str) -> Option<MemberIdx> {
         match self.lookup_member(id_or_email) {
             Lookup::One(m) => Some(MemberIdx(m)),
             Lookup::Shared(..) | Lookup::Unknown => None,
@@ -410,7 +410,7 @@ impl Snapshot {
     }
 
     /// The synced member connected to a Cobot user (the most recent membership when several).
-    pub fn member_by_user(&self, user_id: &str) -> Option<MemberIdx> {
+    pub(crate) fn member_by_user(&self, user_id: &str) -> Option<MemberIdx> {
         self.members_of_user(user_id).first().map(|&m| MemberIdx(m))
     }
 
@@ -436,7 +436,7 @@ impl Snapshot {
     }
 
     /// One member as `portier members` shows it at a moment.
-    pub fn member_at(&self, m: MemberIdx, at: DateTime<Utc>) -> Option<MemberView> {
+    pub(crate) fn member_at(&self, m: MemberIdx, at: DateTime<Utc>) -> Option<MemberView> {
         self.member_view(m, self.local_date(at))
     }
 

@@ -11,7 +11,7 @@ use super::ble::{BleBackend, BleError};
 
 /// One write a [`FakeBle`] received.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FakeBleWrite {
+pub(crate) struct FakeBleWrite {
     /// The device written to.
     pub device: Address,
     /// The characteristic written.
@@ -23,7 +23,7 @@ pub struct FakeBleWrite {
 /// A backend for tests: records writes, or fails every write with a chosen error; its adapter
 /// can be taken away.
 #[derive(Default)]
-pub struct FakeBle {
+pub(crate) struct FakeBle {
     writes: Mutex<Vec<FakeBleWrite>>,
     attempts: Mutex<usize>,
     failure: Mutex<Option<BleError>>,
@@ -37,7 +37,7 @@ impl FakeBle {
     }
 
     /// Makes every following write fail with `error` (`None`: succeed again).
-    pub fn fail_with(&self, error: Option<BleError>) {
+    pub(crate) fn fail_with(&self, error: Option<BleError>) {
         *self.failure.lock().unwrap_or_else(PoisonError::into_inner) = error;
     }
 
@@ -51,7 +51,7 @@ impl FakeBle {
 
     /// Takes the Bluetooth adapter away (`false`) or gives it back (`true`): what the health
     /// probe sees. Writes are not affected; use [`FakeBle::fail_with`] for those.
-    pub fn set_adapter_present(&self, present: bool) {
+    pub(crate) fn set_adapter_present(&self, present: bool) {
         self.adapter_missing
             .store(!present, std::sync::atomic::Ordering::SeqCst);
     }

@@ -46,10 +46,10 @@ pub use mqtt::MqttLock;
 
 /// A boxed, sendable future: what [`LockDriver::unlock`] returns, so the trait stays
 /// object-safe and the registry can hold drivers of every kind side by side.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The longest any single device call (connect, write, publish) may take.
-pub const IO_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const IO_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Why a lock did not open. Each variant says what the caller does next.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -230,7 +230,7 @@ pub trait LockDriver: Send + Sync {
 /// Every configured lock, by id. A reload swaps drivers in and out ([`Locks::prepare`],
 /// [`Locks::install`]) while requests are served: each call takes the driver it needs and
 /// lets go of the registry before any device I/O.
-pub struct Locks {
+pub(crate) struct Locks {
     mqtt: Option<MqttLink>,
     ble: Arc<dyn BleBackend>,
     installed: RwLock<BTreeMap<String, Installed>>,
@@ -241,25 +241,30 @@ pub struct Locks {
 /// One lock in service.
 #[derive(Clone)]
 struct Installed {
-    /// The `[[lock]]` it was built from (`None`: inserted by a test or the demo).
-    config: Option<LockConfig>,
+    /// The `[[lock]]` it was built from.
+    config: LockConfig,
     driver: Arc<dyn LockDriver>,
-    /// The same driver when it is a log lock, to read what it recorded.
+    /// The same driver when it is a log lock, for tests to read what it recorded.
+    #[cfg_attr(
+        not(test),
+        allow(dead_code, reason = "read by tests through Locks::log_lock")
+    )]
     log: Option<Arc<LogLock>>,
 }
 
 /// Drivers built for a new set of `[[lock]]` sections, not yet in service (see
 /// [`Locks::install`]). Building connects to nothing.
-pub struct Prepared {
+pub(crate) struct Prepared {
     /// Locks that are new or whose settings changed, with their new drivers.
     fresh: Vec<Installed>,
     /// Every lock id of the new configuration.
     wanted: Vec<String>,
 }
 
+#[cfg(test)]
 impl Prepared {
     /// Whether installing changes nothing (same locks, same settings).
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.fresh.is_empty()
     }
 }
@@ -310,7 +315,7 @@ impl Locks {
         for config in configs {
             let unchanged = installed
                 .get(&config.id)
-                .is_some_and(|lock| lock.config.as_ref() == Some(config));
+                .is_some_and(|lock| lock.config == *config);
             if !unchanged {
                 fresh.push(self.build(config)?);
             }
@@ -334,7 +339,7 @@ impl Locks {
         let ids: std::collections::BTreeSet<&str> =
             prepared.wanted.iter().map(String::as_str).collect();
         installed.retain(|id, lock| {
-            let keep = ids.contains(id.as_str()) || lock.config.is_none();
+            let keep = ids.contains(id.as_str());
             if !keep {
                 retired.push(Arc::clone(&lock.driver));
             }
@@ -399,28 +404,10 @@ impl Locks {
             )?),
         };
         Ok(Installed {
-            config: Some(config.clone()),
+            config: config.clone(),
             driver,
             log,
         })
-    }
-
-    /// Adds (or replaces) a driver, e.g. one a test or the demo made. A reload keeps it.
-    pub fn insert(&self, driver: Arc<dyn LockDriver>) {
-        let mut installed = self
-            .installed
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        installed.insert(
-            driver.id().to_owned(),
-            Installed {
-                config: None,
-                driver,
-                log: None,
-            },
-        );
-        drop(installed);
-        self.generation.send_modify(|g| *g = g.wrapping_add(1));
     }
 
     /// The driver of a lock.
@@ -430,8 +417,9 @@ impl Locks {
             .map(|lock| Arc::clone(&lock.driver))
     }
 
-    /// A log-only lock, to read what it recorded (demo, tests).
-    pub fn log_lock(&self, id: &str) -> Option<Arc<LogLock>> {
+    /// A log-only lock, to read what it recorded.
+    #[cfg(test)]
+    pub(crate) fn log_lock(&self, id: &str) -> Option<Arc<LogLock>> {
         self.installed().get(id).and_then(|lock| lock.log.clone())
     }
 
@@ -454,13 +442,13 @@ impl Locks {
 
     /// Relocks every open lock now (shutdown drain, lockdown), all at once; returns the
     /// failures.
-    pub async fn relock_all(&self) -> Vec<LockError> {
+    pub(crate) async fn relock_all(&self) -> Vec<LockError> {
         retire(self.drivers()).await
     }
 
     /// Probes every lock, all at once (each applies its own timeout, so one dead device does
     /// not hold up the others' checks).
-    pub async fn probe_all(&self) {
+    pub(crate) async fn probe_all(&self) {
         let drivers = self.drivers();
         futures_util::future::join_all(drivers.iter().map(|driver| driver.probe())).await;
     }
@@ -471,7 +459,7 @@ impl Locks {
     }
 
     /// Every lock's latch, by id.
-    pub fn latches(&self) -> BTreeMap<String, tokio::sync::watch::Receiver<Latch>> {
+    pub(crate) fn latches(&self) -> BTreeMap<String, tokio::sync::watch::Receiver<Latch>> {
         self.installed()
             .iter()
             .map(|(id, lock)| (id.clone(), lock.driver.latch()))
@@ -503,7 +491,7 @@ pub(crate) async fn next_latch_change(
 
 /// Relocks drivers taken out of service (or every driver, at shutdown) now, all at once, each
 /// within its own device timeout; returns the failures. A lock that is not open sends nothing.
-pub async fn retire(drivers: Vec<Arc<dyn LockDriver>>) -> Vec<LockError> {
+pub(crate) async fn retire(drivers: Vec<Arc<dyn LockDriver>>) -> Vec<LockError> {
     futures_util::future::join_all(drivers.iter().map(|driver| driver.relock_now()))
         .await
         .into_iter()

@@ -158,7 +158,7 @@ impl Connection {
     }
 
     /// The receiving connection's link (for its health), when there is one.
-    pub fn receiving_link(&self) -> Option<MqttLink> {
+    pub(crate) fn receiving_link(&self) -> Option<MqttLink> {
         self.inbound.as_ref().map(|(link, _)| link.clone())
     }
 

@@ -36,9 +36,9 @@ pub use options::{
 use crate::config::MqttConfig;
 
 /// The gateway's status while it is connected.
-pub const ONLINE: &str = "online";
+pub(crate) const ONLINE: &str = "online";
 /// The gateway's status once it stopped or dropped.
-pub const OFFLINE: &str = "offline";
+pub(crate) const OFFLINE: &str = "offline";
 
 /// How many requests the client queues before `try_publish` refuses.
 const REQUEST_CAPACITY: usize = 256;

@@ -89,7 +89,7 @@ impl Enrolment {
 /// A card read on an enrolment reader, as `portier enrol` prints it (and `GET
 /// /v1/readers/{id}/enrol` answers).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Enrolled {
+pub(crate) struct Enrolled {
     /// The enrolment reader.
     pub reader: String,
     /// Its kind.
@@ -106,7 +106,7 @@ pub struct Enrolled {
 
 /// The id one door reader would send for an enrolled card.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DoorReaderId {
+pub(crate) struct DoorReaderId {
     /// The door reader.
     pub reader: String,
     /// Its kind.

@@ -59,7 +59,7 @@ pub struct BackupSummary {
 
 impl BackupSummary {
     /// Entries of one tree.
-    pub fn entries(&self, tree: &str) -> usize {
+    pub(crate) fn entries(&self, tree: &str) -> usize {
         self.trees
             .iter()
             .find(|(name, _)| *name == tree)

@@ -209,7 +209,7 @@ impl Store {
     }
 
     /// The last `limit` events, oldest first (the installer page's backlog).
-    pub fn recent_events(&self, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+    pub(crate) fn recent_events(&self, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
         let mut events = self
             .events
             .iter()
@@ -238,7 +238,7 @@ impl Store {
     /// kept whatever its age. The scan walks in seq order and stops at the first event that is
     /// not old (events are in time order unless the clock jumped; a straggler goes at a later
     /// prune). Not flushed: a prune lost in a crash is simply redone.
-    pub fn prune_events(&self, older_than: DateTime<Utc>) -> Result<usize, StoreError> {
+    pub(crate) fn prune_events(&self, older_than: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut batch = sled::Batch::default();
         let mut dropped = 0;
         for item in self.events.iter() {

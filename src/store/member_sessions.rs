@@ -26,7 +26,7 @@ pub struct MemberSession {
 
 impl Store {
     /// Keeps a new session under the hash of its cookie value, durably.
-    pub async fn save_member_session(
+    pub(crate) async fn save_member_session(
         &self,
         cookie: &str,
         session: &MemberSession,
@@ -42,7 +42,7 @@ impl Store {
     }
 
     /// The session of this cookie value, if it has not expired at `now`.
-    pub fn member_session(
+    pub(crate) fn member_session(
         &self,
         cookie: &str,
         now: DateTime<Utc>,
@@ -59,7 +59,7 @@ impl Store {
     }
 
     /// Ends the session of this cookie value (logout).
-    pub fn end_member_session(&self, cookie: &str) -> Result<(), StoreError> {
+    pub(crate) fn end_member_session(&self, cookie: &str) -> Result<(), StoreError> {
         let _gate = self.writing();
         self.member_sessions
             .remove(token_hash(cookie))
@@ -68,7 +68,10 @@ impl Store {
     }
 
     /// Ends every session of `user_id` (every session when `None`); returns how many.
-    pub fn revoke_member_sessions(&self, user_id: Option<&str>) -> Result<usize, StoreError> {
+    pub(crate) fn revoke_member_sessions(
+        &self,
+        user_id: Option<&str>,
+    ) -> Result<usize, StoreError> {
         let mut batch = sled::Batch::default();
         let mut revoked = 0;
         for item in self.member_sessions.iter() {
@@ -89,7 +92,7 @@ impl Store {
     }
 
     /// Drops sessions expired at `now` (and unreadable ones); returns how many went.
-    pub fn prune_member_sessions(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
+    pub(crate) fn prune_member_sessions(&self, now: DateTime<Utc>) -> Result<usize, StoreError> {
         let mut batch = sled::Batch::default();
         let mut dropped = 0;
         for item in self.member_sessions.iter() {

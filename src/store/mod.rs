@@ -49,7 +49,7 @@ pub use tokens::token_hash;
 /// large snapshot record is a file of its own).
 const CACHE_BYTES: u64 = 4 * 1024 * 1024;
 /// The file in the state directory whose exclusive lock marks the process that owns the store.
-pub const LOCK_FILE: &str = "portier.lock";
+pub(crate) const LOCK_FILE: &str = "portier.lock";
 /// Where stores written before the snapshot file kept the snapshot record (sled's default tree).
 const SNAPSHOT_KEY: &[u8] = b"snapshot";
 const STATUS_KEY: &[u8] = b"sync_status";
@@ -310,7 +310,7 @@ impl Store {
     }
 
     /// Replaces the lockdown state durably.
-    pub fn save_lockdown(&self, lockdown: &Lockdown) -> Result<(), StoreError> {
+    pub(crate) fn save_lockdown(&self, lockdown: &Lockdown) -> Result<(), StoreError> {
         self.write(LOCKDOWN_KEY, lockdown)
     }
 

@@ -68,7 +68,7 @@ impl Store {
     /// Records how a try ended, durably. `Sent`/`Refused` remove the task, leave a marker for
     /// its day and set its event's `check_in`, in one transaction; `Retry` counts the attempt
     /// and stores when and how to try next. A task that is no longer pending is left alone.
-    pub async fn finish_check_in(
+    pub(crate) async fn finish_check_in(
         &self,
         task: &CheckInTask,
         result: CheckInResult,

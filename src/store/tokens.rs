@@ -40,7 +40,7 @@ fn expired(sighting: &Sighting, now: DateTime<Utc>, ttl: Duration) -> bool {
 
 impl Store {
     /// Remembers that Cobot said the token with this hash belongs to `user_id` at `seen_at`.
-    pub fn remember_app_token(
+    pub(crate) fn remember_app_token(
         &self,
         token_sha256: [u8; 32],
         user_id: &str,
@@ -79,7 +79,7 @@ impl Store {
 
     /// Forgets a token, e.g. when Cobot answered that it does not know it (so it stops working
     /// offline too).
-    pub fn forget_app_token(&self, token_sha256: &[u8; 32]) -> Result<(), StoreError> {
+    pub(crate) fn forget_app_token(&self, token_sha256: &[u8; 32]) -> Result<(), StoreError> {
         let _gate = self.writing();
         self.app_tokens
             .remove(token_sha256)
@@ -89,7 +89,11 @@ impl Store {
 
     /// Drops tokens not confirmed within `ttl` of `now`; returns how many went. Unreadable
     /// entries are dropped too: they could never answer.
-    pub fn prune_app_tokens(&self, now: DateTime<Utc>, ttl: Duration) -> Result<usize, StoreError> {
+    pub(crate) fn prune_app_tokens(
+        &self,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<usize, StoreError> {
         let mut batch = sled::Batch::default();
         let mut dropped = 0;
         for item in self.app_tokens.iter() {

@@ -23,7 +23,7 @@ const SETTLE: Duration = Duration::from_secs(2);
 
 /// Why a key was not set.
 #[derive(Debug, thiserror::Error)]
-pub enum KeysetError {
+pub(crate) enum KeysetError {
     /// The key file cannot be written.
     #[error("cannot write {}: {source}", .path.display())]
     Write {
