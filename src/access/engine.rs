@@ -259,10 +259,13 @@ impl Engine {
             unit: event.unit.clone(),
         };
         let lock = self.actuate(permit.as_ref(), &command).await;
-        // A driver may only have handed its command to another task (the broker connection's,
-        // woken on this worker): let that task write it before this one spends its turn on the
-        // log line and the event's transaction.
-        tokio::task::yield_now().await;
+        if matches!(lock, AtTheLock::Done(_)) {
+            // A driver may only have handed its command to another task (the broker
+            // connection's, woken on this worker): let that task write it before this one
+            // spends its turn on the log line and the event's transaction. (Only then: a
+            // request that sent nothing keeps its place in the line of events.)
+            tokio::task::yield_now().await;
+        }
         let open_for = permit
             .as_ref()
             .map(Permit::open_for)
