@@ -20,6 +20,8 @@ mod daemon;
 mod mosquitto;
 #[path = "common/mqtt_site.rs"]
 mod mqtt_site;
+#[path = "common/web.rs"]
+mod web;
 
 use std::time::Duration;
 
@@ -28,6 +30,7 @@ use mqtt_site::{LOCK_TOPIC, MqttSite, READER_TOPIC, wait_events};
 use portier_fake_cobot::fixtures::ADA_CARD;
 use rumqttc::QoS;
 use serde_json::Value;
+use web::client;
 
 const PASSWORD: &str = "front desk 4711";
 
@@ -44,13 +47,6 @@ async fn site_with_password(password: Option<&str>) -> MqttSite {
     }
     let text = mqtt_site::config(&broker, "").replace("[http]\n", &format!("[http]\n{extra}"));
     MqttSite::with_config(site, broker, &text).await
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -227,21 +223,8 @@ async fn the_page_refuses_strangers_requests_without_a_session_or_csrf_token_and
         .await
         .unwrap();
     assert_eq!(forged.status(), 403);
-    let page = http
-        .get(format!("{base}/"))
-        .header("Cookie", &session)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = page
-        .split("name=\"csrf-token\" content=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
+    let (_, csrf) = web::page_and_csrf(&format!("{base}/"), &session).await;
+    assert!(!csrf.is_empty(), "the page has a CSRF token");
     let pulse = http
         .post(format!("{base}/page/units/front_door/pulse"))
         .header("Cookie", &session)

@@ -16,6 +16,8 @@ mod daemon;
 mod mosquitto;
 #[path = "common/mqtt_site.rs"]
 mod mqtt_site;
+#[path = "common/web.rs"]
+mod web;
 
 use std::time::Duration;
 
@@ -24,6 +26,7 @@ use mqtt_site::{LOCK_TOPIC, MqttSite, wait_events};
 use portier_fake_cobot::Fault;
 use portier_fake_cobot::fixtures::{ADA, BARBARA, user_id_of};
 use serde_json::Value;
+use web::{client, set_cookie};
 
 const SECRET: &str = "portier-members-secret";
 
@@ -39,24 +42,6 @@ async fn site(ttl: &str) -> MqttSite {
     );
     let text = mqtt_site::config(&broker, &extra);
     MqttSite::with_config(site, broker, &text).await
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// `name=value` of a `Set-Cookie` named `name`.
-fn set_cookie(response: &reqwest::Response, name: &str) -> Option<String> {
-    response
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with(&format!("{name}=")))
-        .map(str::to_owned)
 }
 
 /// A browser's login as the member with `email`: returns the session cookie (`name=value`)
@@ -108,22 +93,7 @@ async fn log_in(base: &str, email: &str) -> Result<String, (u16, String)> {
 
 /// The page of a session, and its CSRF token.
 async fn page(base: &str, session: &str) -> (String, String) {
-    let html = client()
-        .get(format!("{base}/m/"))
-        .header("Cookie", session)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let csrf = html
-        .split("name=\"csrf-token\" content=\"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap_or_default()
-        .to_owned();
-    (html, csrf)
+    web::page_and_csrf(&format!("{base}/m/"), session).await
 }
 
 async fn open(base: &str, session: &str, csrf: &str, unit: &str) -> (u16, Value) {
