@@ -443,6 +443,11 @@ async fn run_case(case: Case) -> Result<String, String> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // As above: the watcher may not have run yet since the retry reached Cobot.
+    let seen_by = Instant::now() + Duration::from_secs(5);
+    while attempts.times().len() <= retries && Instant::now() < seen_by {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let retried_after = attempts
         .times()
         .get(retries)

@@ -106,7 +106,10 @@ async fn a_lockdown_locks_the_doors_lets_only_its_groups_in_and_lasts_until_swit
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (_, status) = d.admin_get("/v1/status").await;
     assert_eq!(status["lockdown"]["on"], true, "{status}");
+    let mut d = d;
     d.signal("TERM");
+    // The store is the old process's until it has exited: wait for that before the restart.
+    let _ = tokio::time::timeout(Duration::from_secs(10), d.child.wait()).await;
     drop(d);
     let d = s.start_daemon().await;
     let (_, status) = d.admin_get("/v1/status").await;
