@@ -5,7 +5,7 @@
 //! swipes N times (default 1,000): publish a card on the reader topic, wait for the unlock
 //! command on the lock topic. In the same run it measures one broker hop the same way: the
 //! reader client publishes a probe that the lock client receives. Prints p50/p99 of both and
-//! their ratio.
+//! their ratio, and card → the reader's answer (which waits for the durable event).
 //!
 //! `scripts/bench-card-to-lock` builds and runs it.
 
@@ -23,6 +23,8 @@ use tokio::sync::mpsc;
 const READER: &str = "bench/reader";
 const LOCK: &str = "bench/lock/set";
 const PROBE: &str = "bench/probe";
+/// The reader's answer, sent once the swipe's event is durable.
+const ANSWER: &str = "bench/reader/result";
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -184,6 +186,10 @@ topic = "{READER}"
         .subscribe(PROBE, QoS::AtLeastOnce)
         .await
         .unwrap();
+    lock_client
+        .subscribe(ANSWER, QoS::AtLeastOnce)
+        .await
+        .unwrap();
 
     // Wait until the daemon answers a swipe (it connected and subscribed).
     let deadline = portier::clock::instant() + Duration::from_secs(20);
@@ -214,6 +220,7 @@ topic = "{READER}"
 
     let mut card_to_lock = Vec::with_capacity(swipes);
     let mut broker_round_trip = Vec::with_capacity(swipes);
+    let mut card_to_answer = Vec::with_capacity(swipes);
     for i in 0..swipes {
         // The broker alone: one hop from the reader client to the lock client, measured the
         // same way as a swipe.
@@ -230,7 +237,8 @@ topic = "{READER}"
             }
         }
         // A swipe: a distinct payload each time (a repeat within 2 s would be answered from
-        // memory); wait for the unlock, then for the relock so the next swipe opens anew.
+        // memory); wait for the unlock, then for the relock so the next swipe opens anew, and
+        // for the reader's answer.
         let sent = portier::clock::instant();
         reader
             .publish(
@@ -241,22 +249,25 @@ topic = "{READER}"
             )
             .await
             .unwrap();
-        let mut unlocked = false;
-        loop {
+        let (mut unlocked, mut relocked, mut answered) = (false, false, false);
+        while !(relocked && answered) {
             let (topic, at, payload) = rx.recv().await.unwrap();
-            if topic != LOCK {
+            if topic == ANSWER {
+                card_to_answer.push(at - sent);
+                answered = true;
+            } else if topic != LOCK {
                 continue;
-            }
-            if payload.starts_with(b"UNLOCK") {
+            } else if payload.starts_with(b"UNLOCK") {
                 card_to_lock.push(at - sent);
                 unlocked = true;
             } else if unlocked {
-                break;
+                relocked = true;
             }
         }
     }
     card_to_lock.sort();
     broker_round_trip.sort();
+    card_to_answer.sort();
     let (c50, c99) = (
         percentile(&card_to_lock, 0.5),
         percentile(&card_to_lock, 0.99),
@@ -271,6 +282,11 @@ topic = "{READER}"
         card_to_lock[swipes - 1]
     );
     println!("broker publish -> deliver: p50 {b50:?}, p99 {b99:?}");
+    println!(
+        "card -> reader answer (event durable): p50 {:?}, p99 {:?}",
+        percentile(&card_to_answer, 0.5),
+        percentile(&card_to_answer, 0.99)
+    );
     println!(
         "ratio card->lock / broker round trip: p50 {:.2}x, p99 {:.2}x",
         c50.as_secs_f64() / b50.as_secs_f64(),

@@ -32,6 +32,17 @@ pub fn instant() -> std::time::Instant {
     std::time::Instant::now()
 }
 
+/// Blocks this thread until `at` (returns at once if it has passed): for short waits that must
+/// be precise, on a thread of tokio's blocking pool, never on a worker. tokio's own timer
+/// rounds every wait up to its next millisecond tick.
+#[allow(clippy::disallowed_methods)] // reason: the one sanctioned thread sleep
+pub(crate) fn block_until(at: std::time::Instant) {
+    let left = at.saturating_duration_since(instant());
+    if !left.is_zero() {
+        std::thread::sleep(left);
+    }
+}
+
 /// Whether a clock reading can be trusted: no correct clock is before the build, or behind
 /// the newest persisted event (a clock that jumped back).
 pub(crate) fn trust(now: DateTime<Utc>, last_event: Option<DateTime<Utc>>) -> ClockTrust {

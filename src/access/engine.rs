@@ -10,9 +10,10 @@
 //! happens exactly once even across restarts; a grant whose lock failed creates none.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{Notify, broadcast, watch};
+use tokio::sync::{MutexGuard, Notify, broadcast, watch};
 
 use super::outcome::{AtTheLock, Decided, Outcome};
 use super::{AccessMetrics, Credential, EventClock, Request, decision_id};
@@ -20,6 +21,16 @@ use crate::config::Config;
 use crate::domain::{self, Decision, MemberIdx, Moment, Permit, Snapshot, decide};
 use crate::locks::{Command, Locks};
 use crate::store::{CredentialKind, EventRecord, NewEvent, Store};
+
+/// How long after a lock command went out its event is written.
+///
+/// The event's transaction and flush take CPU just when the broker is forwarding the command
+/// to the lock, and on a small box they share its cores: written at once, they delayed the
+/// command. The wait is a blocking-pool thread's sleep, not tokio's timer, which would round
+/// it up to a millisecond. The reader's and the HTTP answer wait for the durable event, so they
+/// come this much later; events that meet in the wait share a flush. Measured in
+/// BENCHMARKS.md ("card → lock on both brokers").
+const COMMIT_DELAY: Duration = Duration::from_micros(250);
 
 /// Why a door request could not even be decided.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,12 +88,19 @@ impl Changes {
 /// The access engine (see the module header).
 pub(crate) struct Engine {
     inputs: Inputs,
+    /// The line events are written in: the order their outcomes became known, a lock
+    /// command's event after its [`COMMIT_DELAY`] (those behind it wait too, so none overtakes
+    /// it). Held up to the event's transaction, not its flush, which is shared.
+    line: tokio::sync::Mutex<()>,
 }
 
 impl Engine {
     /// An engine over these inputs.
     pub(crate) fn new(inputs: Inputs) -> Self {
-        Self { inputs }
+        Self {
+            inputs,
+            line: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// Decides and carries out a request: what an HTTP open does in one go.
@@ -259,11 +277,13 @@ impl Engine {
             unit: event.unit.clone(),
         };
         let lock = self.actuate(permit.as_ref(), &command).await;
-        if matches!(lock, AtTheLock::Done(_)) {
+        // The event's place in the line of events: taken as soon as the lock's outcome is known.
+        let turn = self.line.lock().await;
+        let commanded = matches!(lock, AtTheLock::Done(_)).then(crate::clock::instant);
+        if commanded.is_some() {
             // A driver may only have handed its command to another task (the broker
             // connection's, woken on this worker): let that task write it before this one
-            // spends its turn on the log line and the event's transaction. (Only then: a
-            // request that sent nothing keeps its place in the line of events.)
+            // spends its turn on the log line.
             tokio::task::yield_now().await;
         }
         let open_for = permit
@@ -283,7 +303,7 @@ impl Engine {
             "access decided"
         );
         event.check_in_day = event.check_in_day.filter(|_| lock.counts_as_entry());
-        let stored = self.append(&event).await;
+        let stored = self.append(turn, &event, commanded).await;
         Outcome {
             event,
             lock,
@@ -292,11 +312,17 @@ impl Engine {
         }
     }
 
-    /// Appends the event, once durable tells the clock-trust source, the outbox (a check-in)
-    /// and the feed; its seq.
-    async fn append(&self, event: &NewEvent) -> Result<u64, crate::store::StoreError> {
+    /// Appends the event in its `turn` in the line (after a lock command sent at `commanded`,
+    /// once [`COMMIT_DELAY`] has passed); once durable tells the clock-trust source, the outbox
+    /// (a check-in) and the feed; its seq.
+    async fn append(
+        &self,
+        turn: MutexGuard<'_, ()>,
+        event: &NewEvent,
+        commanded: Option<Instant>,
+    ) -> Result<u64, crate::store::StoreError> {
         let persisting = crate::clock::instant();
-        let appended = self.inputs.store.append_event(event.clone()).await;
+        let appended = self.write(turn, event, commanded).await;
         self.record_stage("persist", persisting);
         match appended {
             Ok(record) => {
@@ -313,6 +339,30 @@ impl Engine {
                 Err(e)
             }
         }
+    }
+
+    /// Writes the event in its `turn` (not before [`COMMIT_DELAY`] after a lock command sent
+    /// at `commanded`) and waits until it is durable. The next in line goes on once the
+    /// transaction is done; the flush is shared with it.
+    async fn write(
+        &self,
+        turn: MutexGuard<'_, ()>,
+        event: &NewEvent,
+        commanded: Option<Instant>,
+    ) -> Result<EventRecord, crate::store::StoreError> {
+        let store = &self.inputs.store;
+        let written = match commanded {
+            None => store.append_event_unflushed(event),
+            Some(at) => {
+                store
+                    .append_event_unflushed_at(event, at + COMMIT_DELAY)
+                    .await
+            }
+        };
+        drop(turn);
+        let record = written?;
+        store.flush().await?;
+        Ok(record)
     }
 
     /// The actuate stage: the lock command for a permit, if there is one and it names a lock.
@@ -477,7 +527,10 @@ impl Engine {
         let Decided { mut event, permit } = decided;
         self.renew_permit(permit.as_ref(), &event).await?;
         event.opened = true;
-        let _ = self.append(&event).await;
+        let turn = self.line.lock().await;
+        let _ = self
+            .append(turn, &event, Some(crate::clock::instant()))
+            .await;
         Ok(())
     }
 

@@ -203,3 +203,34 @@ fn the_next_grant_is_the_first_moment_a_schedule_lets_the_member_in() {
         None
     );
 }
+
+#[tokio::test]
+async fn a_lock_commands_event_waits_its_delay_and_what_is_decided_meanwhile_stays_behind_it() {
+    let rig = rig();
+    let started = crate::clock::instant();
+    let staff = rig
+        .engine
+        .decide(&request("front_door", Credential::Admin { member: None }))
+        .unwrap();
+    // Before the first sync a card is refused: an event with no lock command, no wait.
+    let card = rig
+        .engine
+        .decide(&request("front_door", Credential::Card("04A1B2C3".into())))
+        .unwrap();
+    let front_lock = rig.locks.log_lock("front_lock").unwrap();
+    let (opened, refused) = tokio::join!(rig.engine.carry_out(staff), async {
+        // Handed over once the grant's command is out and its event waits.
+        while front_lock.unlocks() == 0 {
+            tokio::task::yield_now().await;
+        }
+        rig.engine.carry_out(card).await
+    });
+    assert!(started.elapsed() >= COMMIT_DELAY);
+    assert!(opened.event.opened, "{:?}", opened.event);
+    assert!(!refused.event.granted, "{:?}", refused.event);
+    assert_eq!(opened.stored.as_ref().ok(), Some(&1));
+    assert_eq!(refused.stored.as_ref().ok(), Some(&2));
+    let events = rig.store.events_after(0, 10).unwrap();
+    assert_eq!(events[0].decision_id, opened.event.decision_id);
+    assert_eq!(events[1].decision_id, refused.event.decision_id);
+}

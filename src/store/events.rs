@@ -8,7 +8,8 @@
 //! never makes a seq come back. This module does not decide access and does not talk to Cobot.
 
 use std::ops::Bound;
-use std::sync::PoisonError;
+use std::sync::{Arc, PoisonError};
+use std::time::Instant;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
@@ -123,16 +124,44 @@ impl Store {
     /// `check_in` is then `Some(Pending)` (the caller should wake the check-in worker).
     /// On error nothing was appended and the seq is not used.
     pub async fn append_event(&self, event: NewEvent) -> Result<EventRecord, StoreError> {
-        let record = {
-            // Poisoning cannot leave bad state behind: the guarded data lives in sled.
-            let _seq_guard = self
-                .append_lock
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            self.append_locked(&event)?
-        };
+        let record = self.append_event_unflushed(&event)?;
         self.flush().await?;
         Ok(record)
+    }
+
+    /// [`Store::append_event`] up to the flush: the event's transaction, which gives it its seq
+    /// (the order of these calls). It is durable only once a [`Store::flush`] begun after this
+    /// call returns.
+    pub(crate) fn append_event_unflushed(
+        &self,
+        event: &NewEvent,
+    ) -> Result<EventRecord, StoreError> {
+        // Poisoning cannot leave bad state behind: the guarded data lives in sled.
+        let _seq_guard = self
+            .append_lock
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.append_locked(event)
+    }
+
+    /// [`Store::append_event_unflushed`] not before `not_before`, on tokio's blocking pool (the
+    /// wait is a thread's sleep, so a sub-millisecond wait stays that short).
+    pub(crate) async fn append_event_unflushed_at(
+        self: &Arc<Self>,
+        event: &NewEvent,
+        not_before: Instant,
+    ) -> Result<EventRecord, StoreError> {
+        let (store, event) = (Arc::clone(self), event.clone());
+        tokio::task::spawn_blocking(move || {
+            crate::clock::block_until(not_before);
+            store.append_event_unflushed(&event)
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(self.db_error(sled::Error::Io(std::io::Error::other(format!(
+                "the event's write task failed: {e}"
+            )))))
+        })
     }
 
     /// The transaction of [`Store::append_event`]; the caller holds `append_lock`.

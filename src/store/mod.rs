@@ -380,7 +380,7 @@ impl Store {
     /// their wake-up and hang forever (spacejam/sled#1308, fixed only on the unreleased main
     /// branch; it hung this module's parallel tests). The blocking flush runs on tokio's
     /// blocking pool instead.
-    async fn flush(&self) -> Result<(), StoreError> {
+    pub(crate) async fn flush(&self) -> Result<(), StoreError> {
         let mine = self.flush_requests.fetch_add(1, Ordering::SeqCst) + 1;
         let mut flushed = self.flushed.lock().await;
         if *flushed >= mine {
