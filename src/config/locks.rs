@@ -1,9 +1,8 @@
-//! `[[lock]]` and `[[reader]]` → [`LockConfig`] and [`ReaderConfig`].
+//! `[[lock]]` → [`LockConfig`], and the MQTT topic and Modbus address checks that readers and
+//! door sensors share.
 //!
-//! A lock's keys depend on its driver; a key that belongs to another driver is an unknown key
-//! (`lock[0].topic: unknown key for driver "modbus"`), so a half-edited lock cannot carry
-//! settings that silently do nothing; so does a reader's key that belongs to another kind. Addresses, MACs, UUIDs and hex payloads are parsed here,
-//! once, so drivers get values they can use as they are.
+//! A lock's keys depend on its driver ([`Variants`]). Addresses, MACs, UUIDs and hex payloads
+//! are parsed here, once, so drivers get values they can use as they are.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -11,6 +10,7 @@ use std::path::PathBuf;
 use super::checker::{Checker, check_name};
 use super::error::KeyPath;
 use super::raw::RawLock;
+use super::variants::Variants;
 use super::{LockConfig, LockDriver, ModbusAddress, ModbusTarget};
 
 /// Modbus TCP's well-known port.
@@ -20,19 +20,23 @@ const DEFAULT_BAUD: u32 = 9600;
 /// The Bluetooth base UUID a 16-bit short UUID expands into.
 const BLE_BASE_UUID_TAIL: &str = "-0000-1000-8000-00805f9b34fb";
 
-/// The drivers and the keys (besides `id` and `driver`) each accepts.
-const DRIVERS: [(&str, &[&str]); 4] = [
-    (
-        "modbus",
-        &["address", "slave", "coil", "register", "register_value"],
-    ),
-    ("mqtt", &["topic", "unlock_payload", "lock_payload"]),
-    (
-        "ble",
-        &["device", "characteristic", "unlock_payload", "lock_payload"],
-    ),
-    ("log", &[]),
-];
+/// The drivers and the keys each accepts.
+const DRIVERS: Variants = Variants {
+    field: "driver",
+    called: "driver",
+    table: &[
+        (
+            "modbus",
+            &["address", "slave", "coil", "register", "register_value"],
+        ),
+        ("mqtt", &["topic", "unlock_payload", "lock_payload"]),
+        (
+            "ble",
+            &["device", "characteristic", "unlock_payload", "lock_payload"],
+        ),
+        ("log", &[]),
+    ],
+};
 
 /// Checks every `[[lock]]` and returns those that are valid.
 pub(crate) fn locks(ck: &mut Checker<'_, '_>, raw: &[RawLock]) -> Vec<LockConfig> {
@@ -63,36 +67,8 @@ pub(crate) fn locks(ck: &mut Checker<'_, '_>, raw: &[RawLock]) -> Vec<LockConfig
     locks
 }
 
-/// Reports each key of `present` that is set but not `allowed` for `what` (a lock driver or a
-/// reader kind) as an unknown key; true when there was one.
-pub(super) fn foreign_keys(
-    ck: &mut Checker<'_, '_>,
-    key: &KeyPath,
-    present: &[(&str, bool)],
-    allowed: &[&str],
-    what: &str,
-) -> bool {
-    let mut foreign = false;
-    for (field, _) in present
-        .iter()
-        .filter(|(f, set)| *set && !allowed.contains(f))
-    {
-        ck.report
-            .error(&key.key(field), format!("unknown key for {what}"));
-        foreign = true;
-    }
-    foreign
-}
-
 fn lock_driver(ck: &mut Checker<'_, '_>, lock: &RawLock, key: &KeyPath) -> Option<LockDriver> {
     let name = ck.required(lock.driver.as_deref(), &key.key("driver"))?;
-    let Some((_, allowed)) = DRIVERS.iter().find(|(driver, _)| *driver == name) else {
-        ck.report.error(
-            &key.key("driver"),
-            format!("unknown driver \"{name}\" (modbus, mqtt, ble or log)"),
-        );
-        return None;
-    };
     let present = [
         ("address", lock.address.is_some()),
         ("slave", lock.slave.is_some()),
@@ -105,7 +81,7 @@ fn lock_driver(ck: &mut Checker<'_, '_>, lock: &RawLock, key: &KeyPath) -> Optio
         ("device", lock.device.is_some()),
         ("characteristic", lock.characteristic.is_some()),
     ];
-    let foreign = foreign_keys(ck, key, &present, allowed, &format!("driver \"{name}\""));
+    let (name, foreign) = DRIVERS.pick(ck, key, name, &present)?;
     let driver = match name {
         "modbus" => modbus(ck, lock, key),
         "mqtt" => mqtt(ck, lock, key),

@@ -19,6 +19,7 @@ mod readers;
 mod secrets;
 mod sensors;
 mod validate;
+mod variants;
 
 #[cfg(test)]
 mod tests;

@@ -13,31 +13,36 @@ use crate::domain::model::UnitDef;
 use super::bounds::Bounds;
 use super::checker::{Checker, check_name};
 use super::error::KeyPath;
-use super::locks::{foreign_keys, topic};
+use super::locks::topic;
 use super::raw::{RawReader, RawWiegandFormat};
+use super::variants::Variants;
 use super::{
     HidDevice, OsdpLink, ReaderConfig, ReaderSource, WiegandCredential, WiegandFormat,
     WiegandWiring,
 };
 
 /// Reader kinds with the keys each takes besides `id`, `kind`, `unit` and `enrol`.
-const READER_KINDS: &[(&str, &[&str])] = &[
-    ("mqtt", &["topic"]),
-    ("hid", &["device", "usb"]),
-    (
-        "wiegand",
-        &[
-            "d0",
-            "d1",
-            "chip",
-            "format",
-            "credential",
-            "frame_gap",
-            "pin_timeout",
-        ],
-    ),
-    ("osdp", &["port", "baud", "address", "scbk_file"]),
-];
+const READER_KINDS: Variants = Variants {
+    field: "kind",
+    called: "reader kind",
+    table: &[
+        ("mqtt", &["topic"]),
+        ("hid", &["device", "usb"]),
+        (
+            "wiegand",
+            &[
+                "d0",
+                "d1",
+                "chip",
+                "format",
+                "credential",
+                "frame_gap",
+                "pin_timeout",
+            ],
+        ),
+        ("osdp", &["port", "baud", "address", "scbk_file"]),
+    ],
+};
 
 /// The baud rates an OSDP bus runs at.
 const OSDP_BAUDS: [u32; 6] = [9600, 19200, 38400, 57600, 115_200, 230_400];
@@ -141,13 +146,6 @@ fn reader_source(
     key: &KeyPath,
 ) -> Option<ReaderSource> {
     let name = reader.kind.as_deref().unwrap_or("mqtt");
-    let Some((_, allowed)) = READER_KINDS.iter().find(|(kind, _)| *kind == name) else {
-        ck.report.error(
-            &key.key("kind"),
-            format!("unknown reader kind \"{name}\" (mqtt, hid, wiegand or osdp)"),
-        );
-        return None;
-    };
     let present = [
         ("topic", reader.topic.is_some()),
         ("device", reader.device.is_some()),
@@ -164,7 +162,7 @@ fn reader_source(
         ("address", reader.address.is_some()),
         ("scbk_file", reader.scbk_file.is_some()),
     ];
-    let foreign = foreign_keys(ck, key, &present, allowed, &format!("kind \"{name}\""));
+    let (name, foreign) = READER_KINDS.pick(ck, key, name, &present)?;
     let source = match name {
         "hid" => hid_device(ck, reader, key).map(ReaderSource::Hid),
         "wiegand" => wiegand_wiring(ck, reader, key).map(ReaderSource::Wiegand),

@@ -9,8 +9,9 @@ use std::time::Duration;
 use super::bounds::Bounds;
 use super::checker::Checker;
 use super::error::KeyPath;
-use super::locks::{foreign_keys, modbus_address, topic};
+use super::locks::{modbus_address, topic};
 use super::raw::{RawSensor, RawUnit};
+use super::variants::Variants;
 use super::{ContactPayload, ContactSource, SensorConfig};
 
 /// Default `unit.held_open_after`.
@@ -18,30 +19,34 @@ const HELD_OPEN_AFTER: Duration = Duration::from_secs(60);
 /// Default `sensor.poll`.
 const POLL: Duration = Duration::from_millis(250);
 
-const DRIVERS: &[(&str, &[&str])] = &[
-    (
-        "mqtt",
-        &[
-            "topic",
-            "open_payload",
-            "closed_payload",
-            "json_key",
-            "open_value",
-            "rex_topic",
-        ],
-    ),
-    (
-        "modbus",
-        &[
-            "address",
-            "slave",
-            "discrete_input",
-            "open_when",
-            "poll",
-            "rex_input",
-        ],
-    ),
-];
+const DRIVERS: Variants = Variants {
+    field: "driver",
+    called: "driver",
+    table: &[
+        (
+            "mqtt",
+            &[
+                "topic",
+                "open_payload",
+                "closed_payload",
+                "json_key",
+                "open_value",
+                "rex_topic",
+            ],
+        ),
+        (
+            "modbus",
+            &[
+                "address",
+                "slave",
+                "discrete_input",
+                "open_when",
+                "poll",
+                "rex_input",
+            ],
+        ),
+    ],
+};
 
 /// Checks every `[[sensor]]`: an existing unit with at most one sensor, and its driver's keys.
 pub(crate) fn sensors(
@@ -94,13 +99,6 @@ pub(crate) fn sensors(
 
 fn contact(ck: &mut Checker<'_, '_>, sensor: &RawSensor, key: &KeyPath) -> Option<ContactSource> {
     let name = ck.required(sensor.driver.as_deref(), &key.key("driver"))?;
-    let Some((_, allowed)) = DRIVERS.iter().find(|(driver, _)| *driver == name) else {
-        ck.report.error(
-            &key.key("driver"),
-            format!("unknown driver \"{name}\" (mqtt or modbus)"),
-        );
-        return None;
-    };
     let present = [
         ("topic", sensor.topic.is_some()),
         ("open_payload", sensor.open_payload.is_some()),
@@ -115,7 +113,7 @@ fn contact(ck: &mut Checker<'_, '_>, sensor: &RawSensor, key: &KeyPath) -> Optio
         ("poll", sensor.poll.is_some()),
         ("rex_input", sensor.rex_input.is_some()),
     ];
-    let foreign = foreign_keys(ck, key, &present, allowed, &format!("driver \"{name}\""));
+    let (name, foreign) = DRIVERS.pick(ck, key, name, &present)?;
     let source = if name == "mqtt" {
         mqtt(ck, sensor, key)
     } else {

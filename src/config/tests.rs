@@ -233,10 +233,9 @@ fn a_key_of_another_lock_driver_is_an_unknown_key() {
 fn an_unknown_lock_driver_is_an_error() {
     let text = format!("{BASE}\n[[lock]]\nid = \"l\"\ndriver = \"zigbee\"\n");
     let errors = errors(&text);
-    assert!(
-        error_for(&errors, "lock[0].driver")
-            .message
-            .contains("zigbee")
+    assert_eq!(
+        error_for(&errors, "lock[0].driver").message,
+        "unknown driver \"zigbee\" (modbus, mqtt, ble or log)"
     );
 }
 
