@@ -5,7 +5,8 @@
 //! swipes N times (default 1,000): publish a card on the reader topic, wait for the unlock
 //! command on the lock topic. In the same run it measures one broker hop the same way: the
 //! reader client publishes a probe that the lock client receives. Prints p50/p99 of both and
-//! their ratio, and card → the reader's answer (which waits for the durable event).
+//! their ratio, and card → the reader's answer (which waits for the durable event). The daemon
+//! logs at info (`BENCH_DAEMON_LOG` sets another level) into a pipe this process drains.
 //!
 //! `scripts/bench-card-to-lock` builds and runs it.
 
@@ -163,15 +164,27 @@ topic = "{READER}"
         "{}",
         String::from_utf8_lossy(&sync.stderr)
     );
+    let daemon_log = std::env::var("BENCH_DAEMON_LOG").unwrap_or_else(|_| "info".into());
     let mut daemon = tokio::process::Command::new(&binary)
         .arg("--config")
         .arg(dir.path().join("portier.toml"))
         .arg("run")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .env("RUST_LOG", &daemon_log)
+        .stdout(if daemon_log == "warn" {
+            Stdio::null()
+        } else {
+            Stdio::piped()
+        })
         .kill_on_drop(true)
         .spawn()
         .unwrap();
+    // The daemon logs at info as it does on a box, each line read by another process's
+    // thread as journald would: this task drains them (BENCH_DAEMON_LOG=warn: no lines).
+    if let Some(mut lines) = daemon.stdout.take() {
+        tokio::spawn(async move {
+            let _ = tokio::io::copy(&mut lines, &mut tokio::io::sink()).await;
+        });
+    }
 
     // As on site, the reader and the lock are separate clients. The lock client is subscribed
     // to the lock topic and to a probe topic: the reader client's publish -> the lock client's

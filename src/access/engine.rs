@@ -283,7 +283,7 @@ impl Engine {
         if commanded.is_some() {
             // A driver may only have handed its command to another task (the broker
             // connection's, woken on this worker): let that task write it before this one
-            // spends its turn on the log line.
+            // hands the event over.
             tokio::task::yield_now().await;
         }
         let open_for = permit
@@ -292,18 +292,21 @@ impl Engine {
             .filter(|_| lock.opened());
         event.opened = lock.opened();
         event.lock_error = lock.lock_error().map(str::to_owned);
-        // Logged once the lock has its command, never before it.
+        event.check_in_day = event.check_in_day.filter(|_| lock.counts_as_entry());
+        let stored = self.append(turn, &event, commanded).await;
+        // Logged with the event, not before the lock's command nor while the broker forwards it
+        // (on a box each line wakes journald).
         tracing::info!(
             unit = %event.unit,
+            lock = permit.as_ref().and_then(Permit::lock).unwrap_or("-"),
             member = event.member.as_deref().unwrap_or("-"),
             granted = event.granted,
             opened = event.opened,
             reason = %event.reason,
             decision_id = %event.decision_id,
+            seq = stored.as_ref().ok().copied().unwrap_or(0),
             "access decided"
         );
-        event.check_in_day = event.check_in_day.filter(|_| lock.counts_as_entry());
-        let stored = self.append(turn, &event, commanded).await;
         Outcome {
             event,
             lock,

@@ -218,7 +218,9 @@ fn serve(args: &crate::cli::DemoArgs, config: &Path, cobot: &FakeCobot) -> Resul
             fixtures::ADA_CARD
         );
     }
-    out!("Doors opening show in the log below as \"lock opened\" (the office lock is log-only).");
+    out!(
+        "Each request shows in the log below as \"access decided\", with opened=true when the door opened."
+    );
     crate::app::run(config).map_err(|e| e.to_string())
 }
 

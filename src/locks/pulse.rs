@@ -174,7 +174,7 @@ impl<A: Actuator> Pulse<A> {
         if let Some(until) = open.filter(|_| self.inner.actuator.pulse_intact()) {
             state.until = Some(until.max(now + open_for));
             self.inner.actuator.extended(cmd);
-            tracing::info!(lock = %self.inner.id, unit = %cmd.unit, decision_id = %cmd.decision_id,
+            tracing::debug!(lock = %self.inner.id, unit = %cmd.unit, decision_id = %cmd.decision_id,
                 open_for_ms = open_for.as_millis() as u64, "open pulse extended");
             return Ok(Actuation::Extended);
         }
@@ -185,7 +185,7 @@ impl<A: Actuator> Pulse<A> {
         result?;
         state.until = Some(Instant::now() + open_for);
         self.inner.latch.send_replace(Latch::Open);
-        tracing::info!(lock = %self.inner.id, unit = %cmd.unit, decision_id = %cmd.decision_id,
+        tracing::debug!(lock = %self.inner.id, unit = %cmd.unit, decision_id = %cmd.decision_id,
             open_for_ms = open_for.as_millis() as u64, "lock opened");
         if !state.relocker {
             state.relocker = true;
