@@ -170,17 +170,15 @@ topic = "{READER}"
         .arg(dir.path().join("portier.toml"))
         .arg("run")
         .env("RUST_LOG", &daemon_log)
-        .stdout(if daemon_log == "warn" {
-            Stdio::null()
-        } else {
-            Stdio::piped()
-        })
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .unwrap();
-    // The daemon logs at info as it does on a box, each line read by another process's
-    // thread as journald would: this task drains them (BENCH_DAEMON_LOG=warn: no lines).
-    if let Some(mut lines) = daemon.stdout.take() {
+    // The daemon logs (to stderr) at info as it does on a box, each line read by another
+    // process's thread as journald would: this task drains them (BENCH_DAEMON_LOG=warn for
+    // none on a granted swipe).
+    if let Some(mut lines) = daemon.stderr.take() {
         tokio::spawn(async move {
             let _ = tokio::io::copy(&mut lines, &mut tokio::io::sink()).await;
         });
