@@ -422,6 +422,9 @@ async fn with_the_broker_stopped_health_names_it_and_the_mqtt_lock_until_it_is_b
     let (_, status) = d.admin_get("/v1/status").await;
     assert_eq!(status["mqtt_connected"], true, "{status}");
     assert_eq!(status["locks"]["front_lock"]["ok"], true, "{status}");
+    let front_reader = &status["readers"]["front_reader"];
+    assert_eq!(front_reader["online"], true, "{status}");
+    assert!(front_reader.get("problem").is_none(), "{status}");
 
     // A card goes through every stage once: receive, decide, actuate, persist, publish. The
     // reader repeats it until it is heard (the subscription may still be on its way).
@@ -470,6 +473,10 @@ async fn with_the_broker_stopped_health_names_it_and_the_mqtt_lock_until_it_is_b
     };
     assert!(value(&metrics, "portier_decisions_total{result=\"granted\"}") >= 1.0);
     assert_eq!(value(&metrics, "portier_mqtt_connected"), 1.0);
+    assert_eq!(
+        value(&metrics, "portier_reader_up{reader=\"front_reader\"}"),
+        1.0
+    );
     if let Some((ok, output)) = promtool_check(&metrics) {
         assert!(ok, "promtool check metrics failed:\n{output}\n{metrics}");
     }
@@ -485,6 +492,17 @@ async fn with_the_broker_stopped_health_names_it_and_the_mqtt_lock_until_it_is_b
         status["locks"]["office_lock"]["ok"], true,
         "a log lock: {status}"
     );
+    // The MQTT reader hears nothing without its broker connection, and says so.
+    let (_, status) = d
+        .poll("/v1/status", PROBE_WAIT, |_, s| {
+            s["readers"]["front_reader"]["online"] == false
+        })
+        .await;
+    assert_eq!(
+        status["readers"]["front_reader"]["problem"], "not connected to the MQTT broker",
+        "{status}"
+    );
+    wait_metric(&d, "portier_reader_up{reader=\"front_reader\"}", 0.0).await;
     let metrics = wait_metric(&d, "portier_mqtt_connected", 0.0).await;
     assert_eq!(value(&metrics, "portier_lock_up{lock=\"front_lock\"}"), 0.0);
     assert_eq!(
@@ -496,6 +514,10 @@ async fn with_the_broker_stopped_health_names_it_and_the_mqtt_lock_until_it_is_b
     wait_healthy(&d, PROBE_WAIT).await;
     let metrics = wait_metric(&d, "portier_mqtt_connected", 1.0).await;
     assert_eq!(value(&metrics, "portier_lock_up{lock=\"front_lock\"}"), 1.0);
+    assert_eq!(
+        value(&metrics, "portier_reader_up{reader=\"front_reader\"}"),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,6 +100,10 @@ async fn oversized_reader_payloads_are_denied_and_recorded_and_the_next_card_ope
     let front = &status["readers"]["front_reader"];
     assert_eq!(front["kind"], "mqtt", "{status}");
     assert_eq!(front["unit"], "front_door", "{status}");
+    assert_eq!(
+        front["online"], true,
+        "its broker connection is up: {status}"
+    );
     assert!(front["last_frame_at"].is_string(), "{status}");
     assert!(!status.to_string().contains(ADA_CARD), "{status}");
 }

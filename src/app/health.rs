@@ -218,7 +218,8 @@ fn door_reasons(daemon: &Daemon) -> Vec<String> {
 }
 
 /// Readers whose own device cannot be opened or failed (unplugged, no GPIO line by that
-/// name, no permission).
+/// name, no permission). MQTT readers have no device: their broker connection has its own
+/// reason.
 fn reader_reasons(daemon: &Daemon) -> Vec<String> {
     crate::readers::statuses(&daemon.readers.borrow())
         .into_iter()

@@ -4,6 +4,7 @@
 //! else reads the latest one. Locks in here are std locks held for a few instructions and never across an
 //! `.await`.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -104,6 +105,22 @@ pub(crate) struct ConfigProblems {
 }
 
 impl Daemon {
+    /// The readers in service as `/v1/status` and `/metrics` show them, by id. An MQTT
+    /// reader is online while the readers' broker connection is up (its messages arrive on
+    /// that connection, nowhere else).
+    pub(crate) fn reader_statuses(&self) -> BTreeMap<String, crate::readers::ReaderStatus> {
+        let mut statuses = crate::readers::statuses(&self.readers.borrow());
+        let connected = self
+            .mqtt_readers
+            .as_ref()
+            .is_some_and(crate::mqtt::MqttLink::is_up);
+        for status in statuses.values_mut().filter(|s| s.kind == "mqtt") {
+            status.online = Some(connected);
+            status.problem = (!connected).then(|| "not connected to the MQTT broker".to_owned());
+        }
+        statuses
+    }
+
     /// Whether both broker connections (the readers' one, if any) are up; `None` without
     /// `[mqtt]`.
     pub(crate) fn mqtt_up(&self) -> Option<bool> {

@@ -105,7 +105,7 @@ pub(crate) fn status(daemon: &Daemon, now: DateTime<Utc>) -> StatusView {
                 })
                 .collect()
         },
-        readers: crate::readers::statuses(&daemon.readers.borrow()),
+        readers: daemon.reader_statuses(),
         mqtt_connected: daemon.mqtt_up(),
         lockdown: daemon.lockdown.borrow().clone(),
         outbox_depth: outbox.depth,
@@ -132,7 +132,8 @@ pub(crate) fn refresh_metrics(daemon: &Daemon, now: DateTime<Utc>) {
             .map(|(lock, health)| (lock, health.ok))
             .collect(),
         mqtt_connected: daemon.mqtt_up().unwrap_or(false),
-        readers: crate::readers::statuses(&daemon.readers.borrow())
+        readers: daemon
+            .reader_statuses()
             .into_iter()
             .map(|(reader, status)| (reader, (status.online, status.secure_channel)))
             .collect(),

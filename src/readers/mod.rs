@@ -91,8 +91,8 @@ pub(crate) struct ReaderStatus {
     pub unit: Option<String>,
     /// An enrolment reader: read only by `portier enrol`.
     pub enrol: bool,
-    /// Whether its device is open (USB and Wiegand readers); absent where the transport says
-    /// it elsewhere (MQTT readers: `mqtt_connected`).
+    /// Whether its device is open (USB, Wiegand and OSDP readers); MQTT readers are given
+    /// their broker connection's state where the daemon shows them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub online: Option<bool>,
     /// Whether the secure channel is up (OSDP readers with a key).
