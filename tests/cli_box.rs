@@ -113,6 +113,7 @@ async fn status_summarises_a_healthy_daemon_and_its_json_is_v1_status() {
         "Guard      applied",
         "front_lock (log): ok",
         "office_lock (log): ok",
+        "Readers    none configured",
         "Outbox     0 check-ins waiting for Cobot",
         "Clock      trusted",
         "Health     ok",

@@ -96,6 +96,14 @@ async fn a_lockdown_locks_the_doors_lets_only_its_groups_in_and_lasts_until_swit
     assert_eq!(health["status"], "degraded", "{health}");
     assert!(health.to_string().contains("lockdown is on"), "{health}");
     assert!(d.metrics().await.contains("portier_lockdown 1\n"));
+    // The installer's summary says so too (degraded: exit 1).
+    let summary = s.site.portier(&["status"]).await;
+    summary.expect_code(1);
+    assert!(
+        summary.stdout.contains("Lockdown   ON since ") && summary.stdout.contains(": fire drill;"),
+        "{}",
+        summary.stdout
+    );
     let (_, explained) = d
         .admin_get(&format!("/v1/explain?member={ADA}&unit=front_door"))
         .await;

@@ -106,6 +106,22 @@ async fn oversized_reader_payloads_are_denied_and_recorded_and_the_next_card_ope
     );
     assert!(front["last_frame_at"].is_string(), "{status}");
     assert!(!status.to_string().contains(ADA_CARD), "{status}");
+    // The installer's summary names it the same way.
+    let summary = s.site.portier(&["status"]).await;
+    assert!(summary.code <= 1, "the daemon answered: {}", summary.stderr);
+    assert!(
+        summary
+            .stdout
+            .contains("front_reader (mqtt, front_door): online, last frame "),
+        "{}",
+        summary.stdout
+    );
+    assert!(
+        summary.stdout.contains("Broker     connected"),
+        "{}",
+        summary.stdout
+    );
+    assert!(!summary.stdout.contains(ADA_CARD), "{}", summary.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

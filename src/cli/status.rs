@@ -128,6 +128,12 @@ struct StatusDoc {
     #[serde(default, deserialize_with = "lenient")]
     locks: Option<BTreeMap<String, LockDoc>>,
     #[serde(default, deserialize_with = "lenient")]
+    readers: Option<BTreeMap<String, ReaderDoc>>,
+    #[serde(default, deserialize_with = "lenient")]
+    mqtt_connected: Option<bool>,
+    #[serde(default, deserialize_with = "lenient")]
+    lockdown: Option<LockdownDoc>,
+    #[serde(default, deserialize_with = "lenient")]
     outbox_depth: Option<u64>,
     #[serde(default, deserialize_with = "lenient")]
     outbox_oldest_seconds: Option<f64>,
@@ -177,6 +183,79 @@ struct LockDoc {
     last_error: Option<String>,
     #[serde(default, deserialize_with = "lenient")]
     last_success: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ReaderDoc {
+    #[serde(default, deserialize_with = "lenient")]
+    kind: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    unit: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    enrol: Option<bool>,
+    #[serde(default, deserialize_with = "lenient")]
+    online: Option<bool>,
+    #[serde(default, deserialize_with = "lenient")]
+    secure_channel: Option<bool>,
+    #[serde(default, deserialize_with = "lenient")]
+    problem: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    last_frame_at: Option<DateTime<Utc>>,
+    #[serde(default, deserialize_with = "lenient")]
+    bits: Option<u32>,
+    #[serde(default, deserialize_with = "lenient")]
+    format: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    parity_ok: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LockdownDoc {
+    #[serde(default, deserialize_with = "lenient")]
+    on: Option<bool>,
+    #[serde(default, deserialize_with = "lenient")]
+    reason: Option<String>,
+    #[serde(default, deserialize_with = "lenient")]
+    since: Option<DateTime<Utc>>,
+}
+
+/// One reader's row: `front (wiegand, front_door): online, last frame 12s ago (…), 26 bits
+/// H10301, parity ok`. What the reader read is never shown (the daemon does not say it).
+fn reader_row(id: &str, reader: &ReaderDoc, now: DateTime<Utc>) -> String {
+    let kind = reader.kind.as_deref().unwrap_or("?");
+    let serves = match (&reader.unit, reader.enrol) {
+        (Some(unit), _) => unit.as_str(),
+        (None, Some(true)) => "enrolment",
+        (None, _) => "?",
+    };
+    let mut parts = Vec::new();
+    match (reader.online, &reader.problem) {
+        (Some(true), _) => parts.push("online".to_owned()),
+        (Some(false), Some(problem)) => parts.push(format!("OFFLINE: {problem}")),
+        (Some(false), None) => parts.push("OFFLINE".to_owned()),
+        (None, _) => {}
+    }
+    match reader.secure_channel {
+        Some(true) => parts.push("secure channel up".to_owned()),
+        Some(false) => parts.push("secure channel DOWN".to_owned()),
+        None => {}
+    }
+    parts.push(match reader.last_frame_at {
+        Some(t) => format!("last frame {}", ago(t, now)),
+        None => "no frame yet".to_owned(),
+    });
+    if let Some(bits) = reader.bits {
+        parts.push(match &reader.format {
+            Some(format) => format!("{bits} bits {format}"),
+            None => format!("{bits} bits"),
+        });
+    }
+    match reader.parity_ok {
+        Some(true) => parts.push("parity ok".to_owned()),
+        Some(false) => parts.push("parity FAILED".to_owned()),
+        None => {}
+    }
+    format!("{id} ({kind}, {serves}): {}", parts.join(", "))
 }
 
 /// A duration in seconds, short: `45s`, `3m 12s`, `2h 5m`, `3d 4h`.
@@ -309,6 +388,39 @@ fn summary(doc: &StatusDoc, now: DateTime<Utc>) -> Vec<String> {
         None => block("Locks", vec![unknown()]),
     }
 
+    match &doc.readers {
+        Some(readers) if readers.is_empty() => {
+            block("Readers", vec!["none configured".to_owned()]);
+        }
+        Some(readers) => block(
+            "Readers",
+            readers
+                .iter()
+                .map(|(id, reader)| reader_row(id, reader, now))
+                .collect(),
+        ),
+        None => {}
+    }
+    if let Some(connected) = doc.mqtt_connected {
+        let row = if connected {
+            "connected"
+        } else {
+            "NOT CONNECTED: MQTT readers and locks do not work until it is back"
+        };
+        block("Broker", vec![row.to_owned()]);
+    }
+    if let Some(lockdown) = doc.lockdown.as_ref().filter(|l| l.on == Some(true)) {
+        let mut row = "ON".to_owned();
+        if let Some(since) = lockdown.since {
+            row.push_str(&format!(" since {}", ago(since, now)));
+        }
+        if let Some(reason) = &lockdown.reason {
+            row.push_str(&format!(": {reason}"));
+        }
+        row.push_str("; only lockdown.allow_groups and admin opens open");
+        block("Lockdown", vec![row]);
+    }
+
     let mut outbox = doc
         .outbox_depth
         .map_or_else(unknown, |n| format!("{n} check-ins waiting for Cobot"));
@@ -402,6 +514,20 @@ mod tests {
                                 "last_success": null},
                       "back": {"driver": "log", "ok": true,
                                "last_success": "2026-12-01T11:00:00Z"}},
+            "readers": {
+                "front": {"kind": "wiegand", "unit": "front_door", "enrol": false,
+                          "online": true, "last_frame_at": "2026-12-01T11:59:48Z", "bits": 26,
+                          "format": "H10301", "parity_ok": false},
+                "lobby": {"kind": "osdp", "unit": "lobby", "enrol": false, "online": false,
+                          "secure_channel": false, "problem": "no answer at address 1",
+                          "last_frame_at": null, "bits": null, "format": null,
+                          "parity_ok": null},
+                "desk": {"kind": "hid", "unit": null, "enrol": true, "online": true,
+                         "last_frame_at": null, "bits": null, "format": null,
+                         "parity_ok": null},
+            },
+            "mqtt_connected": false,
+            "lockdown": {"on": true, "reason": "fire drill", "since": "2026-12-01T11:55:00Z"},
             "outbox_depth": 3,
             "outbox_oldest_seconds": 7200.0,
         }))
@@ -418,6 +544,14 @@ mod tests {
             "back (log): ok, last success 1h 0m ago",
             "front (modbus): FAILING, no success yet; last error: timeout",
             "Outbox     3 check-ins waiting for Cobot, the oldest for 2h 0m",
+            "Readers    desk (hid, enrolment): online, no frame yet",
+            "front (wiegand, front_door): online, last frame 12s ago (2026-12-01T11:59:48Z), \
+             26 bits H10301, parity FAILED",
+            "lobby (osdp, lobby): OFFLINE: no answer at address 1, secure channel DOWN, no \
+             frame yet",
+            "Broker     NOT CONNECTED: MQTT readers and locks do not work until it is back",
+            "Lockdown   ON since 5m 0s ago (2026-12-01T11:55:00Z): fire drill; only \
+             lockdown.allow_groups and admin opens open",
             "Clock      trusted",
             "Health     degraded:\n           - lock front failing: timeout",
         ] {
