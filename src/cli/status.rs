@@ -417,7 +417,7 @@ fn summary(doc: &StatusDoc, now: DateTime<Utc>) -> Vec<String> {
         if let Some(reason) = &lockdown.reason {
             row.push_str(&format!(": {reason}"));
         }
-        row.push_str("; only lockdown.allow_groups and admin opens open");
+        row.push_str("; only lockdown.allow_groups and the admin API open doors");
         block("Lockdown", vec![row]);
     }
 
@@ -551,7 +551,7 @@ mod tests {
              frame yet",
             "Broker     NOT CONNECTED: MQTT readers and locks do not work until it is back",
             "Lockdown   ON since 5m 0s ago (2026-12-01T11:55:00Z): fire drill; only \
-             lockdown.allow_groups and admin opens open",
+             lockdown.allow_groups and the admin API open doors",
             "Clock      trusted",
             "Health     degraded:\n           - lock front failing: timeout",
         ] {
