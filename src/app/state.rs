@@ -109,14 +109,19 @@ impl Daemon {
     /// reader is online while the readers' broker connection is up (its messages arrive on
     /// that connection, nowhere else).
     pub(crate) fn reader_statuses(&self) -> BTreeMap<String, crate::readers::ReaderStatus> {
-        let mut statuses = crate::readers::statuses(&self.readers.borrow());
+        let table = self.readers.borrow();
+        let mut statuses = crate::readers::statuses(&table);
         let connected = self
             .mqtt_readers
             .as_ref()
             .is_some_and(crate::mqtt::MqttLink::is_up);
-        for status in statuses.values_mut().filter(|s| s.kind == "mqtt") {
-            status.online = Some(connected);
-            status.problem = (!connected).then(|| "not connected to the MQTT broker".to_owned());
+        // A reader with a topic is an MQTT reader (as `mqtt_up` and health tell them apart).
+        for reader in table.values().filter(|r| r.config.topic().is_some()) {
+            if let Some(status) = statuses.get_mut(&reader.config.id) {
+                status.online = Some(connected);
+                status.problem =
+                    (!connected).then(|| "not connected to the MQTT broker".to_owned());
+            }
         }
         statuses
     }
